@@ -1,0 +1,200 @@
+//! The system calls that socket2 does not make the way the lesson needs, and
+//! the kernel's views of a socket: TCP_INFO and /proc/net/tcp.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use protocol::TcpState;
+
+/// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC, so the new connection is
+/// ready for tokio without a second call.
+pub fn accept4(listener: RawFd) -> io::Result<(OwnedFd, SocketAddr)> {
+    // SAFETY: sockaddr_in is plain data, for which all zeroes is valid.
+    let mut peer: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let mut peer_len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: the pointers refer to live locals of the sizes given.
+    let fd = unsafe {
+        libc::accept4(
+            listener,
+            (&mut peer as *mut libc::sockaddr_in).cast(),
+            &mut peer_len,
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: accept4 just returned this fd, and nothing else owns it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let ip = Ipv4Addr::from(u32::from_be(peer.sin_addr.s_addr));
+    let port = u16::from_be(peer.sin_port);
+    Ok((owned, SocketAddr::V4(SocketAddrV4::new(ip, port))))
+}
+
+/// read(2), as the seed calls it, into a buffer of `max` bytes.
+pub fn read(fd: RawFd, max: usize) -> io::Result<Vec<u8>> {
+    let mut buffer = vec![0u8; max];
+    // SAFETY: the buffer is `max` bytes long and lives across the call.
+    let count = unsafe { libc::read(fd, buffer.as_mut_ptr().cast(), max) };
+    if count < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buffer.truncate(count as usize);
+    Ok(buffer)
+}
+
+/// send(2) with MSG_NOSIGNAL, so a send after the peer's RST returns EPIPE
+/// instead of killing the relay with SIGPIPE.
+pub fn send(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: the slice is valid for its length across the call.
+    let count = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
+    if count < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(count as usize)
+}
+
+/// What getsockopt(TCP_INFO) says of a socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpInfo {
+    pub state: TcpState,
+    /// For LISTEN sockets, the accept queue's length (`tcpi_unacked`).
+    pub queue: u32,
+    /// For LISTEN sockets, the accept queue's capacity (`tcpi_sacked`).
+    pub backlog: u32,
+}
+
+pub fn tcp_info(fd: RawFd) -> io::Result<TcpInfo> {
+    // SAFETY: tcp_info is plain data, for which all zeroes is valid.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: the pointers refer to a live tcp_info and its length.
+    let status = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    if status < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let state = TcpState::from_linux(info.tcpi_state)
+        .ok_or_else(|| io::Error::other(format!("unknown tcpi_state {}", info.tcpi_state)))?;
+    Ok(TcpInfo {
+        state,
+        queue: info.tcpi_unacked,
+        backlog: info.tcpi_sacked,
+    })
+}
+
+/// What the kernel still keeps of a connection whose fd is closed, from
+/// /proc/net/tcp: TIME_WAIT, FIN_WAIT2, LAST_ACK and the like. None once the
+/// kernel has forgotten it.
+pub fn kernel_state(local: SocketAddr, peer: SocketAddr) -> Option<TcpState> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    find_in_proc_net_tcp(&table, local, peer)
+}
+
+fn find_in_proc_net_tcp(table: &str, local: SocketAddr, peer: SocketAddr) -> Option<TcpState> {
+    table.lines().skip(1).find_map(|line| {
+        let mut fields = line.split_whitespace().skip(1);
+        let row_local = parse_proc_addr(fields.next()?)?;
+        let row_peer = parse_proc_addr(fields.next()?)?;
+        let state = u8::from_str_radix(fields.next()?, 16).ok()?;
+        (row_local == local && row_peer == peer)
+            .then(|| TcpState::from_linux(state))
+            .flatten()
+    })
+}
+
+/// Parses `0100007F:1B59`: the IPv4 address as the kernel's u32 in host
+/// order, then the port.
+fn parse_proc_addr(text: &str) -> Option<SocketAddr> {
+    let (ip, port) = text.split_once(':')?;
+    let ip = u32::from_str_radix(ip, 16).ok()?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    Some(SocketAddr::V4(SocketAddrV4::new(
+        Ipv4Addr::from(ip.to_ne_bytes()),
+        port,
+    )))
+}
+
+/// The symbolic name of an errno, as C code and man pages spell it.
+pub fn errno_name(errno: i32) -> String {
+    let name = match errno {
+        libc::EPERM => "EPERM",
+        libc::EINTR => "EINTR",
+        libc::EBADF => "EBADF",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EINVAL => "EINVAL",
+        libc::ENFILE => "ENFILE",
+        libc::EMFILE => "EMFILE",
+        libc::EPIPE => "EPIPE",
+        libc::ENOTSOCK => "ENOTSOCK",
+        libc::EDESTADDRREQ => "EDESTADDRREQ",
+        libc::EPROTOTYPE => "EPROTOTYPE",
+        libc::ENOPROTOOPT => "ENOPROTOOPT",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        libc::ENETDOWN => "ENETDOWN",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::ECONNABORTED => "ECONNABORTED",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::ENOBUFS => "ENOBUFS",
+        libc::EISCONN => "EISCONN",
+        libc::ENOTCONN => "ENOTCONN",
+        libc::ESHUTDOWN => "ESHUTDOWN",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::EHOSTDOWN => "EHOSTDOWN",
+        libc::EHOSTUNREACH => "EHOSTUNREACH",
+        libc::EALREADY => "EALREADY",
+        libc::EINPROGRESS => "EINPROGRESS",
+        other => return format!("E{other}"),
+    };
+    name.to_string()
+}
+
+/// strerror(errno), without Rust's " (os error N)" suffix.
+pub fn strerror(errno: i32) -> String {
+    let text = io::Error::from_raw_os_error(errno).to_string();
+    match text.rfind(" (os error") {
+        Some(end) => text[..end].to_string(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_tcp_rows_are_found_by_both_ends() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:1B59 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n\
+   1: 0100007F:C350 0100007F:1B59 06 00000000:00000000 03:00001770 00000000     0        0 0 3 0\n";
+        let server: SocketAddr = "127.0.0.1:7001".parse().expect("addr");
+        let client: SocketAddr = "127.0.0.1:50000".parse().expect("addr");
+        assert_eq!(
+            find_in_proc_net_tcp(table, client, server),
+            Some(TcpState::TimeWait)
+        );
+        assert_eq!(find_in_proc_net_tcp(table, server, client), None);
+    }
+
+    #[test]
+    fn errno_names_are_the_c_names() {
+        assert_eq!(errno_name(libc::ECONNREFUSED), "ECONNREFUSED");
+        assert_eq!(errno_name(libc::EAGAIN), "EAGAIN");
+        assert_eq!(strerror(libc::ECONNREFUSED), "Connection refused");
+    }
+}

@@ -1,0 +1,20 @@
+//! The socket-flow relay: it serves the page, and for each browser that opens
+//! `/ws` it runs a lab of real sockets, making the system calls the page asks
+//! for and streaming what the kernel answered.
+//!
+//! # Layout
+//! - `server`: HTTP, the embedded page, the WebSocket upgrade and its Origin check.
+//! - `assets`: the page's files, embedded at compile time or read from `--www`.
+//! - `session`: one per browser; forwards commands to its lab and events back.
+//! - `engine`: the labs; performs the real socket calls and emits protocol
+//!   events into a channel. It knows nothing of WebSocket or JSON.
+//! - `config`: the relay's settings and limits.
+
+mod assets;
+pub mod config;
+pub mod engine;
+mod server;
+mod session;
+
+pub use config::Config;
+pub use server::serve;

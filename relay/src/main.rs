@@ -1,0 +1,89 @@
+//! The `relay` binary: parses flags, sets up logging, binds, and serves until Ctrl-C.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use relay::Config;
+use relay::config::DEFAULT_PORT;
+use tokio::net::TcpListener;
+
+/// Serves the socket-flow page and runs a lab of real sockets for each browser.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Where the page and its WebSocket listen. Loopback by default: only this
+    /// machine can reach it.
+    #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))]
+    listen: SocketAddr,
+    /// Open the page in the default browser once the relay is listening.
+    #[arg(long)]
+    open: bool,
+    /// Serve the page from this folder instead of the copy built into the
+    /// binary, for front-end work.
+    #[arg(long, value_name = "DIR")]
+    www: Option<PathBuf>,
+    /// Also let pages from this origin (such as http://localhost:8000) open labs.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allowed_origins: Vec<String>,
+    /// Let labs connect to this address outside this host.
+    #[arg(long = "allow-connect", value_name = "HOST:PORT")]
+    allowed_connect_targets: Vec<SocketAddr>,
+    /// The address lab servers bind to. Loopback by default; 0.0.0.0 lets
+    /// students on the network join a lab with nc.
+    #[arg(long, default_value = "127.0.0.1")]
+    lab_ip: IpAddr,
+    /// The most labs (browser tabs) the relay runs at once.
+    #[arg(long, default_value_t = Config::default().labs_per_relay)]
+    max_labs: u32,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "relay=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = Config {
+        www_dir: args.www,
+        allowed_origins: args.allowed_origins,
+        allowed_connect_targets: args.allowed_connect_targets,
+        lab_ip: args.lab_ip,
+        labs_per_relay: args.max_labs,
+        ..Config::default()
+    };
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", args.listen))?;
+    let url = format!("http://{}/", listener.local_addr()?);
+    // The first line of stdout is the URL, so that scripts and tests can read it.
+    println!("socket-flow is running: open {url}");
+    if !config.lab_ip.is_loopback() {
+        tracing::warn!(lab_ip = %config.lab_ip, "lab servers are reachable from the network");
+    }
+    if args.open {
+        open_browser(&url);
+    }
+    relay::serve(listener, config, async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
+    .await?;
+    Ok(())
+}
+
+fn open_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    if let Err(error) = std::process::Command::new(opener).arg(url).spawn() {
+        tracing::warn!(%error, "could not open a browser; open {url} by hand");
+    }
+}

@@ -1,0 +1,169 @@
+//! HTTP on one port: the page's files, and `/ws`, where each browser gets a lab.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::assets::Assets;
+use crate::config::Config;
+use crate::engine::PortPool;
+use crate::session;
+
+/// What every request handler shares.
+pub(crate) struct Shared {
+    pub config: Config,
+    assets: Assets,
+    /// One permit per lab, so that a relay never runs more labs than its limit.
+    pub lab_slots: Arc<Semaphore>,
+    /// The lab ports in use, shared so that two labs never pick the same one.
+    pub ports: Arc<PortPool>,
+}
+
+/// Serves the page and the labs on an already-bound listener until `shutdown`
+/// completes. Taking the listener lets tests bind port 0.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let assets = match &config.www_dir {
+        Some(dir) => Assets::Dir(dir.clone()),
+        None => Assets::Embedded,
+    };
+    let shared = Arc::new(Shared {
+        lab_slots: Arc::new(Semaphore::new(config.labs_per_relay as usize)),
+        ports: Arc::new(PortPool::new(config.lab_ports.clone())),
+        config,
+        assets,
+    });
+    let app = Router::new()
+        .route("/ws", get(open_lab))
+        .fallback(get(page_file))
+        .with_state(shared);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn page_file(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
+    match shared.assets.get(uri.path()).await {
+        Some(asset) => (
+            [
+                (header::CONTENT_TYPE, asset.content_type),
+                // The bundle changes with every build of the relay; never cache it stale.
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            asset.bytes,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}
+
+async fn open_lab(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if let Err(origin) = check_origin(&headers, &shared.config.allowed_origins) {
+        tracing::warn!(%origin, "refused a WebSocket from another origin");
+        return (
+            StatusCode::FORBIDDEN,
+            format!(
+                "The page at {origin} may not open this relay's labs. Start the relay with \
+                 --allow-origin {origin} to allow it."
+            ),
+        )
+            .into_response();
+    }
+    // The protocol's own frame limit answers with an `error` event and keeps
+    // the session; this larger one only stops a browser from making the relay
+    // buffer without bound.
+    let hard_limit = shared.config.frame_bytes as usize * 16;
+    upgrade
+        .max_message_size(hard_limit)
+        .max_frame_size(hard_limit)
+        .on_upgrade(move |socket| session::run(socket, shared))
+}
+
+/// A browser page may open `/ws` only if it came from this relay (its Origin
+/// names the Host it asked) or from an origin the teacher allowed. Clients
+/// that send no Origin are not browsers, so a page cannot hide behind them.
+fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), String> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("(unreadable)").to_string();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .unwrap_or("");
+    let same_origin = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .is_some_and(|origin_host| !host.is_empty() && origin_host == host);
+    if same_origin || allowed.iter().any(|allowed| *allowed == origin) {
+        Ok(())
+    } else {
+        Err(origin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_str(host).expect("host"));
+        if let Some(origin) = origin {
+            headers.insert(
+                header::ORIGIN,
+                HeaderValue::from_str(origin).expect("origin"),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn origin_rules() {
+        let allowed = vec!["http://teacher.example:8080".to_string()];
+        assert!(check_origin(&headers(None, "127.0.0.1:7878"), &allowed).is_ok());
+        assert!(
+            check_origin(
+                &headers(Some("http://127.0.0.1:7878"), "127.0.0.1:7878"),
+                &allowed
+            )
+            .is_ok()
+        );
+        assert!(
+            check_origin(
+                &headers(Some("http://evil.example"), "127.0.0.1:7878"),
+                &allowed
+            )
+            .is_err()
+        );
+        assert!(
+            check_origin(
+                &headers(Some("http://127.0.0.1:9999"), "127.0.0.1:7878"),
+                &allowed
+            )
+            .is_err()
+        );
+        assert!(
+            check_origin(
+                &headers(Some("http://teacher.example:8080"), "127.0.0.1:7878"),
+                &allowed
+            )
+            .is_ok()
+        );
+    }
+}

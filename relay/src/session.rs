@@ -1,0 +1,103 @@
+//! One browser's session: it forwards the browser's commands to its lab and
+//! the lab's events back, until either side goes away.
+//!
+//! Shaped like tokio-tungstenite's interval-server example: `run` logs the
+//! expected endings; `forward` returns them as errors.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket};
+use protocol::{ErrorCode, Refusal};
+
+use crate::engine::{self, LabInput, LabSettings};
+use crate::server::Shared;
+
+pub(crate) async fn run(mut socket: WebSocket, shared: Arc<Shared>) {
+    // A relay runs at most `labs_per_relay` labs; one past that is told why.
+    let Ok(_permit) = Arc::clone(&shared.lab_slots).try_acquire_owned() else {
+        let refusal = engine::refusal_event(Refusal::new(
+            None,
+            ErrorCode::Limit,
+            format!(
+                "This relay already runs its limit of {} labs. Close another tab, or ask the \
+                 teacher to raise --max-labs.",
+                shared.config.labs_per_relay
+            ),
+        ));
+        let _ = socket
+            .send(Message::Text(protocol::encode_event(&refusal).into()))
+            .await;
+        let _ = socket.send(Message::Close(None)).await;
+        return;
+    };
+    let settings = LabSettings::from_config(&shared.config, Arc::clone(&shared.ports));
+    let lab = engine::spawn_lab(settings);
+    match forward(
+        &mut socket,
+        &lab.inputs,
+        lab.events,
+        shared.config.frame_bytes,
+    )
+    .await
+    {
+        Ok(()) => tracing::debug!("browser left"),
+        Err(error) => tracing::debug!(%error, "session ended"),
+    }
+    // Closing the input channel ends the lab, which closes its sockets; wait
+    // for that so that the lab slot is only freed once the fds are gone.
+    drop(lab.inputs);
+    let _ = lab.task.await;
+}
+
+async fn forward(
+    socket: &mut WebSocket,
+    inputs: &tokio::sync::mpsc::Sender<LabInput>,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<protocol::Event>,
+    frame_bytes: u32,
+) -> anyhow::Result<()> {
+    loop {
+        tokio::select! {
+            frame = socket.recv() => {
+                let Some(frame) = frame else { return Ok(()) };
+                let input = match frame? {
+                    Message::Text(text) => read_command(text.as_bytes(), frame_bytes),
+                    Message::Binary(bytes) => read_command(&bytes, frame_bytes),
+                    Message::Close(_) => return Ok(()),
+                    Message::Ping(_) | Message::Pong(_) => continue,
+                };
+                if inputs.send(input).await.is_err() {
+                    return Ok(());
+                }
+            }
+            event = events.recv() => {
+                let Some(event) = event else { return Ok(()) };
+                socket.send(Message::Text(protocol::encode_event(&event).into())).await?;
+            }
+        }
+    }
+}
+
+/// Turns one frame into a command, or into the refusal the lab will report.
+fn read_command(bytes: &[u8], frame_bytes: u32) -> LabInput {
+    if bytes.len() > frame_bytes as usize {
+        return LabInput::Refused(Refusal::new(
+            None,
+            ErrorCode::Limit,
+            format!(
+                "This frame is {} bytes; the limit is {frame_bytes}. Send smaller commands.",
+                bytes.len()
+            ),
+        ));
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => match protocol::decode_command(text) {
+            Ok(command) => LabInput::Command(command),
+            Err(refusal) => LabInput::Refused(refusal),
+        },
+        Err(error) => LabInput::Refused(Refusal::new(
+            None,
+            ErrorCode::BadJson,
+            format!("This frame is not UTF-8 text ({error}); commands are JSON text."),
+        )),
+    }
+}

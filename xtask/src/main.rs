@@ -1,0 +1,85 @@
+//! `cargo xtask`: the project's build and CI tasks, in Rust rather than shell.
+//!
+//! Each task has a module of its own:
+//! - `web`: builds the wasm page into `www/pkg/`, or checks the committed one.
+//! - `ci`: everything CI runs, in order.
+//! - `bench`: the relay's latency, throughput and memory figures.
+
+mod bench;
+mod ci;
+mod web;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "socket-flow's build and CI tasks")]
+struct Args {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build the wasm page into www/pkg/ (release, size-optimised, reproducible).
+    Web {
+        /// Rebuild into a temporary folder and fail if the committed bundle differs.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Run everything CI runs: fmt, clippy, every test, and `web --check`.
+    Ci,
+    /// Measure the relay: send-to-read latency, labs per second, memory per lab.
+    Bench {
+        /// How many send/read round trips to time.
+        #[arg(long, default_value_t = 2000)]
+        round_trips: u32,
+        /// How many idle labs to open for the memory figure.
+        #[arg(long, default_value_t = 200)]
+        idle_labs: u32,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    match args.task {
+        Task::Web { check } => web::run(check),
+        Task::Ci => ci::run(),
+        Task::Bench {
+            round_trips,
+            idle_labs,
+        } => bench::run(round_trips, idle_labs),
+    }
+}
+
+/// The workspace root: xtask lives one folder below it.
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The cargo that runs xtask, as rust-analyzer's xtask does.
+fn cargo() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.current_dir(project_root());
+    command
+}
+
+/// Runs a command to completion, failing with the command line if it fails.
+fn run_command(mut command: Command) -> anyhow::Result<()> {
+    let line = format!("{command:?}");
+    eprintln!("$ {line}");
+    let status = command
+        .status()
+        .with_context(|| format!("could not start {line}"))?;
+    if !status.success() {
+        bail!("{line} failed with {status}");
+    }
+    Ok(())
+}
