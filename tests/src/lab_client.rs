@@ -1,0 +1,179 @@
+//! A WebSocket client that speaks protocol v1 as the page does, and awaits
+//! events by what they say rather than by sleeping.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use protocol::{Call, Command, Event, EventBody, Hello, Op, Phase, SockState};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any single expected event may take. Generous, because CI
+/// machines are small; a passing test never waits this long.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct LabClient {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    next_id: u64,
+    /// Every event received so far, in order.
+    pub events: Vec<Event>,
+    pub hello: Hello,
+}
+
+impl LabClient {
+    /// Opens `/ws` and reads `hello`.
+    pub async fn connect(ws_url: &str) -> LabClient {
+        let (socket, _) = tokio_tungstenite::connect_async(ws_url)
+            .await
+            .expect("the WebSocket opens");
+        let mut client = LabClient {
+            socket,
+            next_id: 1,
+            events: Vec::new(),
+            hello: Hello {
+                protocol: 0,
+                relay: String::new(),
+                default_addr: String::new(),
+                limits: protocol::Limits {
+                    sockets_per_lab: 0,
+                    labs_per_relay: 0,
+                    send_bytes: 0,
+                    read_bytes: 0,
+                    frame_bytes: 0,
+                    port_range: [0, 0],
+                },
+                capture: false,
+                capture_reason: None,
+            },
+        };
+        let first = client.next_event().await;
+        assert_eq!(first.seq, 1, "hello is the first frame");
+        match first.body {
+            EventBody::Hello(hello) => client.hello = hello,
+            other => panic!("the first frame is not hello: {other:?}"),
+        }
+        client
+    }
+
+    /// Sends a command and returns its id.
+    pub async fn send(&mut self, op: Op) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let text = protocol::encode_command(&Command { id, op });
+        self.send_raw(Message::Text(text.into())).await;
+        id
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.socket.send(message).await.expect("the frame is sent");
+    }
+
+    /// The next event, checking that `seq` has no gaps and `t_us` never
+    /// goes backwards.
+    pub async fn next_event(&mut self) -> Event {
+        loop {
+            let frame = tokio::time::timeout(EVENT_TIMEOUT, self.socket.next())
+                .await
+                .expect("an event arrives in time")
+                .expect("the WebSocket is open")
+                .expect("the frame is readable");
+            let Message::Text(text) = frame else { continue };
+            let event = protocol::decode_event(&text).expect("the event parses");
+            if let Some(previous) = self.events.last() {
+                assert_eq!(event.seq, previous.seq + 1, "seq has no gaps");
+                assert!(event.t_us >= previous.t_us, "t_us is monotonic");
+            }
+            self.events.push(event.clone());
+            return event;
+        }
+    }
+
+    /// Reads events until one matches, and returns it. Events already
+    /// received count too.
+    pub async fn until(&mut self, what: &str, matches: impl Fn(&Event) -> bool) -> Event {
+        self.until_from(0, what, matches).await
+    }
+
+    /// Like `until`, but only events from index `from` of `events` on count.
+    pub async fn until_from(
+        &mut self,
+        from: usize,
+        what: &str,
+        matches: impl Fn(&Event) -> bool,
+    ) -> Event {
+        if let Some(event) = self.events.iter().skip(from).find(|event| matches(event)) {
+            return event.clone();
+        }
+        let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+        loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; events: {:#?}",
+                self.events
+            );
+            let event = self.next_event().await;
+            if matches(&event) {
+                return event;
+            }
+        }
+    }
+
+    /// Awaits the final call event (done or failed) of command `id`.
+    pub async fn outcome(&mut self, id: u64) -> Call {
+        let event = self
+            .until(&format!("the outcome of command {id}"), |event| {
+                matches!(&event.body, EventBody::Call(call)
+                    if call.id == Some(id) && matches!(call.phase, Some(Phase::Done | Phase::Failed)))
+            })
+            .await;
+        match event.body {
+            EventBody::Call(call) => call,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Sends a command and awaits its final call event.
+    pub async fn call(&mut self, op: Op) -> Call {
+        let id = self.send(op).await;
+        self.outcome(id).await
+    }
+
+    /// Sends a command, asserts it succeeded, and returns the event.
+    pub async fn ok(&mut self, op: Op) -> Call {
+        let call = self.call(op.clone()).await;
+        assert_eq!(call.phase, Some(Phase::Done), "{op:?} failed: {call:?}");
+        call
+    }
+
+    /// Awaits a state event of `sock` in `tcp`.
+    pub async fn state(&mut self, sock: u32, tcp: protocol::TcpState) -> SockState {
+        let event = self
+            .until(&format!("socket {sock} in {tcp:?}"), |event| {
+                matches!(&event.body, EventBody::State(state) if state.sock == sock && state.tcp == tcp)
+            })
+            .await;
+        match event.body {
+            EventBody::State(state) => state,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Awaits the `error` event of command `id` (or of an id-less frame)
+    /// among the events from index `from` on.
+    pub async fn error_from(&mut self, from: usize, id: Option<u64>) -> protocol::ErrorEvent {
+        let event = self
+            .until_from(from, "an error event", |event| {
+                matches!(&event.body, EventBody::Error(error) if error.id == id)
+            })
+            .await;
+        match event.body {
+            EventBody::Error(error) => error,
+            _ => unreachable!(),
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+    }
+}

@@ -1,0 +1,35 @@
+//! Helpers for the end-to-end tests: start the real relay, talk to it as a
+//! browser would, and ask the kernel what it really holds.
+
+pub mod kernel;
+pub mod lab_client;
+pub mod relay_process;
+
+/// GETs a URL from the relay and returns the status, content type and body.
+pub async fn http_get(url: &str) -> (u16, String, Vec<u8>) {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let client: Client<_, Empty<bytes::Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let response = client
+        .get(url.parse().expect("a valid URL"))
+        .await
+        .expect("the relay answers HTTP");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("the body arrives")
+        .to_bytes()
+        .to_vec();
+    (status, content_type, body)
+}
