@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: start the real relay, talk to it as a
 //! browser would, and ask the kernel what it really holds.
 
+pub mod browser;
 pub mod kernel;
 pub mod lab_client;
 pub mod relay_process;
