@@ -109,7 +109,7 @@ fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), String> {
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"))
         .is_some_and(|origin_host| !host.is_empty() && origin_host == host);
-    if same_origin || allowed.iter().any(|allowed| *allowed == origin) {
+    if same_origin || allowed.contains(&origin) {
         Ok(())
     } else {
         Err(origin)

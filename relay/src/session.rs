@@ -6,8 +6,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, WebSocket};
-use protocol::{ErrorCode, Refusal};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use protocol::{ErrorCode, EventBody, Refusal};
+use tokio::sync::mpsc;
 
 use crate::engine::{self, LabInput, LabSettings};
 use crate::server::Shared;
@@ -31,16 +34,30 @@ pub(crate) async fn run(mut socket: WebSocket, shared: Arc<Shared>) {
         return;
     };
     let settings = LabSettings::from_config(&shared.config, Arc::clone(&shared.ports));
-    let lab = engine::spawn_lab(settings);
-    match forward(
-        &mut socket,
-        &lab.inputs,
-        lab.events,
-        shared.config.frame_bytes,
-    )
-    .await
-    {
+    let mut lab = engine::spawn_lab(settings);
+    let frame_bytes = shared.config.frame_bytes;
+    match forward(&mut socket, &lab.inputs, &mut lab.events, frame_bytes).await {
         Ok(()) => tracing::debug!("browser left"),
+        Err(error) if is_invalid_utf8(&error) => {
+            // RFC 6455 requires failing the connection on a text frame that
+            // is not UTF-8, and tungstenite's stream has ended. Say why
+            // first, in order, then close with 1007 (invalid payload data).
+            let refusal = Refusal::new(
+                None,
+                ErrorCode::BadJson,
+                "A text frame was not UTF-8. WebSocket requires closing the connection for that \
+                 (RFC 6455, close code 1007); send raw bytes as a binary frame instead.",
+            );
+            if lab.inputs.send(LabInput::Refused(refusal)).await.is_ok() {
+                forward_until_error(&mut socket, &mut lab.events).await;
+            }
+            let _ = socket
+                .send(Message::Close(Some(CloseFrame {
+                    code: close_code::INVALID,
+                    reason: "text frame was not UTF-8".into(),
+                })))
+                .await;
+        }
         Err(error) => tracing::debug!(%error, "session ended"),
     }
     // Closing the input channel ends the lab, which closes its sockets; wait
@@ -51,10 +68,10 @@ pub(crate) async fn run(mut socket: WebSocket, shared: Arc<Shared>) {
 
 async fn forward(
     socket: &mut WebSocket,
-    inputs: &tokio::sync::mpsc::Sender<LabInput>,
-    mut events: tokio::sync::mpsc::UnboundedReceiver<protocol::Event>,
+    inputs: &mpsc::Sender<LabInput>,
+    events: &mut mpsc::UnboundedReceiver<protocol::Event>,
     frame_bytes: u32,
-) -> anyhow::Result<()> {
+) -> Result<(), axum::Error> {
     loop {
         tokio::select! {
             frame = socket.recv() => {
@@ -75,6 +92,35 @@ async fn forward(
             }
         }
     }
+}
+
+/// Forwards events until the lab has reported an `error`, for at most a second.
+async fn forward_until_error(
+    socket: &mut WebSocket,
+    events: &mut mpsc::UnboundedReceiver<protocol::Event>,
+) {
+    let forwarding = async {
+        while let Some(event) = events.recv().await {
+            let is_error = matches!(event.body, EventBody::Error(_));
+            let text = protocol::encode_event(&event);
+            if socket.send(Message::Text(text.into())).await.is_err() || is_error {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), forwarding).await;
+}
+
+fn is_invalid_utf8(error: &axum::Error) -> bool {
+    use std::error::Error;
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(tokio_tungstenite::tungstenite::Error::Utf8(_)) = cause.downcast_ref() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Turns one frame into a command, or into the refusal the lab will report.

@@ -26,6 +26,8 @@ pub fn fd_count(pid: u32) -> usize {
 pub struct SsSocket {
     /// The state, in the Linux names the protocol uses (LISTEN, ESTABLISHED…).
     pub state: String,
+    /// Bytes received and not yet read (for LISTEN: the accept queue).
+    pub recv_q: u64,
     pub local: String,
     pub peer: String,
     pub inode: u64,
@@ -53,6 +55,7 @@ fn parse_ss(text: &str) -> Vec<SsSocket> {
                 .and_then(|inode| inode.parse().ok())?;
             Some(SsSocket {
                 state: linux_state_name(fields.first()?).to_string(),
+                recv_q: fields.get(1)?.parse().ok()?,
                 local: fields.get(3)?.to_string(),
                 peer: fields.get(4)?.to_string(),
                 inode,
@@ -80,7 +83,9 @@ fn linux_state_name(ss_state: &str) -> &str {
 /// The ss row of the socket behind `fd` of process `pid`.
 pub fn ss_socket_of(pid: u32, fd: i32) -> Option<SsSocket> {
     let inode = socket_inode(pid, fd)?;
-    ss_sockets().into_iter().find(|socket| socket.inode == inode)
+    ss_sockets()
+        .into_iter()
+        .find(|socket| socket.inode == inode)
 }
 
 #[cfg(test)]

@@ -75,7 +75,7 @@ impl LabClient {
         loop {
             let frame = tokio::time::timeout(EVENT_TIMEOUT, self.socket.next())
                 .await
-                .expect("an event arrives in time")
+                .unwrap_or_else(|_| panic!("no event in time; so far: {:#?}", self.events))
                 .expect("the WebSocket is open")
                 .expect("the frame is readable");
             let Message::Text(text) = frame else { continue };
@@ -163,9 +163,11 @@ impl LabClient {
     /// among the events from index `from` on.
     pub async fn error_from(&mut self, from: usize, id: Option<u64>) -> protocol::ErrorEvent {
         let event = self
-            .until_from(from, "an error event", |event| {
-                matches!(&event.body, EventBody::Error(error) if error.id == id)
-            })
+            .until_from(
+                from,
+                "an error event",
+                |event| matches!(&event.body, EventBody::Error(error) if error.id == id),
+            )
             .await;
         match event.body {
             EventBody::Error(error) => error,

@@ -12,8 +12,7 @@ pub async fn http_get(url: &str) -> (u16, String, Vec<u8>) {
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
 
-    let client: Client<_, Empty<bytes::Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let response = client
         .get(url.parse().expect("a valid URL"))
         .await

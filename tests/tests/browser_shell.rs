@@ -8,7 +8,11 @@ use socket_flow_tests::relay_process::RelayProcess;
 async fn chromium_renders_the_wasm_shell_and_connects() {
     let relay = RelayProcess::start(&[]).await;
     let browser = Browser::start("en-US").await;
-    browser.client.goto(&relay.url).await.expect("the page loads");
+    browser
+        .client
+        .goto(&relay.url)
+        .await
+        .expect("the page loads");
 
     // Only the wasm writes this attribute, and only once the WebSocket opened.
     browser.wait_for("#status[data-state='connected']").await;
@@ -24,7 +28,11 @@ async fn chromium_renders_the_wasm_shell_and_connects() {
 async fn the_page_says_when_the_relay_is_gone() {
     let relay = RelayProcess::start(&[]).await;
     let browser = Browser::start("en-US").await;
-    browser.client.goto(&relay.url).await.expect("the page loads");
+    browser
+        .client
+        .goto(&relay.url)
+        .await
+        .expect("the page loads");
     browser.wait_for("#status[data-state='connected']").await;
     drop(relay);
     // The page notices, and says it is retrying.

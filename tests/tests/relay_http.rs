@@ -15,13 +15,20 @@ async fn serves_the_page_the_wasm_and_hello() {
     assert_eq!(status, 200);
     assert_eq!(content_type, "text/html; charset=utf-8");
     let page = String::from_utf8(body).expect("the page is UTF-8");
-    assert!(page.contains("/pkg/socket_flow_web.js"), "the page loads the bundle");
+    assert!(
+        page.contains("/pkg/socket_flow_web.js"),
+        "the page loads the bundle"
+    );
 
     let (status, content_type, body) =
         http_get(&format!("{}pkg/socket_flow_web_bg.wasm", relay.url)).await;
     assert_eq!(status, 200);
     assert_eq!(content_type, "application/wasm");
-    assert_eq!(&body[..4], b"\0asm", "the wasm starts with its magic number");
+    assert_eq!(
+        &body[..4],
+        b"\0asm",
+        "the wasm starts with its magic number"
+    );
     let committed = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../www/pkg/socket_flow_web_bg.wasm"

@@ -74,7 +74,12 @@ pub(super) async fn run(
 /// One of the lab's sockets, open in the relay.
 struct LabSocket {
     role: Role,
-    io: Arc<AsyncFd<Socket>>,
+    socket: Arc<Socket>,
+    /// The socket's registration with tokio's reactor (epoll), made at its
+    /// first wait rather than at socket(): a socket that has never connected
+    /// reports EPOLLHUP, which tokio keeps as a permanent "closed" readiness,
+    /// and every wait would spin.
+    registration: Option<Arc<AsyncFd<SharedSocket>>>,
     fd: RawFd,
     local: Option<SocketAddr>,
     peer: Option<SocketAddr>,
@@ -221,6 +226,22 @@ fn is_in_progress(error: &io::Error) -> bool {
 }
 
 impl Lab {
+    /// The socket's registration with epoll, made on its first wait. Only
+    /// called after the kernel answered EAGAIN or EINPROGRESS, so the socket
+    /// is then listening, connecting or connected, never fresh.
+    fn registration(&mut self, sock: SockId) -> io::Result<Arc<AsyncFd<SharedSocket>>> {
+        let socket = self
+            .sockets
+            .get_mut(&sock)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
+        if let Some(io) = &socket.registration {
+            return Ok(Arc::clone(io));
+        }
+        let io = Arc::new(register(SharedSocket(Arc::clone(&socket.socket)))?);
+        socket.registration = Some(Arc::clone(&io));
+        Ok(io)
+    }
+
     fn hello(&mut self) {
         self.sink.emit(EventBody::Hello(Hello {
             protocol: PROTOCOL_VERSION,
@@ -370,11 +391,10 @@ impl Lab {
         self.check_socket_limit(id)?;
         let sock = self.next_sock;
         let c_call = "socket(AF_INET, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC, 0)";
-        let result =
-            Socket::new(Domain::IPV4, Type::STREAM.nonblocking(), None).and_then(|socket| {
-                let fd = socket.as_raw_fd();
-                register(socket).map(|io| (fd, io))
-            });
+        let result = Socket::new(Domain::IPV4, Type::STREAM.nonblocking(), None).map(|socket| {
+            let fd = socket.as_raw_fd();
+            (fd, socket)
+        });
         let call = CallContext {
             id,
             op: OpName::Socket,
@@ -383,13 +403,14 @@ impl Lab {
             started,
         };
         match result {
-            Ok((fd, io)) => {
+            Ok((fd, socket)) => {
                 self.next_sock += 1;
                 self.sockets.insert(
                     sock,
                     LabSocket {
                         role,
-                        io: Arc::new(io),
+                        socket: Arc::new(socket),
+                        registration: None,
                         fd,
                         local: None,
                         peer: None,
@@ -431,7 +452,7 @@ impl Lab {
             return Ok(());
         };
         let (target, result, skipped) = match requested {
-            Some(target) => (target, socket.io.get_ref().bind(&target.into()), Vec::new()),
+            Some(target) => (target, socket.socket.bind(&target.into()), Vec::new()),
             None => {
                 // A free port of the lab range. Ports that an outsider holds
                 // answer EADDRINUSE and are skipped; the event says which.
@@ -445,7 +466,7 @@ impl Lab {
                         ));
                     };
                     let target = SocketAddr::new(self.settings.lab_ip, port);
-                    let result = socket.io.get_ref().bind(&target.into());
+                    let result = socket.socket.bind(&target.into());
                     match &result {
                         Err(error)
                             if error.raw_os_error() == Some(libc::EADDRINUSE)
@@ -468,8 +489,7 @@ impl Lab {
         };
         if result.is_ok() {
             socket.local = socket
-                .io
-                .get_ref()
+                .socket
                 .local_addr()
                 .ok()
                 .and_then(|addr| addr.as_socket());
@@ -559,12 +579,11 @@ impl Lab {
         let Some(socket) = self.sockets.get_mut(&call.sock) else {
             return Ok(());
         };
-        let result = socket.io.get_ref().listen(backlog);
+        let result = socket.socket.listen(backlog);
         if result.is_ok() {
             socket.listening = true;
             socket.local = socket
-                .io
-                .get_ref()
+                .socket
                 .local_addr()
                 .ok()
                 .and_then(|addr| addr.as_socket());
@@ -604,7 +623,6 @@ impl Lab {
         }
         self.check_not_waiting(&call, Direction::Inbound)?;
         self.check_socket_limit(call.id)?;
-        let io = Arc::clone(&socket.io);
         match sys::accept4(call.fd) {
             Err(error) if is_would_block(&error) => {
                 let mut event = call.event(
@@ -623,10 +641,16 @@ impl Lab {
                      queue), then calls accept4() again.",
                 );
                 self.emit(event);
+                let io = match self.registration(call.sock) {
+                    Ok(io) => io,
+                    Err(error) => {
+                        self.finish_accept(call, Err(error));
+                        return Ok(());
+                    }
+                };
                 let completions = self.completion_tx.clone();
                 let task = tokio::spawn(async move {
-                    let result =
-                        wait_and_retry(&io, Direction::Inbound, |fd| sys::accept4(fd)).await;
+                    let result = wait_and_retry(&io, Direction::Inbound, sys::accept4).await;
                     let _ = completions.send(Completion::Accept { call, result });
                 });
                 self.pending.push(Pending {
@@ -641,21 +665,22 @@ impl Lab {
     }
 
     fn finish_accept(&mut self, call: CallContext, result: io::Result<(OwnedFd, SocketAddr)>) {
-        let accepted = result.and_then(|(fd, peer)| {
+        let accepted = result.map(|(fd, peer)| {
             let socket = Socket::from(fd);
             let new_fd = socket.as_raw_fd();
             let local = socket.local_addr().ok().and_then(|addr| addr.as_socket());
-            register(socket).map(|io| (io, new_fd, local, peer))
+            (socket, new_fd, local, peer)
         });
         match accepted {
-            Ok((io, new_fd, local, peer)) => {
+            Ok((socket, new_fd, local, peer)) => {
                 let new_sock = self.next_sock;
                 self.next_sock += 1;
                 self.sockets.insert(
                     new_sock,
                     LabSocket {
                         role: Role::Conn,
-                        io: Arc::new(io),
+                        socket: Arc::new(socket),
+                        registration: None,
                         fd: new_fd,
                         local,
                         peer: Some(peer),
@@ -750,13 +775,12 @@ impl Lab {
         let Some(socket) = self.sockets.get(&call.sock) else {
             return Ok(());
         };
-        let io = Arc::clone(&socket.io);
         let c_call = format!(
             "connect({}, {}, {SOCKADDR_IN_LEN})",
             call.fd,
             render::sockaddr(&target)
         );
-        match io.get_ref().connect(&target.into()) {
+        match socket.socket.connect(&target.into()) {
             Err(error) if is_in_progress(&error) => {
                 let mut event = call.event(
                     Phase::Blocked,
@@ -773,6 +797,13 @@ impl Lab {
                 self.emit(event);
                 // Show SYN_SENT while it lasts.
                 self.observe();
+                let io = match self.registration(call.sock) {
+                    Ok(io) => io,
+                    Err(error) => {
+                        self.finish_connect(call, target, Err(error));
+                        return Ok(());
+                    }
+                };
                 let completions = self.completion_tx.clone();
                 let task = tokio::spawn(async move {
                     let result = wait_for_connect(&io).await;
@@ -798,8 +829,7 @@ impl Lab {
             if result.is_ok() {
                 socket.peer = Some(target);
                 socket.local = socket
-                    .io
-                    .get_ref()
+                    .socket
                     .local_addr()
                     .ok()
                     .and_then(|addr| addr.as_socket());
@@ -858,10 +888,6 @@ impl Lab {
             ));
         }
         self.check_not_waiting(&call, Direction::Outbound)?;
-        let Some(socket) = self.sockets.get(&call.sock) else {
-            return Ok(());
-        };
-        let io = Arc::clone(&socket.io);
         match sys::send(call.fd, &bytes) {
             Err(error) if is_would_block(&error) => {
                 let mut event = call.event(
@@ -881,6 +907,13 @@ impl Lab {
                      answered EAGAIN. The relay waits for epoll to report it writable, then sends again.",
                 );
                 self.emit(event);
+                let io = match self.registration(call.sock) {
+                    Ok(io) => io,
+                    Err(error) => {
+                        self.finish_send(call, &bytes, Err(error));
+                        return Ok(());
+                    }
+                };
                 let completions = self.completion_tx.clone();
                 let task = tokio::spawn(async move {
                     let result =
@@ -938,10 +971,6 @@ impl Lab {
             ));
         }
         self.check_not_waiting(&call, Direction::Inbound)?;
-        let Some(socket) = self.sockets.get(&call.sock) else {
-            return Ok(());
-        };
-        let io = Arc::clone(&socket.io);
         let max = max as usize;
         match sys::read(call.fd, max) {
             Err(error) if is_would_block(&error) => {
@@ -960,6 +989,13 @@ impl Lab {
                      epoll to report the socket readable, then reads again.",
                 );
                 self.emit(event);
+                let io = match self.registration(call.sock) {
+                    Ok(io) => io,
+                    Err(error) => {
+                        self.finish_read(call, max, Err(error));
+                        return Ok(());
+                    }
+                };
                 let completions = self.completion_tx.clone();
                 let task = tokio::spawn(async move {
                     let result =
@@ -1024,7 +1060,7 @@ impl Lab {
             ShutdownHow::Write => (std::net::Shutdown::Write, "SHUT_WR"),
             ShutdownHow::Both => (std::net::Shutdown::Both, "SHUT_RDWR"),
         };
-        let result = socket.io.get_ref().shutdown(std_how).map(|()| 0);
+        let result = socket.socket.shutdown(std_how).map(|()| 0);
         let event = call.answered(
             &result,
             format!("shutdown({}, {name}){}", call.fd, render::result(&result)),
@@ -1041,7 +1077,7 @@ impl Lab {
             SockOptValue::Flag(flag) => flag,
             SockOptValue::Number(number) => number != 0,
         };
-        let inner = socket.io.get_ref();
+        let inner = &socket.socket;
         let (result, c_args) = match name {
             SockOptName::ReuseAddr => {
                 let on = flag(value);
@@ -1136,7 +1172,7 @@ impl Lab {
             self.settings.ports.release(port);
         }
         let (role, local, peer) = (socket.role, socket.local, socket.peer);
-        let result = close_socket(socket.io);
+        let result = close_socket(socket);
         let mut event = call.answered(
             &result,
             format!("close({}){}", call.fd, render::result(&result)),
@@ -1235,16 +1271,14 @@ impl Lab {
             };
             if socket.local.is_none_or(|addr| addr.port() == 0) {
                 socket.local = socket
-                    .io
-                    .get_ref()
+                    .socket
                     .local_addr()
                     .ok()
                     .and_then(|addr| addr.as_socket());
             }
             if socket.peer.is_none() && !matches!(info.state, TcpState::Listen | TcpState::Close) {
                 socket.peer = socket
-                    .io
-                    .get_ref()
+                    .socket
                     .peer_addr()
                     .ok()
                     .and_then(|addr| addr.as_socket());
@@ -1308,15 +1342,26 @@ impl Lab {
             if let Some(port) = socket.held_port {
                 self.settings.ports.release(port);
             }
-            let _ = close_socket(socket.io);
+            let _ = close_socket(socket);
         }
     }
 }
 
+/// A lab socket as tokio's reactor sees it: shared with the lab, which keeps
+/// making its own calls on it.
+struct SharedSocket(Arc<Socket>);
+
+impl AsRawFd for SharedSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
 /// Hands a socket to tokio's reactor (epoll).
-fn register(socket: Socket) -> io::Result<AsyncFd<Socket>> {
-    // SAFETY: the Socket owns its fd, keeps it open until it is dropped or
-    // taken back with into_inner, and always reports that same fd.
+fn register(socket: SharedSocket) -> io::Result<AsyncFd<SharedSocket>> {
+    // SAFETY: the Arc keeps the Socket, and so its fd, open for as long as
+    // the registration lives, and a Socket always reports the same fd. The
+    // lab closes the fd only after every registration is gone.
     Ok(unsafe { AsyncFd::register(socket) }?)
 }
 
@@ -1335,11 +1380,13 @@ fn clone_error(error: &io::Error) -> io::Error {
 }
 
 /// close(2) on the socket's fd, with its real return value. Every task that
-/// shared the socket has ended by now, so the Arc is the only owner.
-fn close_socket(io: Arc<AsyncFd<Socket>>) -> io::Result<i64> {
-    let io = Arc::try_unwrap(io).map_err(|_| io::Error::other("socket still shared"))?;
-    // into_inner removes the fd from epoll before it is closed.
-    let fd = io.into_inner().into_raw_fd();
+/// shared the socket has ended by now, so the lab is its only owner.
+fn close_socket(socket: LabSocket) -> io::Result<i64> {
+    // Leave epoll first: the reactor must never watch a closed fd.
+    drop(socket.registration);
+    let socket =
+        Arc::try_unwrap(socket.socket).map_err(|_| io::Error::other("socket still shared"))?;
+    let fd = socket.into_raw_fd();
     // SAFETY: the fd came out of its only owner just above.
     let status = unsafe { libc::close(fd) };
     if status < 0 {
@@ -1348,37 +1395,54 @@ fn close_socket(io: Arc<AsyncFd<Socket>>) -> io::Result<i64> {
     Ok(0)
 }
 
+/// How long a wait sleeps when tokio's readiness can no longer tell it
+/// anything. tokio keeps a "closed" readiness (EPOLLHUP, EPOLLRDHUP) for good,
+/// so a socket that has one is always "ready"; a call that still answers
+/// EAGAIN then is asked again after this pause instead of in a spin.
+const STALE_READINESS_PAUSE: Duration = Duration::from_millis(5);
+
 /// Waits for readiness and repeats the call until the kernel gives an answer
 /// other than EAGAIN.
 async fn wait_and_retry<T>(
-    io: &AsyncFd<Socket>,
+    io: &AsyncFd<SharedSocket>,
     direction: Direction,
     mut attempt: impl FnMut(RawFd) -> io::Result<T>,
 ) -> io::Result<T> {
+    let fd = io.get_ref().as_raw_fd();
     loop {
         let mut guard = match direction {
             Direction::Inbound => io.readable().await?,
             Direction::Outbound => io.writable().await?,
         };
-        match guard.try_io(|inner| attempt(inner.get_ref().as_raw_fd())) {
+        let ready = guard.ready();
+        match guard.try_io(|_| attempt(fd)) {
             Ok(result) => return result,
-            Err(_would_block) => continue,
+            Err(_would_block) => {
+                if ready.is_read_closed() || ready.is_write_closed() {
+                    tokio::time::sleep(STALE_READINESS_PAUSE).await;
+                }
+            }
         }
     }
 }
 
 /// Waits for a non-blocking connect to finish: writable, then SO_ERROR.
-async fn wait_for_connect(io: &AsyncFd<Socket>) -> io::Result<()> {
+async fn wait_for_connect(io: &AsyncFd<SharedSocket>) -> io::Result<()> {
+    let socket = &io.get_ref().0;
     loop {
         let mut guard = io.writable().await?;
-        if let Some(error) = io.get_ref().take_error()? {
+        if let Some(error) = socket.take_error()? {
             return Err(error);
         }
         // Writable with no error and a peer means the handshake is done.
-        if io.get_ref().peer_addr().is_ok() {
+        if socket.peer_addr().is_ok() {
             return Ok(());
         }
+        let ready = guard.ready();
         guard.clear_ready();
+        if ready.is_write_closed() {
+            tokio::time::sleep(STALE_READINESS_PAUSE).await;
+        }
     }
 }
 
@@ -1386,4 +1450,18 @@ async fn wait_for_connect(io: &AsyncFd<Socket>) -> io::Result<()> {
 /// bind to, which the kernel only allows for its own addresses.
 fn is_on_this_host(ip: IpAddr) -> bool {
     ip.is_loopback() || UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_hosts_addresses_are_local() {
+        assert!(is_on_this_host("127.0.0.1".parse().expect("ip")));
+        assert!(is_on_this_host("127.3.2.1".parse().expect("ip")));
+        // TEST-NET-1 (RFC 5737) is never assigned to a real host; the check
+        // binds a UDP socket and sends nothing.
+        assert!(!is_on_this_host("192.0.2.1".parse().expect("ip")));
+    }
 }
