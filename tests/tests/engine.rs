@@ -226,6 +226,12 @@ async fn the_seed_flow_is_real_system_calls() {
         time_wait.is_some(),
         "ss shows the TIME_WAIT the relay reported"
     );
+
+    // Keep the whole stream as an artifact: docs/protocol.md quotes it.
+    let lines: Vec<String> = lab.events.iter().map(protocol::encode_event).collect();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts");
+    std::fs::create_dir_all(&dir).expect("artifacts folder");
+    std::fs::write(dir.join("seed-flow.jsonl"), lines.join("\n") + "\n").expect("written");
 }
 
 #[tokio::test]
