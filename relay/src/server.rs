@@ -8,6 +8,7 @@ use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -15,6 +16,9 @@ use crate::assets::Assets;
 use crate::config::Config;
 use crate::engine::PortPool;
 use crate::session;
+
+/// The WebSocket read buffer a session starts with.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// What every request handler shares.
 pub(crate) struct Shared {
@@ -47,6 +51,13 @@ pub async fn serve(
         .route("/ws", get(open_lab))
         .fallback(get(page_file))
         .with_state(shared);
+    // Events are small frames that must leave at once: without TCP_NODELAY,
+    // Nagle's algorithm and the browser's delayed ACK hold them for ~40 ms.
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -88,6 +99,9 @@ async fn open_lab(
     // buffer without bound.
     let hard_limit = shared.config.frame_bytes as usize * 16;
     upgrade
+        // tungstenite starts each session with a 128 KiB read buffer; commands
+        // are tiny, and the buffer grows when a frame needs it.
+        .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
         .on_upgrade(move |socket| session::run(socket, shared))

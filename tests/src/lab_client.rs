@@ -24,7 +24,7 @@ pub struct LabClient {
 impl LabClient {
     /// Opens `/ws` and reads `hello`.
     pub async fn connect(ws_url: &str) -> LabClient {
-        let (socket, _) = tokio_tungstenite::connect_async(ws_url)
+        let (socket, _) = tokio_tungstenite::connect_async_with_config(ws_url, None, true)
             .await
             .expect("the WebSocket opens");
         let mut client = LabClient {
