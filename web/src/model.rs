@@ -1,49 +1,376 @@
 //! The page's state, as pure Rust: protocol events in, what to show out.
-//! Nothing here touches the DOM, so `cargo test` runs it natively.
+//!
+//! Nothing here touches the DOM, so `cargo test` runs it natively. The view
+//! reads a [`Model`] and draws it; the controller in `lib.rs` feeds it events
+//! and asks it which command a click means.
 
-use protocol::{Event, EventBody};
+use std::collections::{BTreeMap, HashMap};
+
+use protocol::{
+    Call, Command, Event, EventBody, Hello, Op, OpName, Phase, Role, Segment, SockId, SockOptName,
+    SockOptValue, SockState, TcpState,
+};
+
+use crate::i18n::Lang;
 
 /// The state of the page's link to the relay.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Connection {
     Connecting,
-    /// The WebSocket is open; `hello` may not have arrived yet.
+    /// The WebSocket is open.
     Connected,
     /// The WebSocket closed; the page tries again after `retry_in_ms`.
-    Lost {
-        attempt: u32,
-        retry_in_ms: u32,
+    Lost { attempt: u32, retry_in_ms: u32 },
+}
+
+/// The steps of the lesson, as the course material orders them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Step {
+    Socket,
+    /// Filling in `struct sockaddr_in`: no system call, so no button that
+    /// pretends one; the lane shows an address field instead.
+    Address,
+    Bind,
+    Listen,
+    Accept,
+    Connect,
+    Read,
+    Send,
+    Close,
+}
+
+/// Which program a lane runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    Server,
+    Client,
+}
+
+pub const SERVER_STEPS: [Step; 8] = [
+    Step::Socket,
+    Step::Address,
+    Step::Bind,
+    Step::Listen,
+    Step::Accept,
+    Step::Read,
+    Step::Send,
+    Step::Close,
+];
+pub const CLIENT_STEPS: [Step; 6] = [
+    Step::Socket,
+    Step::Address,
+    Step::Connect,
+    Step::Read,
+    Step::Send,
+    Step::Close,
+];
+
+impl Side {
+    pub fn steps(self) -> &'static [Step] {
+        match self {
+            Side::Server => &SERVER_STEPS,
+            Side::Client => &CLIENT_STEPS,
+        }
+    }
+}
+
+impl Step {
+    /// The step's title: in Chinese, the course material's own words.
+    pub fn title(self, side: Side, lang: Lang) -> &'static str {
+        match self {
+            Step::Socket => lang.pick("Create the socket", "创建套接字"),
+            Step::Address => lang.pick("Configure the server address", "配置服务器地址"),
+            Step::Bind => lang.pick("Bind the socket", "绑定套接字"),
+            Step::Listen => lang.pick("Start listening", "启动监听"),
+            Step::Accept => lang.pick("Accept a connection", "接受设备"),
+            Step::Connect => lang.pick("Connect to the server", "连接客户端"),
+            Step::Read => lang.pick("Receive data", "接收数据"),
+            Step::Send => lang.pick("Send data", "发送数据"),
+            Step::Close if side == Side::Server => lang.pick("Close", "关闭设备"),
+            Step::Close => lang.pick("Close", "关闭设备"),
+        }
+    }
+
+    /// The call the step makes, as its button names it.
+    pub fn call_label(self) -> &'static str {
+        match self {
+            Step::Socket => "socket()",
+            Step::Address => "struct sockaddr_in",
+            Step::Bind => "bind()",
+            Step::Listen => "listen()",
+            Step::Accept => "accept()",
+            Step::Connect => "connect()",
+            Step::Read => "read()",
+            Step::Send => "send()",
+            Step::Close => "close()",
+        }
+    }
+
+    pub fn is_system_call(self) -> bool {
+        self != Step::Address
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Step::Socket => "socket",
+            Step::Address => "address",
+            Step::Bind => "bind",
+            Step::Listen => "listen",
+            Step::Accept => "accept",
+            Step::Connect => "connect",
+            Step::Read => "read",
+            Step::Send => "send",
+            Step::Close => "close",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<Step> {
+        SERVER_STEPS
+            .iter()
+            .chain(CLIENT_STEPS.iter())
+            .copied()
+            .find(|step| step.key() == key)
+    }
+
+    fn from_op(op: OpName) -> Option<Step> {
+        Some(match op {
+            OpName::Socket => Step::Socket,
+            OpName::Bind => Step::Bind,
+            OpName::Listen => Step::Listen,
+            OpName::Accept => Step::Accept,
+            OpName::Connect => Step::Connect,
+            OpName::Read => Step::Read,
+            OpName::Send => Step::Send,
+            OpName::Close => Step::Close,
+            _ => return None,
+        })
+    }
+}
+
+pub type LaneId = usize;
+/// Lane 0 is the server; lanes 1, 2, … are clients.
+pub const SERVER_LANE: LaneId = 0;
+
+/// One call's latest phase, as a step card shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Card {
+    pub seq: u64,
+    pub call: Call,
+}
+
+impl Card {
+    pub fn phase(&self) -> Phase {
+        self.call.phase.unwrap_or(Phase::Done)
+    }
+}
+
+/// A column of the page: a server or client lane.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lane {
+    pub id: LaneId,
+    pub side: Side,
+    /// The lane's own socket: the listening socket, or the client.
+    pub sock: Option<SockId>,
+    /// For the server: the connections accept returned, newest last.
+    pub conns: Vec<SockId>,
+    /// The connection the server's read, send and close act on.
+    pub selected_conn: Option<SockId>,
+    /// The address typed into the sockaddr_in field; empty means the default.
+    pub address: String,
+    /// The latest call of each step.
+    pub cards: BTreeMap<Step, Card>,
+    /// Calls that are no step of this side's lesson (a scenario's setsockopt, say).
+    pub extra: Vec<Card>,
+}
+
+impl Lane {
+    fn new(id: LaneId, side: Side) -> Lane {
+        Lane {
+            id,
+            side,
+            sock: None,
+            conns: Vec::new(),
+            selected_conn: None,
+            address: String::new(),
+            cards: BTreeMap::new(),
+            extra: Vec::new(),
+        }
+    }
+
+    pub fn label(&self, lang: Lang) -> String {
+        match self.side {
+            Side::Server => lang.pick("Server", "服务端").to_string(),
+            Side::Client => format!("{} {}", lang.pick("Client", "客户端"), self.id),
+        }
+    }
+
+    /// The English label, which the lane's region carries for tests and
+    /// screen readers alike (the visible heading follows the language).
+    pub fn aria_label(&self, lang: Lang) -> String {
+        self.label(lang)
+    }
+}
+
+/// What the page knows of one socket, from the relay's events.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SockView {
+    pub sock: SockId,
+    pub role: Role,
+    pub lane: LaneId,
+    pub fd: Option<i32>,
+    pub tcp: Option<TcpState>,
+    pub fd_open: bool,
+    pub local: Option<String>,
+    pub peer: Option<String>,
+    pub queue: Option<u32>,
+    pub backlog: Option<u32>,
+    /// What this socket's last read returned, for the message view.
+    pub last_read: Option<String>,
+}
+
+/// Where a segment's arrow starts or ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Column {
+    Lane(LaneId),
+    /// A peer outside the lab, such as a student's nc.
+    Outside,
+}
+
+/// One row of the timeline that interleaves calls, states and segments.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Row {
+    Call {
+        seq: u64,
+        lane: LaneId,
+        label: String,
+        phase: Phase,
+    },
+    State {
+        seq: u64,
+        lane: LaneId,
+        label: String,
+    },
+    Segment {
+        seq: u64,
+        from: Column,
+        to: Column,
+        label: String,
+        /// Every field, for the tooltip and the inspector.
+        detail: String,
     },
 }
 
-/// What the page knows.
+impl Row {
+    pub fn seq(&self) -> u64 {
+        match self {
+            Row::Call { seq, .. } | Row::State { seq, .. } | Row::Segment { seq, .. } => *seq,
+        }
+    }
+}
+
+/// One line of the event log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogEntry {
+    pub seq: u64,
+    pub kind: &'static str,
+    pub sock: Option<SockId>,
+    pub summary: String,
+    pub event: Event,
+}
+
+/// Which line of the listing the last call was, with the real values.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct CodeFocus {
+    pub side: Option<Side>,
+    pub step: Option<Step>,
+    /// Variable names and the values the kernel gave them: `sockfd = 5`.
+    pub values: BTreeMap<&'static str, String>,
+    /// The variable of the line to highlight: each call's line has one.
+    pub variable: Option<&'static str>,
+}
+
+/// What the browser knows of a command it sent.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Issued {
+    lane: LaneId,
+    step: Option<Step>,
+    /// A reset's closes update the sockets but draw no cards.
+    quiet: bool,
+}
+
+/// What a click or a script asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// A lesson step of a lane.
+    Step(LaneId, Step),
+    /// Send text on a socket (a message box).
+    SendText(LaneId, SockId, String),
+    /// Read on a socket (a message box's read button).
+    ReadOn(LaneId, SockId),
+    /// The course material's mistake: read on the listening socket.
+    ReadListening,
+    /// SO_LINGER 0 on the server's current connection.
+    LingerZero,
+    /// Bind a client lane's socket to the server's port.
+    BindToServerPort(LaneId),
+    /// Connect a client lane to the server's bound port, listening or not.
+    ConnectToServerPort(LaneId),
+    Reset,
+}
+
+/// The page's whole state.
 #[derive(Debug)]
 pub struct Model {
     pub connection: Connection,
-    /// Consecutive failed attempts, reset by a successful open.
     failed_attempts: u32,
-    /// The relay's version string, from `hello`.
-    pub relay: Option<String>,
-    /// The last `seq` applied, to notice gaps.
+    pub lang: Lang,
+    pub hello: Option<Hello>,
+    pub lanes: Vec<Lane>,
+    pub sockets: BTreeMap<SockId, SockView>,
+    issued: HashMap<u64, Issued>,
+    next_id: u64,
+    pub rows: Vec<Row>,
+    pub log: Vec<LogEntry>,
+    pub code: CodeFocus,
+    /// Sentences for the ARIA live region; the view takes them.
+    pub announcements: Vec<String>,
+    /// The last refusal, shown until the next one.
+    pub last_error: Option<String>,
     pub last_seq: u64,
-}
-
-impl Default for Model {
-    fn default() -> Model {
-        Model {
-            connection: Connection::Connecting,
-            failed_attempts: 0,
-            relay: None,
-            last_seq: 0,
-        }
-    }
+    /// Events whose seq was not the next one, counted, never trusted blindly.
+    pub out_of_order: u32,
+    /// Rows already animated; the rest wait their turn.
+    pub revealed: usize,
 }
 
 /// The first retry waits this long; each failure doubles it up to the cap.
 const FIRST_RETRY_MS: u32 = 500;
 const MAX_RETRY_MS: u32 = 8_000;
+/// The timeline keeps this many rows; the log keeps everything.
+const MAX_ROWS: usize = 400;
 
 impl Model {
+    pub fn new(lang: Lang) -> Model {
+        Model {
+            connection: Connection::Connecting,
+            failed_attempts: 0,
+            lang,
+            hello: None,
+            lanes: vec![Lane::new(SERVER_LANE, Side::Server), Lane::new(1, Side::Client)],
+            sockets: BTreeMap::new(),
+            issued: HashMap::new(),
+            next_id: 1,
+            rows: Vec::new(),
+            log: Vec::new(),
+            code: CodeFocus::default(),
+            announcements: Vec::new(),
+            last_error: None,
+            last_seq: 0,
+            out_of_order: 0,
+            revealed: 0,
+        }
+    }
+
     pub fn connection_opened(&mut self) {
         self.connection = Connection::Connected;
         self.failed_attempts = 0;
@@ -59,16 +386,586 @@ impl Model {
             attempt: self.failed_attempts,
             retry_in_ms,
         };
-        // A new session starts its own seq at 1.
-        self.last_seq = 0;
         retry_in_ms
     }
 
-    pub fn apply(&mut self, event: &Event) {
-        self.last_seq = event.seq;
-        if let EventBody::Hello(hello) = &event.body {
-            self.relay = Some(hello.relay.clone());
+    /// The lab's sockets are gone with the session that owned them.
+    fn clear_lab(&mut self) {
+        let client_lanes = self.lanes.len().saturating_sub(1).max(1);
+        self.lanes = std::iter::once(Lane::new(SERVER_LANE, Side::Server))
+            .chain((1..=client_lanes).map(|id| Lane::new(id, Side::Client)))
+            .collect();
+        self.sockets.clear();
+        self.issued.clear();
+        self.rows.clear();
+        self.revealed = 0;
+        self.code = CodeFocus::default();
+        self.last_error = None;
+    }
+
+    /// Clears the lanes for a reset: the sockets' own events still arrive
+    /// and keep the socket table true.
+    fn start_over(&mut self) {
+        for lane in &mut self.lanes {
+            let (id, side) = (lane.id, lane.side);
+            *lane = Lane::new(id, side);
         }
+        self.rows.clear();
+        self.revealed = 0;
+        self.code = CodeFocus::default();
+        self.last_error = None;
+    }
+
+    fn free_client_lane(&self) -> LaneId {
+        self.lanes
+            .iter()
+            .filter(|lane| lane.side == Side::Client)
+            .find(|lane| self.lane_sock(lane.id).is_none())
+            .map(|lane| lane.id)
+            .unwrap_or(1)
+    }
+
+    pub fn add_client(&mut self) -> LaneId {
+        let id = self.lanes.len();
+        self.lanes.push(Lane::new(id, Side::Client));
+        id
+    }
+
+    pub fn capture(&self) -> bool {
+        self.hello.as_ref().is_some_and(|hello| hello.capture)
+    }
+
+    /// Applies one event from the relay.
+    pub fn apply(&mut self, event: &Event) {
+        if event.seq == 1 {
+            // A new session: the relay made a new, empty lab.
+            self.last_seq = 0;
+            self.clear_lab();
+            self.log.clear();
+        }
+        if event.seq != self.last_seq + 1 {
+            self.out_of_order += 1;
+        }
+        self.last_seq = self.last_seq.max(event.seq);
+        let (kind, sock, summary) = self.summarise(event);
+        self.log.push(LogEntry {
+            seq: event.seq,
+            kind,
+            sock,
+            summary,
+            event: event.clone(),
+        });
+        match &event.body {
+            EventBody::Hello(hello) => self.hello = Some(hello.clone()),
+            EventBody::Call(call) => self.apply_call(event.seq, call),
+            EventBody::State(state) => self.apply_state(event.seq, state),
+            EventBody::Segment(segment) => self.apply_segment(event.seq, segment),
+            EventBody::Error(error) => {
+                if let Some(id) = error.id {
+                    self.issued.remove(&id);
+                }
+                self.last_error = Some(error.message.clone());
+                self.announcements.push(error.message.clone());
+            }
+        }
+        if self.rows.len() > MAX_ROWS {
+            let excess = self.rows.len() - MAX_ROWS;
+            self.rows.drain(..excess);
+            self.revealed = self.revealed.saturating_sub(excess);
+        }
+    }
+
+    fn summarise(&self, event: &Event) -> (&'static str, Option<SockId>, String) {
+        match &event.body {
+            EventBody::Hello(hello) => ("hello", None, format!("hello: protocol {}", hello.protocol)),
+            EventBody::Call(call) => ("call", call.sock, call.c.clone()),
+            EventBody::State(state) => (
+                "state",
+                Some(state.sock),
+                format!("sock {} → {}", state.sock, state_label(state, self.lang)),
+            ),
+            EventBody::Segment(segment) => (
+                "segment",
+                segment.src_sock.or(segment.dst_sock),
+                segment_label(segment),
+            ),
+            EventBody::Error(error) => ("error", None, format!("{:?}: {}", error.code, error.message)),
+        }
+    }
+
+    fn lane_of_sock(&self, sock: SockId) -> Option<LaneId> {
+        self.sockets.get(&sock).map(|view| view.lane)
+    }
+
+    fn apply_call(&mut self, seq: u64, call: &Call) {
+        let issued = call.id.and_then(|id| self.issued.get(&id).copied());
+        let lane = issued
+            .map(|issued| issued.lane)
+            .or_else(|| call.sock.and_then(|sock| self.lane_of_sock(sock)))
+            .or_else(|| match call.role {
+                // A socket this page did not ask for (another tab's command
+                // replayed, say): a client goes to the first free client lane.
+                Some(Role::Client) => Some(self.free_client_lane()),
+                _ => None,
+            })
+            .unwrap_or(SERVER_LANE);
+        let step = issued
+            .and_then(|issued| issued.step)
+            .or_else(|| call.op.and_then(Step::from_op));
+        let phase = call.phase.unwrap_or(Phase::Done);
+        if issued.is_some_and(|issued| issued.quiet) {
+            if let Some(view) = call.sock.and_then(|sock| self.sockets.get_mut(&sock)) {
+                view.fd_open = false;
+                view.fd = None;
+            }
+            self.announcements.push(call.c.clone());
+            return;
+        }
+        if phase != Phase::Blocked {
+            if let Some(id) = call.id {
+                self.issued.remove(&id);
+            }
+        }
+
+        if phase == Phase::Done {
+            match call.op {
+                Some(OpName::Socket) => {
+                    if let (Some(sock), Some(lane_entry)) = (call.sock, self.lanes.get_mut(lane)) {
+                        lane_entry.sock = Some(sock);
+                        self.sockets.insert(
+                            sock,
+                            new_sock_view(sock, call.role.unwrap_or(Role::Client), lane, call.fd),
+                        );
+                    }
+                }
+                Some(OpName::Accept) => {
+                    if let Some(new_sock) = call.new_sock {
+                        let mut view = new_sock_view(new_sock, Role::Conn, SERVER_LANE, call.new_fd);
+                        view.peer = call.peer.clone();
+                        view.local = call.local.clone();
+                        self.sockets.insert(new_sock, view);
+                        let server = &mut self.lanes[SERVER_LANE];
+                        server.conns.push(new_sock);
+                        server.selected_conn = Some(new_sock);
+                    }
+                }
+                Some(OpName::Read) => {
+                    if let Some(view) = call.sock.and_then(|sock| self.sockets.get_mut(&sock)) {
+                        view.last_read = Some(match (&call.data, &call.hex, call.ret) {
+                            (Some(text), _, _) => text.clone(),
+                            (None, Some(hex), _) => format!("0x{hex}"),
+                            _ => String::new(),
+                        });
+                    }
+                }
+                Some(OpName::Close) => {
+                    if let Some(view) = call.sock.and_then(|sock| self.sockets.get_mut(&sock)) {
+                        view.fd_open = false;
+                        view.fd = None;
+                    }
+                    let server = &mut self.lanes[SERVER_LANE];
+                    if server.selected_conn == call.sock {
+                        server.selected_conn = server
+                            .conns
+                            .iter()
+                            .rev()
+                            .copied()
+                            .find(|conn| Some(*conn) != call.sock && self.sockets.get(conn).is_some_and(|view| view.fd_open));
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        let card = Card {
+            seq,
+            call: call.clone(),
+        };
+        if let Some(lane_entry) = self.lanes.get_mut(lane) {
+            match step.filter(|step| lane_entry.side.steps().contains(step)) {
+                Some(step) => {
+                    lane_entry.cards.insert(step, card);
+                }
+                None => {
+                    lane_entry.extra.retain(|old| old.call.id != call.id);
+                    lane_entry.extra.push(card);
+                }
+            }
+            let closes_listener = call.op == Some(OpName::Close)
+                && call.sock.and_then(|sock| self.sockets.get(&sock)).is_some_and(|view| view.role == Role::Server);
+            self.code = code_focus(lane_entry.side, step, call, closes_listener, &self.code);
+        }
+        self.rows.push(Row::Call {
+            seq,
+            lane,
+            label: short_call(call),
+            phase,
+        });
+        self.announcements.push(call.c.clone());
+    }
+
+    fn apply_state(&mut self, seq: u64, state: &SockState) {
+        let lane = self.lane_of_sock(state.sock).unwrap_or(match state.role {
+            Role::Client => 1,
+            _ => SERVER_LANE,
+        });
+        let view = self
+            .sockets
+            .entry(state.sock)
+            .or_insert_with(|| new_sock_view(state.sock, state.role, lane, state.fd));
+        let changed = view.tcp != Some(state.tcp) || view.fd_open != state.fd_open;
+        view.tcp = Some(state.tcp);
+        view.fd = state.fd;
+        view.fd_open = state.fd_open;
+        view.local = state.local.clone().or(view.local.take());
+        view.peer = state.peer.clone().or(view.peer.take());
+        view.queue = state.queue;
+        view.backlog = state.backlog;
+        if changed {
+            self.rows.push(Row::State {
+                seq,
+                lane,
+                label: format!("{} {}", sock_name(view), state_label(state, self.lang)),
+            });
+        }
+    }
+
+    fn apply_segment(&mut self, seq: u64, segment: &Segment) {
+        let column = |sock: Option<SockId>| {
+            sock.and_then(|sock| self.lane_of_sock(sock))
+                .map(Column::Lane)
+                .unwrap_or(Column::Outside)
+        };
+        self.rows.push(Row::Segment {
+            seq,
+            from: column(segment.src_sock),
+            to: column(segment.dst_sock),
+            label: segment_label(segment),
+            detail: segment_detail(segment),
+        });
+    }
+
+    /// The command a click means, or why there is none yet.
+    pub fn command_for(&mut self, action: &Action) -> Result<Command, String> {
+        let lang = self.lang;
+        let (lane, step, op) = match action {
+            Action::Reset => (SERVER_LANE, None, Op::Reset),
+            Action::SendText(lane, sock, text) => (
+                *lane,
+                Some(Step::Send),
+                Op::Send {
+                    sock: *sock,
+                    data: Some(text.clone()),
+                    hex: None,
+                },
+            ),
+            Action::ReadOn(lane, sock) => (*lane, Some(Step::Read), Op::Read { sock: *sock, max: None }),
+            Action::ReadListening => {
+                let sock = self.lane_sock(SERVER_LANE).ok_or_else(|| {
+                    lang.pick("Create the server socket first.", "请先创建服务端套接字。").to_string()
+                })?;
+                (SERVER_LANE, None, Op::Read { sock, max: None })
+            }
+            Action::LingerZero => {
+                let sock = self.lanes[SERVER_LANE].selected_conn.ok_or_else(|| {
+                    lang.pick("Accept a connection first.", "请先接受一个连接。").to_string()
+                })?;
+                (
+                    SERVER_LANE,
+                    None,
+                    Op::Setsockopt {
+                        sock,
+                        name: SockOptName::Linger,
+                        value: SockOptValue::Number(0),
+                    },
+                )
+            }
+            Action::BindToServerPort(lane) => {
+                let sock = self.lane_sock(*lane).ok_or_else(|| need_socket(lang))?;
+                let addr = self.server_addr().ok_or_else(|| {
+                    lang.pick("Bind the server first.", "请先绑定服务端。").to_string()
+                })?;
+                (*lane, None, Op::Bind { sock, addr: Some(addr) })
+            }
+            Action::ConnectToServerPort(lane) => {
+                let sock = self.lane_sock(*lane).ok_or_else(|| need_socket(lang))?;
+                let addr = self.server_addr().ok_or_else(|| {
+                    lang.pick("Bind the server first.", "请先绑定服务端。").to_string()
+                })?;
+                (*lane, Some(Step::Connect), Op::Connect { sock, addr: Some(addr) })
+            }
+            Action::Step(lane, step) => (*lane, Some(*step), self.step_op(*lane, *step)?),
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        let quiet = matches!(action, Action::Reset);
+        if quiet {
+            self.start_over();
+        }
+        self.issued.insert(id, Issued { lane, step, quiet });
+        Ok(Command { id, op })
+    }
+
+    /// The lane's own socket, while its fd is open.
+    pub fn lane_sock(&self, lane: LaneId) -> Option<SockId> {
+        self.lanes
+            .get(lane)?
+            .sock
+            .filter(|sock| self.sockets.get(sock).is_some_and(|view| view.fd_open))
+    }
+
+    /// The socket a server step acts on: read, send and close use the
+    /// accepted connection, as the corrected listing does.
+    fn step_op(&self, lane: LaneId, step: Step) -> Result<Op, String> {
+        let lang = self.lang;
+        let lane_entry = self.lanes.get(lane).ok_or("no such lane")?;
+        let own = self.lane_sock(lane);
+        let conn = lane_entry
+            .selected_conn
+            .filter(|sock| self.sockets.get(sock).is_some_and(|view| view.fd_open));
+        let address = Some(lane_entry.address.trim().to_string()).filter(|text| !text.is_empty());
+        let target = match (lane_entry.side, step) {
+            (Side::Server, Step::Read | Step::Send) => conn.ok_or_else(|| {
+                lang.pick(
+                    "Accept a connection first: read and send use the fd that accept() returns.",
+                    "请先接受连接：read 和 send 使用 accept() 返回的新 fd。",
+                )
+                .to_string()
+            })?,
+            (Side::Server, Step::Close) => conn.or(own).ok_or_else(|| need_socket(lang))?,
+            (_, Step::Socket) => 0,
+            (_, Step::Address) => {
+                return Err(lang
+                    .pick(
+                        "Filling in struct sockaddr_in is no system call: type the address in the field.",
+                        "填写 struct sockaddr_in 不是系统调用：请在输入框中填写地址。",
+                    )
+                    .to_string());
+            }
+            _ => own.ok_or_else(|| need_socket(lang))?,
+        };
+        Ok(match step {
+            Step::Socket => Op::Socket {
+                role: match lane_entry.side {
+                    Side::Server => Role::Server,
+                    Side::Client => Role::Client,
+                },
+            },
+            Step::Bind => Op::Bind {
+                sock: target,
+                addr: address,
+            },
+            Step::Listen => Op::Listen {
+                sock: target,
+                backlog: Some(5),
+            },
+            Step::Accept => Op::Accept { sock: target },
+            Step::Connect => Op::Connect {
+                sock: target,
+                addr: address,
+            },
+            Step::Read => Op::Read {
+                sock: target,
+                max: Some(1024),
+            },
+            Step::Send => Op::Send {
+                sock: target,
+                data: Some(
+                    match lane_entry.side {
+                        Side::Server => "Hello, Client",
+                        Side::Client => "Hello, Server",
+                    }
+                    .to_string(),
+                ),
+                hex: None,
+            },
+            Step::Close => Op::Close { sock: target },
+            Step::Address => unreachable!("refused above"),
+        })
+    }
+
+    /// The next step of a lane that has not succeeded yet.
+    pub fn next_step(&self, lane: LaneId) -> Option<Step> {
+        let lane_entry = self.lanes.get(lane)?;
+        lane_entry
+            .side
+            .steps()
+            .iter()
+            .copied()
+            .filter(|step| step.is_system_call())
+            .find(|step| {
+                lane_entry
+                    .cards
+                    .get(step)
+                    .is_none_or(|card| card.phase() != Phase::Done)
+            })
+    }
+
+    /// Whether the command `id` is still waiting for its final phase.
+    pub fn is_outstanding(&self, id: u64) -> bool {
+        self.issued.contains_key(&id)
+            && !self.log.iter().rev().any(|entry| {
+                matches!(&entry.event.body, EventBody::Call(call)
+                    if call.id == Some(id) && call.phase == Some(Phase::Blocked))
+            })
+    }
+
+    /// The server's bound address, as `IP:PORT`.
+    pub fn server_addr(&self) -> Option<String> {
+        let sock = self.lanes[SERVER_LANE].sock?;
+        self.sockets
+            .get(&sock)?
+            .local
+            .clone()
+            .filter(|addr| !addr.ends_with(":0"))
+    }
+
+    /// The command an outside peer joins the lab with.
+    pub fn nc_command(&self) -> Option<String> {
+        let addr = self.server_addr()?;
+        let (host, port) = addr.rsplit_once(':')?;
+        Some(format!("nc {host} {port}"))
+    }
+
+    /// Rows not animated yet.
+    pub fn waiting_rows(&self) -> usize {
+        self.rows.len().saturating_sub(self.revealed)
+    }
+
+    pub fn take_announcements(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.announcements)
+    }
+}
+
+fn need_socket(lang: Lang) -> String {
+    lang.pick(
+        "Create this lane's socket first (socket()).",
+        "请先创建这一栏的套接字（socket()）。",
+    )
+    .to_string()
+}
+
+fn new_sock_view(sock: SockId, role: Role, lane: LaneId, fd: Option<i32>) -> SockView {
+    SockView {
+        sock,
+        role,
+        lane,
+        fd,
+        tcp: None,
+        fd_open: true,
+        local: None,
+        peer: None,
+        queue: None,
+        backlog: None,
+        last_read: None,
+    }
+}
+
+/// `fd 5` while open, `sock 3` once the fd is gone.
+pub fn sock_name(view: &SockView) -> String {
+    match view.fd {
+        Some(fd) if view.fd_open => format!("fd {fd}"),
+        _ => format!("sock {}", view.sock),
+    }
+}
+
+/// `LISTEN 0/5`, `TIME_WAIT (kernel, fd closed)`.
+pub fn state_label(state: &SockState, lang: Lang) -> String {
+    let mut label = state.tcp.name().to_string();
+    if let (Some(queue), Some(backlog)) = (state.queue, state.backlog) {
+        label.push_str(&format!(" {queue}/{backlog}"));
+    }
+    if !state.fd_open {
+        label.push_str(if state.tcp == TcpState::Close {
+            lang.pick(" (fd closed)", "（fd 已关闭）")
+        } else {
+            lang.pick(" (kernel only, fd closed)", "（仅内核持有，fd 已关闭）")
+        });
+    }
+    label
+}
+
+/// `connect() = 0`, `read() = 5`, `accept() … EAGAIN`.
+fn short_call(call: &Call) -> String {
+    let op = call.op.map(|op| op.as_str()).unwrap_or("?");
+    match (call.phase, &call.errno, call.ret) {
+        (Some(Phase::Blocked), errno, _) => format!(
+            "{op}() … {} (waiting)",
+            errno.as_deref().unwrap_or("blocked")
+        ),
+        (Some(Phase::Cancelled), _, _) => format!("{op}() cancelled"),
+        (_, Some(errno), _) => format!("{op}() = -1 {errno}"),
+        (_, None, Some(ret)) => format!("{op}() = {ret}"),
+        _ => format!("{op}()"),
+    }
+}
+
+pub fn segment_label(segment: &Segment) -> String {
+    let mut label = segment.flags.join("+");
+    label.push_str(&format!(" seq={} ack={}", segment.rel_seq, segment.rel_ack));
+    if segment.len > 0 {
+        label.push_str(&format!(" len={}", segment.len));
+    }
+    label
+}
+
+fn segment_detail(segment: &Segment) -> String {
+    let mut lines = vec![
+        format!("{} → {}", segment.src, segment.dst),
+        format!("flags: {}", segment.flags.join(", ")),
+        format!("seq {} (relative {})", segment.tcp_seq, segment.rel_seq),
+        format!("ack {} (relative {})", segment.tcp_ack, segment.rel_ack),
+        format!("len {}  win {}", segment.len, segment.win),
+    ];
+    if let Some(payload) = segment.payload.as_ref().or(segment.payload_hex.as_ref()) {
+        lines.push(format!("payload: {payload}"));
+    }
+    lines.push(match (segment.cause, segment.id) {
+        (protocol::Cause::Call, Some(id)) => format!("caused by command {id}"),
+        _ => "sent by the kernel on its own".to_string(),
+    });
+    lines.join("\n")
+}
+
+/// The listing line of the call just made, with the values it produced.
+fn code_focus(
+    side: Side,
+    step: Option<Step>,
+    call: &Call,
+    closes_listener: bool,
+    previous: &CodeFocus,
+) -> CodeFocus {
+    let mut values = if previous.side == Some(side) {
+        previous.values.clone()
+    } else {
+        BTreeMap::new()
+    };
+    let shown = match (call.phase, &call.errno, call.ret) {
+        (Some(Phase::Blocked), _, _) => Some("…".to_string()),
+        (_, Some(errno), _) => Some(format!("-1 ({errno})")),
+        (_, None, Some(ret)) => Some(ret.to_string()),
+        _ => None,
+    };
+    let variable = match (side, step) {
+        (_, Some(Step::Socket)) => Some("sockfd"),
+        (Side::Server, Some(Step::Accept)) => Some("new_socket"),
+        (_, Some(Step::Read)) => Some("valread"),
+        (_, Some(Step::Bind)) => Some("bind"),
+        (_, Some(Step::Listen)) => Some("listen"),
+        (_, Some(Step::Connect)) => Some("connect"),
+        (_, Some(Step::Send)) => Some("send"),
+        (Side::Server, Some(Step::Close)) if closes_listener => Some("close_listener"),
+        (_, Some(Step::Close)) => Some("close"),
+        _ => None,
+    };
+    if let (Some(variable), Some(shown)) = (variable, shown) {
+        values.insert(variable, shown);
+    }
+    CodeFocus {
+        side: Some(side),
+        step,
+        values,
+        variable,
     }
 }
 
@@ -76,13 +973,182 @@ impl Model {
 mod tests {
     use super::*;
 
+    /// A real session of the whole seed flow, recorded by the engine test.
+    const SEED_FLOW: &str = include_str!("../tests/fixtures/seed-flow.jsonl");
+
+    fn events() -> Vec<Event> {
+        SEED_FLOW
+            .lines()
+            .map(|line| protocol::decode_event(line).expect("the fixture parses"))
+            .collect()
+    }
+
     #[test]
     fn back_off_doubles_then_caps_and_resets_on_open() {
-        let mut model = Model::default();
+        let mut model = Model::new(Lang::En);
         let delays: Vec<u32> = (0..7).map(|_| model.connection_lost()).collect();
         assert_eq!(delays, [500, 1000, 2000, 4000, 8000, 8000, 8000]);
         model.connection_opened();
         assert_eq!(model.connection, Connection::Connected);
         assert_eq!(model.connection_lost(), 500);
+    }
+
+    #[test]
+    fn a_full_lesson_gives_lanes_states_and_cards() {
+        let mut model = Model::new(Lang::En);
+        for event in events() {
+            model.apply(&event);
+        }
+        assert_eq!(model.out_of_order, 0);
+        let server = &model.lanes[SERVER_LANE];
+        assert_eq!(server.sock, Some(1));
+        assert_eq!(server.conns, vec![3]);
+        let accept = &server.cards[&Step::Accept];
+        assert_eq!(accept.phase(), Phase::Done);
+        assert_eq!(accept.call.new_fd, Some(14));
+        let client = &model.lanes[1];
+        assert_eq!(client.sock, Some(2));
+        assert_eq!(client.cards[&Step::Connect].phase(), Phase::Done);
+        // The kernel's last word on each socket.
+        assert_eq!(model.sockets[&2].tcp, Some(TcpState::TimeWait));
+        assert!(!model.sockets[&2].fd_open);
+        assert_eq!(model.sockets[&1].tcp, Some(TcpState::Close));
+        assert_eq!(model.sockets[&3].last_read.as_deref(), Some(""));
+        // ESTABLISHED was shown before accept completed.
+        let established = model
+            .rows
+            .iter()
+            .position(|row| matches!(row, Row::State { label, lane: 1, .. } if label.contains("ESTABLISHED")))
+            .expect("the client was ESTABLISHED");
+        let accepted = model
+            .rows
+            .iter()
+            .position(|row| matches!(row, Row::Call { label, phase: Phase::Done, .. } if label.starts_with("accept()")))
+            .expect("accept completed");
+        assert!(established < accepted);
+        assert_eq!(model.log.len(), events().len());
+    }
+
+    #[test]
+    fn clicks_map_to_commands_on_the_right_sockets() {
+        let mut model = Model::new(Lang::En);
+        let all = events();
+        // Up to the accept's completion.
+        for event in all.iter().take_while(|event| event.seq <= 16) {
+            model.apply(event);
+        }
+        let read = model.command_for(&Action::Step(SERVER_LANE, Step::Read)).expect("read");
+        assert_eq!(read.op, Op::Read { sock: 3, max: Some(1024) }, "the server reads the accepted fd");
+        let send = model.command_for(&Action::Step(1, Step::Send)).expect("send");
+        assert!(matches!(send.op, Op::Send { sock: 2, .. }));
+        assert!(read.id < send.id);
+        assert!(model.command_for(&Action::Step(1, Step::Address)).is_err());
+        let server_port = model.sockets[&1].local.clone().expect("bound");
+        assert_eq!(
+            model.nc_command(),
+            Some(format!("nc {}", server_port.replace(':', " ")))
+        );
+        let mistake = model.command_for(&Action::ReadListening).expect("the seed's read");
+        assert_eq!(mistake.op, Op::Read { sock: 1, max: None });
+    }
+
+    #[test]
+    fn steps_need_their_socket_first() {
+        let mut model = Model::new(Lang::Zh);
+        let refused = model.command_for(&Action::Step(SERVER_LANE, Step::Bind));
+        assert!(refused.expect_err("no socket yet").contains("socket()"));
+        assert_eq!(model.next_step(SERVER_LANE), Some(Step::Socket));
+    }
+
+    #[test]
+    fn a_failed_call_shows_its_errno() {
+        let mut model = Model::new(Lang::En);
+        let command = model.command_for(&Action::Step(SERVER_LANE, Step::Socket)).expect("socket");
+        let text = format!(
+            r#"{{"seq":1,"t_us":0,"kind":"hello","protocol":1,"relay":"r","default_addr":"127.0.0.1","limits":{{"sockets_per_lab":16,"labs_per_relay":64,"send_bytes":1,"read_bytes":1,"frame_bytes":1,"port_range":[7001,7999]}},"capture":false}}
+{{"seq":2,"t_us":5,"kind":"call","id":{id},"op":"connect","sock":2,"fd":13,"phase":"failed","ret":-1,"errno":"ECONNREFUSED","message":"Connection refused","c":"connect(13, {{AF_INET, 127.0.0.1:7001}}, 16) = -1 ECONNREFUSED (Connection refused)"}}"#,
+            id = command.id
+        );
+        for line in text.lines() {
+            model.apply(&protocol::decode_event(line).expect("parses"));
+        }
+        let card = model.lanes[SERVER_LANE]
+            .extra
+            .iter()
+            .chain(model.lanes[SERVER_LANE].cards.values())
+            .find(|card| card.call.errno.is_some())
+            .expect("a card with the errno");
+        assert_eq!(card.call.errno.as_deref(), Some("ECONNREFUSED"));
+        assert_eq!(card.phase(), Phase::Failed);
+        assert_eq!(
+            model.code.values.get("connect").map(String::as_str),
+            Some("-1 (ECONNREFUSED)")
+        );
+    }
+
+    #[test]
+    fn segments_become_arrows_between_lanes() {
+        let mut model = Model::new(Lang::En);
+        for event in events().iter().take_while(|event| event.seq <= 16) {
+            model.apply(event);
+        }
+        let segment = Event {
+            seq: 17,
+            t_us: 99_000,
+            body: EventBody::Segment(Segment {
+                src: "127.0.0.1:40122".into(),
+                dst: "127.0.0.1:7003".into(),
+                flags: vec!["PSH".into(), "ACK".into()],
+                tcp_seq: 1000,
+                tcp_ack: 2000,
+                rel_seq: 1,
+                rel_ack: 1,
+                len: 5,
+                win: 512,
+                payload: Some("hello".into()),
+                payload_hex: None,
+                src_sock: Some(2),
+                dst_sock: Some(3),
+                cause: protocol::Cause::Call,
+                id: Some(7),
+            }),
+        };
+        model.apply(&segment);
+        let Some(Row::Segment { from, to, label, detail, .. }) = model.rows.last() else {
+            panic!("no arrow");
+        };
+        assert_eq!((*from, *to), (Column::Lane(1), Column::Lane(SERVER_LANE)));
+        assert_eq!(label, "PSH+ACK seq=1 ack=1 len=5");
+        assert!(detail.contains("payload: hello"));
+    }
+
+    #[test]
+    fn odd_events_do_not_panic() {
+        let mut model = Model::new(Lang::En);
+        let odd = [
+            r#"{"seq":5,"t_us":1,"kind":"state","sock":77,"fd":null,"role":"conn","tcp":"CLOSE","fd_open":false}"#,
+            r#"{"seq":3,"t_us":1,"kind":"call","id":999,"op":"read","sock":42,"fd":9,"phase":"done","ret":0,"c":"read(9, \"\", 1024) = 0"}"#,
+            r#"{"seq":9,"t_us":2,"kind":"error","id":null,"code":"bad_json","message":"no"}"#,
+            r#"{"seq":10,"t_us":3,"kind":"call","id":null,"op":null,"sock":null,"fd":null,"phase":null,"c":""}"#,
+        ];
+        for line in odd {
+            model.apply(&protocol::decode_event(line).expect("parses"));
+        }
+        assert!(model.out_of_order > 0);
+        assert!(protocol::decode_event(r#"{"seq":1,"kind":"martian"}"#).is_err());
+        assert_eq!(model.last_error.as_deref(), Some("no"));
+    }
+
+    #[test]
+    fn a_new_session_starts_a_fresh_lab() {
+        let mut model = Model::new(Lang::En);
+        for event in events() {
+            model.apply(&event);
+        }
+        model.add_client();
+        model.apply(&events()[0]);
+        assert!(model.sockets.is_empty());
+        assert_eq!(model.lanes.len(), 3, "the lanes stay, empty");
+        assert!(model.lanes.iter().all(|lane| lane.cards.is_empty()));
     }
 }

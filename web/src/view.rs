@@ -1,73 +1,761 @@
-//! The DOM of the page: the only module that touches web-sys elements.
+//! The page's HTML and SVG, written from the model. The functions here are
+//! pure (model in, markup out) so they are tested natively; `dom.rs` puts
+//! the markup into the document.
 
-use wasm_bindgen::JsValue;
-use web_sys::{Document, Element};
+use std::fmt::Write;
 
-use crate::model::{Connection, Model};
+use protocol::{Phase, Role, TcpState};
 
-pub struct View {
-    status: Element,
+use crate::i18n::Lang;
+use crate::listing::{self, MISTAKES};
+use crate::model::{Card, Column, Connection, Lane, Model, Row, Side, SockView, Step};
+use crate::script::Scenario;
+
+/// What the page shows that is no part of the lab: choices of the person
+/// in front of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ui {
+    pub dark: bool,
+    pub projector: bool,
+    pub skip_animation: bool,
+    pub rust_listing: bool,
+    /// Which side's listing the code panel shows; None follows the last call.
+    pub code_side: Option<Side>,
+    pub log_kind: String,
+    pub log_sock: String,
+    /// The event the inspector shows, highlighted everywhere.
+    pub selected_seq: Option<u64>,
+    pub help_open: bool,
+    /// The player's state for the toolbar: (scenario, paused), if playing.
+    pub playing: Option<(Scenario, bool)>,
+    /// Milliseconds between the player's steps.
+    pub step_delay_ms: u32,
 }
 
-fn element(document: &Document, tag: &str, class: &str) -> Result<Element, JsValue> {
-    let element = document.create_element(tag)?;
-    if !class.is_empty() {
-        element.set_class_name(class);
-    }
-    Ok(element)
-}
-
-impl View {
-    /// Replaces the page's placeholder with the real shell.
-    pub fn mount() -> Result<View, JsValue> {
-        let document = web_sys::window()
-            .and_then(|window| window.document())
-            .ok_or("no document")?;
-        let root = document.get_element_by_id("app").ok_or("no #app element")?;
-        root.set_inner_html("");
-
-        let header = element(&document, "header", "top")?;
-        let title = element(&document, "h1", "")?;
-        title.set_text_content(Some("socket-flow"));
-        let status = element(&document, "span", "status")?;
-        status.set_id("status");
-        status.set_attribute("role", "status")?;
-        header.append_child(&title)?;
-        header.append_child(&status)?;
-        root.append_child(&header)?;
-
-        let lanes = element(&document, "main", "lanes")?;
-        for (label, class) in [("Server", "lane server"), ("Client 1", "lane client")] {
-            let lane = element(&document, "section", class)?;
-            lane.set_attribute("aria-label", label)?;
-            let heading = element(&document, "h2", "")?;
-            heading.set_text_content(Some(label));
-            lane.append_child(&heading)?;
-            lanes.append_child(&lane)?;
+impl Default for Ui {
+    fn default() -> Ui {
+        Ui {
+            dark: false,
+            projector: false,
+            skip_animation: false,
+            rust_listing: false,
+            code_side: None,
+            log_kind: "all".into(),
+            log_sock: "all".into(),
+            selected_seq: None,
+            help_open: false,
+            playing: None,
+            step_delay_ms: 900,
         }
-        root.append_child(&lanes)?;
+    }
+}
 
-        let view = View { status };
-        view.render_connection(&Model::default());
-        Ok(view)
+/// Escapes text for HTML content and attributes.
+pub fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The page's frame: everything that only changes with the language.
+pub fn skeleton(lang: Lang) -> String {
+    let t = |en, zh| lang.pick(en, zh);
+    let mut scenarios = String::new();
+    for scenario in Scenario::MENU {
+        let _ = write!(
+            scenarios,
+            r#"<option value="{}">{}</option>"#,
+            scenario.key(),
+            esc(scenario.title(lang))
+        );
+    }
+    format!(
+        r##"<a class="skip" href="#lanes">{skip}</a>
+<header class="top">
+  <h1>socket-flow</h1>
+  <span id="status" class="status" role="status"></span>
+  <span class="spacer"></span>
+  <label class="nc">{join} <input id="nc" readonly data-key="nc" aria-label="{join}" value=""></label>
+  <button data-action="lang" lang="{other_tag}">{other_lang}</button>
+  <button data-action="theme">{theme}</button>
+  <button data-action="projector" aria-pressed="false">{projector}</button>
+  <button data-action="help" aria-keyshortcuts="?">?</button>
+</header>
+<div id="banner" class="banner" hidden></div>
+<nav class="toolbar" aria-label="{controls}">
+  <button data-action="run" data-scenario="lesson">▶ {run}</button>
+  <button data-action="pause" id="pause" disabled>⏸ {pause}</button>
+  <label>{speed} <input type="range" id="speed" data-action="speed" min="150" max="2500" step="50" value="900" aria-label="{speed}"></label>
+  <label class="check"><input type="checkbox" data-action="skip" id="skip"> {skip_anim}</label>
+  <span class="sep"></span>
+  <label>{scenario_label} <select id="scenario" aria-label="{scenario_label}">{scenarios}</select></label>
+  <button data-action="run-scenario">{try_it}</button>
+  <span class="sep"></span>
+  <button data-action="add-client">+ {add_client}</button>
+  <button data-action="reset" aria-keyshortcuts="R">⟲ {reset}</button>
+  <span id="playing" class="playing"></span>
+</nav>
+<div id="error" class="error" role="alert" hidden></div>
+<main id="lanes" class="lanes"></main>
+<section class="wire" aria-label="{wire}">
+  <h2>{wire}</h2>
+  <div id="wire-note" class="note"></div>
+  <div id="diagram" class="diagram"></div>
+</section>
+<div class="bottom">
+  <section class="code" aria-label="{code}">
+    <div class="tabs" role="tablist">
+      <button data-action="code-lang" data-value="c" role="tab" id="tab-c">C</button>
+      <button data-action="code-lang" data-value="rust" role="tab" id="tab-rust">Rust (std::net)</button>
+      <span class="sep"></span>
+      <button data-action="code-side" data-value="server" id="side-server">{server}</button>
+      <button data-action="code-side" data-value="client" id="side-client">{client}</button>
+    </div>
+    <div id="code"></div>
+    <h3>{mistakes}</h3>
+    <div id="mistakes"></div>
+  </section>
+  <section class="log" aria-label="{log}">
+    <h2>{log}</h2>
+    <div class="filters">
+      <label>{kind} <select id="log-kind" data-action="log-kind">
+        <option value="all">{all}</option><option value="call">call</option><option value="state">state</option>
+        <option value="segment">segment</option><option value="error">error</option><option value="hello">hello</option>
+      </select></label>
+      <label>{socket} <select id="log-sock" data-action="log-sock"></select></label>
+      <button data-action="export">{export}</button>
+    </div>
+    <ol id="log-list" class="log-list"></ol>
+    <pre id="inspector" class="inspector" tabindex="0" aria-label="{inspector}"></pre>
+  </section>
+</div>
+<div id="help" class="help" role="dialog" aria-label="{help}" hidden>
+  <h2>{help}</h2>
+  <ul>
+    <li><kbd>→</kbd> / <kbd>Space</kbd>: {next_step}</li>
+    <li><kbd>R</kbd>: {reset}</li>
+    <li><kbd>?</kbd>: {help}</li>
+  </ul>
+  <p>{honest}</p>
+  <button data-action="help">{close}</button>
+</div>
+<div id="live" class="sr-only" aria-live="polite"></div>"##,
+        skip = t("Skip to the lab", "跳到实验"),
+        join = t("Join from outside:", "从外部加入："),
+        other_tag = lang.other().tag(),
+        other_lang = lang.pick("中文", "English"),
+        theme = t("Light / dark", "浅色 / 深色"),
+        projector = t("Projector", "投影模式"),
+        controls = t("Controls", "控制"),
+        run = t("Run the whole flow", "运行完整流程"),
+        pause = t("Pause", "暂停"),
+        speed = t("Speed", "速度"),
+        skip_anim = t("Skip animation", "跳过动画"),
+        scenario_label = t("Error scenario", "错误场景"),
+        scenarios = scenarios,
+        try_it = t("Run scenario", "运行场景"),
+        add_client = t("Add client", "添加客户端"),
+        reset = t("Reset lab", "重置实验"),
+        wire = t("Timeline and wire", "时间线与线路"),
+        code = t("Code", "代码"),
+        server = t("Server", "服务端"),
+        client = t("Client", "客户端"),
+        mistakes = t("Common mistakes in the course material", "原教程中的常见错误"),
+        log = t("Event log", "事件日志"),
+        kind = t("Kind", "类型"),
+        all = t("all", "全部"),
+        socket = t("Socket", "套接字"),
+        export = t("Export JSON", "导出 JSON"),
+        inspector = t("Selected event", "所选事件"),
+        help = t("Keyboard shortcuts", "键盘快捷键"),
+        next_step = t("the next step of the lane that has focus", "执行当前焦点所在栏的下一步"),
+        honest = t(
+            "Every step is a real system call on the relay's host. The relay's sockets are non-blocking (it runs under tokio): a call shown as waiting got EAGAIN or EINPROGRESS from the kernel, and the relay waits for readiness, then calls again.",
+            "每一步都是中继所在主机上的真实系统调用。中继的套接字是非阻塞的（基于 tokio）：显示为“等待”的调用从内核得到了 EAGAIN 或 EINPROGRESS，中继等待就绪后再次调用。"
+        ),
+        close = t("Close", "关闭"),
+    )
+}
+
+/// The header's connection status: (data-state, text).
+pub fn status(model: &Model) -> (&'static str, String) {
+    let lang = model.lang;
+    match &model.connection {
+        Connection::Connecting => ("connecting", lang.pick("Connecting to the relay…", "正在连接中继…").into()),
+        Connection::Connected => ("connected", lang.pick("Connected to the relay", "已连接中继").into()),
+        Connection::Lost { attempt, retry_in_ms } => (
+            "lost",
+            format!(
+                "{} {:.1} s ({} {attempt})",
+                lang.pick("Relay unreachable: retrying in", "无法连接中继：重试于"),
+                *retry_in_ms as f64 / 1000.0,
+                lang.pick("attempt", "第几次：")
+            ),
+        ),
+    }
+}
+
+fn tcp_badge(view: &SockView, lang: Lang) -> String {
+    let Some(tcp) = view.tcp else {
+        return String::new();
+    };
+    let owner = if view.fd_open {
+        String::new()
+    } else if tcp == TcpState::Close {
+        format!(" <small>{}</small>", lang.pick("fd closed", "fd 已关闭"))
+    } else {
+        format!(" <small>{}</small>", lang.pick("kernel only, fd closed", "仅内核持有，fd 已关闭"))
+    };
+    format!(
+        r#"<span class="badge tcp-{name}" data-tcp="{name}">{name}</span>{owner}"#,
+        name = tcp.name()
+    )
+}
+
+fn queue_slots(view: &SockView, lang: Lang) -> String {
+    let (Some(queue), Some(backlog)) = (view.queue, view.backlog) else {
+        return String::new();
+    };
+    let mut slots = String::new();
+    for slot in 0..backlog.clamp(1, 16) {
+        slots.push_str(if slot < queue { "<i class=\"slot full\"></i>" } else { "<i class=\"slot\"></i>" });
+    }
+    format!(
+        r#"<div class="queue" role="img" aria-label="{label} {queue}/{backlog}">{label} {slots} <span>{queue}/{backlog}</span></div>"#,
+        label = lang.pick("accept queue", "accept 队列"),
+    )
+}
+
+fn card_html(card: &Card, lang: Lang, selected: Option<u64>) -> String {
+    let call = &card.call;
+    let phase = card.phase();
+    let (class, result) = match phase {
+        Phase::Blocked => (
+            "blocked",
+            format!(
+                "{} <b>{}</b>",
+                lang.pick("waiting in the kernel:", "在内核中等待："),
+                esc(call.errno.as_deref().unwrap_or(""))
+            ),
+        ),
+        Phase::Failed => (
+            "failed",
+            format!(
+                "= -1 <b class=\"errno\">{}</b> {}",
+                esc(call.errno.as_deref().unwrap_or("")),
+                esc(call.message.as_deref().unwrap_or(""))
+            ),
+        ),
+        Phase::Cancelled => ("cancelled", lang.pick("wait abandoned", "已放弃等待").to_string()),
+        Phase::Done => ("done", format!("= <b class=\"ret\">{}</b>", call.ret.unwrap_or(0))),
+    };
+    let mut extras = String::new();
+    if let Some(peer) = &call.peer {
+        let _ = write!(extras, " <span class=\"addr\">{} {}</span>", lang.pick("peer", "对端"), esc(peer));
+    }
+    if let Some(local) = &call.local {
+        let _ = write!(extras, " <span class=\"addr\">{} {}</span>", lang.pick("local", "本地"), esc(local));
+    }
+    if let Some(us) = call.elapsed_us {
+        let _ = write!(extras, " <span class=\"time\">{us} µs</span>");
+    }
+    if let Some(data) = call.data.as_ref().or(call.hex.as_ref()) {
+        let _ = write!(extras, " <q class=\"data\">{}</q>", esc(data));
+    }
+    let detail = call
+        .detail
+        .as_ref()
+        .map(|detail| format!("<p class=\"detail\">{}</p>", esc(detail)))
+        .unwrap_or_default();
+    let highlight = if selected == Some(card.seq) { " highlight" } else { "" };
+    format!(
+        r#"<div class="card {class}{highlight}" data-seq="{seq}" data-phase="{class}"><code class="c">{c}</code><div class="result">{result}{extras}</div>{detail}</div>"#,
+        seq = card.seq,
+        c = esc(&call.c),
+    )
+}
+
+fn message_box(lane: &Lane, view: &SockView, lang: Lang) -> String {
+    let connected = view.fd_open && matches!(view.tcp, Some(TcpState::Established | TcpState::CloseWait));
+    if !connected {
+        return String::new();
+    }
+    let last = view
+        .last_read
+        .as_ref()
+        .map(|text| {
+            format!(
+                r#"<span class="last-read">{} <q>{}</q></span>"#,
+                lang.pick("last read:", "最近读到："),
+                esc(text)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        r#"<div class="message"><input data-key="msg-{sock}" data-action="message" data-lane="{lane}" data-sock="{sock}" aria-label="{label} fd {fd}" placeholder="{placeholder}">
+<button data-action="send-message" data-lane="{lane}" data-sock="{sock}">send()</button>
+<button data-action="read-on" data-lane="{lane}" data-sock="{sock}">read()</button>{last}</div>"#,
+        sock = view.sock,
+        lane = lane.id,
+        fd = view.fd.unwrap_or(-1),
+        label = lang.pick("Message to send on", "要发送的消息，fd"),
+        placeholder = lang.pick("Type a message, Enter sends", "输入消息，按 Enter 发送"),
+    )
+}
+
+fn sock_line(view: &SockView, lang: Lang) -> String {
+    let fd = match view.fd {
+        Some(fd) if view.fd_open => format!("fd {fd}"),
+        _ => format!("sock {}", view.sock),
+    };
+    let addresses = match (&view.local, &view.peer) {
+        (Some(local), Some(peer)) => format!("{} ⇄ {}", esc(local), esc(peer)),
+        (Some(local), None) => esc(local),
+        _ => String::new(),
+    };
+    format!(
+        r#"<div class="sock" data-sock="{sock}"><b>{fd}</b> <span class="addr">{addresses}</span> {badge}</div>"#,
+        sock = view.sock,
+        badge = tcp_badge(view, lang)
+    )
+}
+
+/// One lane: its sockets, its steps with their cards, its connections.
+pub fn lane(model: &Model, lane: &Lane, ui: &Ui) -> String {
+    let lang = model.lang;
+    let label = lane.aria_label(lang);
+    let own = lane.sock.and_then(|sock| model.sockets.get(&sock));
+    let mut html = format!(
+        r#"<section class="lane {side}" aria-label="{label}" data-lane="{id}"><h2>{label}</h2>"#,
+        side = match lane.side {
+            Side::Server => "server",
+            Side::Client => "client",
+        },
+        label = esc(&label),
+        id = lane.id
+    );
+    if let Some(view) = own {
+        html.push_str(&sock_line(view, lang));
+        html.push_str(&queue_slots(view, lang));
+    }
+    html.push_str("<ol class=\"steps\">");
+    for (number, step) in lane.side.steps().iter().enumerate() {
+        let title = step.title(lane.side, lang);
+        if !step.is_system_call() {
+            let placeholder = match lane.side {
+                Side::Server => lang.pick("default: 127.0.0.1, a free lab port", "默认：127.0.0.1，空闲的实验端口"),
+                Side::Client => lang.pick("default: this lab's server", "默认：本实验的服务端"),
+            };
+            let _ = write!(
+                html,
+                r#"<li class="step address"><label><span class="n">{n}</span> {title} <code>struct sockaddr_in</code>
+<input data-key="addr-{lane}" data-action="address" data-lane="{lane}" placeholder="{placeholder}" value="{value}" aria-label="{title} (IP:PORT)"></label>
+<p class="hint">{hint}</p></li>"#,
+                n = number + 1,
+                lane = lane.id,
+                value = esc(&lane.address),
+                hint = lang.pick(
+                    "No system call: this only fills in a struct in memory.",
+                    "这一步没有系统调用：只是在内存中填写结构体。"
+                ),
+            );
+            continue;
+        }
+        let card = lane.cards.get(step);
+        let state = card.map(|card| match card.phase() {
+            Phase::Done => "done",
+            Phase::Failed => "failed",
+            Phase::Blocked => "blocked",
+            Phase::Cancelled => "cancelled",
+        });
+        let next = model.next_step(lane.id) == Some(*step);
+        let _ = write!(
+            html,
+            r#"<li class="step {state}{next}" data-step="{key}"><button data-action="step" data-lane="{lane}" data-step="{key}" data-key="step-{lane}-{key}"{current}><span class="n">{n}</span> {title} <code>{call}</code></button>{card}</li>"#,
+            state = state.unwrap_or("todo"),
+            next = if next { " next" } else { "" },
+            key = step.key(),
+            lane = lane.id,
+            current = if next { r#" aria-current="step""# } else { "" },
+            n = number + 1,
+            call = step.call_label(),
+            card = card.map(|card| card_html(card, lang, ui.selected_seq)).unwrap_or_default(),
+        );
+    }
+    html.push_str("</ol>");
+    if let Some(view) = own.filter(|_| lane.side == Side::Client) {
+        html.push_str(&message_box(lane, view, lang));
+    }
+    if lane.side == Side::Server && !lane.conns.is_empty() {
+        let _ = write!(
+            html,
+            r#"<div class="conns"><h3>{}</h3>"#,
+            lang.pick("Accepted connections", "已接受的连接")
+        );
+        for conn in &lane.conns {
+            let Some(view) = model.sockets.get(conn) else { continue };
+            let selected = lane.selected_conn == Some(*conn);
+            let _ = write!(
+                html,
+                r#"<div class="conn{sel}"><label class="pick"><input type="radio" name="conn" data-action="select-conn" data-sock="{sock}"{checked} aria-label="{use_it} fd {fd}"></label>{line}{message}</div>"#,
+                sel = if selected { " selected" } else { "" },
+                sock = conn,
+                checked = if selected { " checked" } else { "" },
+                use_it = lang.pick("read, send and close use", "read、send 和 close 使用"),
+                fd = view.fd.unwrap_or(-1),
+                line = sock_line(view, lang),
+                message = message_box(lane, view, lang),
+            );
+        }
+        html.push_str("</div>");
+    }
+    if !lane.extra.is_empty() {
+        let _ = write!(html, r#"<div class="extra"><h3>{}</h3>"#, lang.pick("Other calls", "其他调用"));
+        for card in &lane.extra {
+            html.push_str(&card_html(card, lang, ui.selected_seq));
+        }
+        html.push_str("</div>");
+    }
+    html.push_str("</section>");
+    html
+}
+
+pub fn lanes(model: &Model, ui: &Ui) -> String {
+    model.lanes.iter().map(|entry| lane(model, entry, ui)).collect()
+}
+
+/// The note above the diagram: whether the wire view is on.
+pub fn wire_note(model: &Model) -> String {
+    let lang = model.lang;
+    match &model.hello {
+        Some(hello) if hello.capture => esc(lang.pick(
+            "Wire view on: arrows are real TCP segments captured on the wire.",
+            "线路视图已开启：箭头是在线路上捕获的真实 TCP 报文段。",
+        )),
+        Some(hello) => format!(
+            "<b>{}</b> {} {}",
+            lang.pick("Wire view off.", "线路视图已关闭。"),
+            esc(hello.capture_reason.as_deref().unwrap_or("")),
+            lang.pick(
+                "The timeline shows the calls and the kernel's states only; nothing is drawn that was not seen.",
+                "时间线只显示调用和内核状态；没有看到的报文不会被画出来。"
+            )
+        ),
+        None => String::new(),
+    }
+}
+
+const COLUMN_WIDTH: f64 = 190.0;
+const ROW_HEIGHT: f64 = 26.0;
+const HEAD_HEIGHT: f64 = 30.0;
+
+/// The timeline as an SVG sequence diagram: a lifeline per lane, call and
+/// state marks on it, and segments as arrows between lanes.
+pub fn diagram(model: &Model, ui: &Ui, fresh_from: usize) -> String {
+    let lang = model.lang;
+    let shown = &model.rows[..model.revealed.min(model.rows.len())];
+    let outside = shown.iter().any(|row| {
+        matches!(row, Row::Segment { from, to, .. } if *from == Column::Outside || *to == Column::Outside)
+    });
+    let columns = model.lanes.len() + usize::from(outside);
+    let width = COLUMN_WIDTH * columns as f64;
+    let height = HEAD_HEIGHT + ROW_HEIGHT * (shown.len() as f64 + 1.0);
+    let x = |column: Column| match column {
+        Column::Lane(lane) => COLUMN_WIDTH * (lane as f64 + 0.5),
+        Column::Outside => COLUMN_WIDTH * (model.lanes.len() as f64 + 0.5),
+    };
+    let mut svg = format!(
+        r#"<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="{label}"><defs><marker id="head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="head"/></marker></defs>"#,
+        label = lang.pick("Timeline of calls, states and segments", "调用、状态与报文段的时间线")
+    );
+    let mut heads: Vec<(Column, String)> = model
+        .lanes
+        .iter()
+        .map(|lane| (Column::Lane(lane.id), lane.label(lang)))
+        .collect();
+    if outside {
+        heads.push((Column::Outside, lang.pick("Outside", "外部").to_string()));
+    }
+    for (column, label) in heads {
+        let cx = x(column);
+        let _ = write!(
+            svg,
+            r#"<text class="lifehead" x="{cx}" y="18" text-anchor="middle">{label}</text><line class="lifeline" x1="{cx}" y1="{HEAD_HEIGHT}" x2="{cx}" y2="{height}"/>"#,
+            label = esc(&label)
+        );
+    }
+    for (index, row) in shown.iter().enumerate() {
+        let y = HEAD_HEIGHT + ROW_HEIGHT * (index as f64 + 0.7);
+        let fresh = if index >= fresh_from && !ui.skip_animation { " fresh" } else { "" };
+        let highlight = if ui.selected_seq == Some(row.seq()) { " highlight" } else { "" };
+        match row {
+            Row::Call { seq, lane, label, phase } => {
+                let cx = x(Column::Lane(*lane));
+                let class = match phase {
+                    Phase::Done => "done",
+                    Phase::Failed => "failed",
+                    Phase::Blocked => "blocked",
+                    Phase::Cancelled => "cancelled",
+                };
+                let _ = write!(
+                    svg,
+                    r#"<g class="mark call {class}{fresh}{highlight}" data-seq="{seq}" tabindex="0"><title>{title}</title><circle cx="{cx}" cy="{cy}" r="5"/><text x="{tx}" y="{y}">{label}</text></g>"#,
+                    title = esc(label),
+                    cy = y - 4.0,
+                    tx = cx + 9.0,
+                    label = esc(label)
+                );
+            }
+            Row::State { seq, lane, label } => {
+                let cx = x(Column::Lane(*lane));
+                let _ = write!(
+                    svg,
+                    r#"<g class="mark state{fresh}{highlight}" data-seq="{seq}"><text x="{tx}" y="{y}">▸ {label}</text></g>"#,
+                    tx = cx + 9.0,
+                    label = esc(label)
+                );
+            }
+            Row::Segment { seq, from, to, label, detail } => {
+                let (x1, x2) = (x(*from), x(*to));
+                let flags = label.split_whitespace().next().unwrap_or("");
+                let kind = if flags.contains("RST") {
+                    "rst"
+                } else if flags.contains("SYN") {
+                    "syn"
+                } else if flags.contains("FIN") {
+                    "fin"
+                } else if label.contains("len=") {
+                    "data"
+                } else {
+                    "ack"
+                };
+                let _ = write!(
+                    svg,
+                    r#"<g class="arrow {kind}{fresh}{highlight}" data-seq="{seq}" tabindex="0" role="img" aria-label="{aria}"><title>{detail}</title><line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" marker-end="url(#head)" pathLength="100"/><text x="{mx}" y="{ty}" text-anchor="middle">{label}</text></g>"#,
+                    aria = esc(&detail.replace('\n', "; ")),
+                    detail = esc(detail),
+                    mx = (x1 + x2) / 2.0,
+                    ty = y - 5.0,
+                    label = esc(label)
+                );
+            }
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// The listing of the side the last call was on, its line highlighted and
+/// the kernel's values shown inline.
+pub fn code(model: &Model, ui: &Ui) -> String {
+    let lang = model.lang;
+    let side = ui.code_side.or(model.code.side).unwrap_or(Side::Server);
+    let lines = if ui.rust_listing {
+        listing::rust_listing(side)
+    } else {
+        listing::c_listing(side)
+    };
+    let same_side = model.code.side == Some(side);
+    let mut html = String::from(r#"<ol class="listing">"#);
+    for line in lines {
+        let hl = same_side && line.value.is_some() && line.value == model.code.variable;
+        let text = if line.code.is_empty() {
+            format!(r#"<span class="comment">// {}</span>"#, esc(line.comment(lang).unwrap_or("")))
+        } else {
+            esc(line.code)
+        };
+        let value = match (line.value, same_side) {
+            (Some(variable), true) => model
+                .code
+                .values
+                .get(variable)
+                .map(|value| format!(r#"<span class="value">{variable} = {}</span>"#, esc(value)))
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        let _ = write!(
+            html,
+            r#"<li class="line{hl}" data-step="{step}"{aria}><code>{text}</code>{value}</li>"#,
+            hl = if hl { " hl" } else { "" },
+            step = line.step.map(Step::key).unwrap_or(""),
+            aria = if hl { r#" aria-current="true""# } else { "" },
+        );
+    }
+    html.push_str("</ol>");
+    html
+}
+
+pub fn mistakes(lang: Lang) -> String {
+    let mut html = String::from("<ul class=\"mistakes\">");
+    for mistake in MISTAKES {
+        let button = mistake
+            .scenario
+            .map(|scenario| {
+                format!(
+                    r#" <button data-action="run" data-scenario="{}">{}</button>"#,
+                    scenario.key(),
+                    lang.pick("Show the kernel's answer", "看看内核怎么说")
+                )
+            })
+            .unwrap_or_default();
+        let _ = write!(html, "<li>{}{button}</li>", esc(lang.pick(mistake.en, mistake.zh)));
+    }
+    html.push_str("</ul>");
+    html
+}
+
+/// The log's socket filter options.
+pub fn sock_options(model: &Model, ui: &Ui) -> String {
+    let mut html = format!(
+        r#"<option value="all">{}</option>"#,
+        model.lang.pick("all", "全部")
+    );
+    for view in model.sockets.values() {
+        let role = match view.role {
+            Role::Server => "server",
+            Role::Client => "client",
+            Role::Conn => "conn",
+        };
+        let value = view.sock.to_string();
+        let _ = write!(
+            html,
+            r#"<option value="{value}"{selected}>sock {value} ({role})</option>"#,
+            selected = if ui.log_sock == value { " selected" } else { "" }
+        );
+    }
+    html
+}
+
+/// The log entries that pass the filters, the newest 300.
+pub fn log(model: &Model, ui: &Ui) -> String {
+    let matches: Vec<_> = model
+        .log
+        .iter()
+        .filter(|entry| ui.log_kind == "all" || ui.log_kind == entry.kind)
+        .filter(|entry| {
+            ui.log_sock == "all" || entry.sock.map(|sock| sock.to_string()).as_deref() == Some(ui.log_sock.as_str())
+        })
+        .collect();
+    let skip = matches.len().saturating_sub(300);
+    let mut html = String::new();
+    for entry in matches.into_iter().skip(skip) {
+        let _ = write!(
+            html,
+            r#"<li class="entry {kind}{sel}"><button data-action="inspect" data-seq="{seq}"><span class="seq">#{seq}</span> <span class="kind">{kind}</span> {summary}</button></li>"#,
+            kind = entry.kind,
+            sel = if ui.selected_seq == Some(entry.seq) { " highlight" } else { "" },
+            seq = entry.seq,
+            summary = esc(&entry.summary)
+        );
+    }
+    html
+}
+
+/// The JSON of the selected event, for the inspector.
+pub fn inspector(model: &Model, ui: &Ui) -> String {
+    ui.selected_seq
+        .and_then(|seq| model.log.iter().find(|entry| entry.seq == seq))
+        .map(|entry| protocol::pretty_event(&entry.event))
+        .unwrap_or_else(|| {
+            model
+                .lang
+                .pick("Click an event to see its JSON.", "点击事件查看其 JSON。")
+                .to_string()
+        })
+}
+
+/// The whole log as a JSON array, for export.
+pub fn export(model: &Model) -> String {
+    let events: Vec<String> = model
+        .log
+        .iter()
+        .map(|entry| protocol::encode_event(&entry.event))
+        .collect();
+    format!("[\n{}\n]\n", events.join(",\n"))
+}
+
+/// The sentence the player shows while it plays.
+pub fn playing(model: &Model, ui: &Ui) -> String {
+    match ui.playing {
+        Some((scenario, paused)) => format!(
+            "{} {}",
+            if paused {
+                model.lang.pick("Paused:", "已暂停：")
+            } else {
+                model.lang.pick("Playing:", "正在运行：")
+            },
+            esc(scenario.title(model.lang))
+        ),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lesson_model(lang: Lang) -> Model {
+        let mut model = Model::new(lang);
+        for line in include_str!("../tests/fixtures/seed-flow.jsonl").lines() {
+            model.apply(&protocol::decode_event(line).expect("parses"));
+        }
+        model.revealed = model.rows.len();
+        model
     }
 
-    pub fn render_connection(&self, model: &Model) {
-        let (state, text) = match &model.connection {
-            Connection::Connecting => ("connecting", "Connecting to the relay…".to_string()),
-            Connection::Connected => ("connected", "Connected to the relay".to_string()),
-            Connection::Lost {
-                attempt,
-                retry_in_ms,
-            } => (
-                "lost",
-                format!(
-                    "Relay unreachable: retrying in {:.1} s (attempt {attempt})",
-                    *retry_in_ms as f64 / 1000.0
-                ),
-            ),
-        };
-        let _ = self.status.set_attribute("data-state", state);
-        self.status.set_text_content(Some(&text));
+    #[test]
+    fn lanes_are_labelled_regions_with_step_buttons() {
+        let model = lesson_model(Lang::En);
+        let html = lanes(&model, &Ui::default());
+        assert!(html.contains(r#"aria-label="Server""#));
+        assert!(html.contains(r#"aria-label="Client 1""#));
+        assert!(html.contains("<code>listen()</code>"));
+        assert!(html.contains("Accepted connections"));
+        let zh = lanes(&lesson_model(Lang::Zh), &Ui::default());
+        assert!(zh.contains("启动监听"));
+        assert!(zh.contains("接受设备"));
+        assert!(zh.contains(r#"aria-label="服务端""#));
+    }
+
+    #[test]
+    fn the_code_panel_highlights_the_last_call_with_its_value() {
+        let model = lesson_model(Lang::En);
+        let html = code(&model, &Ui::default());
+        let highlighted: Vec<&str> = html.split("<li").filter(|line| line.contains(" hl\"")).collect();
+        assert_eq!(highlighted.len(), 1, "{html}");
+        assert!(highlighted[0].contains("close("));
+        assert!(html.contains("valread = 0"));
+    }
+
+    #[test]
+    fn the_diagram_draws_every_revealed_row_and_escapes_text() {
+        let model = lesson_model(Lang::En);
+        let svg = diagram(&model, &Ui::default(), model.rows.len());
+        assert_eq!(svg.matches("data-seq=").count(), model.rows.len());
+        assert!(!svg.contains("<q>"));
+        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+    }
+
+    #[test]
+    fn the_wire_note_is_honest_when_capture_is_off() {
+        let model = lesson_model(Lang::En);
+        assert!(wire_note(&model).contains("Wire view off."));
+    }
+
+    #[test]
+    fn export_is_a_json_array_of_every_event() {
+        let model = lesson_model(Lang::En);
+        let text = export(&model);
+        assert!(text.starts_with("[\n{\"seq\":1,"));
+        assert_eq!(text.matches("\"seq\":").count(), model.log.len());
     }
 }
