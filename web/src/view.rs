@@ -93,7 +93,7 @@ pub fn skeleton(lang: Lang) -> String {
 <div id="banner" class="banner" hidden></div>
 <nav class="toolbar" aria-label="{controls}">
   <button data-action="run" data-scenario="lesson">▶ {run}</button>
-  <button data-action="pause" id="pause" disabled>⏸ {pause}</button>
+  <button data-action="pause" id="pause" disabled>❚❚ {pause}</button>
   <label>{speed} <input type="range" id="speed" data-action="speed" min="150" max="2500" step="50" value="900" aria-label="{speed}"></label>
   <label class="check"><input type="checkbox" data-action="skip" id="skip"> {skip_anim}</label>
   <span class="sep"></span>
@@ -105,38 +105,37 @@ pub fn skeleton(lang: Lang) -> String {
   <span id="playing" class="playing"></span>
 </nav>
 <div id="error" class="error" role="alert" hidden></div>
+<div class="workspace">
 <main id="lanes" class="lanes"></main>
+<section class="code" aria-label="{code}">
+  <div class="tabs" role="tablist">
+    <button data-action="code-lang" data-value="c" role="tab" id="tab-c">C</button>
+    <button data-action="code-lang" data-value="rust" role="tab" id="tab-rust">Rust (std::net)</button>
+    <span class="sep"></span>
+    <button data-action="code-side" data-value="server" id="side-server">{server}</button>
+    <button data-action="code-side" data-value="client" id="side-client">{client}</button>
+  </div>
+  <div id="code"></div>
+  <details class="mistakes-box" open><summary>{mistakes}</summary><div id="mistakes"></div></details>
+</section>
 <section class="wire" aria-label="{wire}">
   <h2>{wire}</h2>
   <div id="wire-note" class="note"></div>
   <div id="diagram" class="diagram"></div>
 </section>
-<div class="bottom">
-  <section class="code" aria-label="{code}">
-    <div class="tabs" role="tablist">
-      <button data-action="code-lang" data-value="c" role="tab" id="tab-c">C</button>
-      <button data-action="code-lang" data-value="rust" role="tab" id="tab-rust">Rust (std::net)</button>
-      <span class="sep"></span>
-      <button data-action="code-side" data-value="server" id="side-server">{server}</button>
-      <button data-action="code-side" data-value="client" id="side-client">{client}</button>
-    </div>
-    <div id="code"></div>
-    <h3>{mistakes}</h3>
-    <div id="mistakes"></div>
-  </section>
-  <section class="log" aria-label="{log}">
-    <h2>{log}</h2>
-    <div class="filters">
-      <label>{kind} <select id="log-kind" data-action="log-kind">
-        <option value="all">{all}</option><option value="call">call</option><option value="state">state</option>
-        <option value="segment">segment</option><option value="error">error</option><option value="hello">hello</option>
-      </select></label>
-      <label>{socket} <select id="log-sock" data-action="log-sock"></select></label>
-      <button data-action="export">{export}</button>
-    </div>
-    <ol id="log-list" class="log-list"></ol>
-    <pre id="inspector" class="inspector" tabindex="0" aria-label="{inspector}"></pre>
-  </section>
+<section class="log" aria-label="{log}">
+  <h2>{log}</h2>
+  <div class="filters">
+    <label>{kind} <select id="log-kind" data-action="log-kind">
+      <option value="all">{all}</option><option value="call">call</option><option value="state">state</option>
+      <option value="segment">segment</option><option value="error">error</option><option value="hello">hello</option>
+    </select></label>
+    <label>{socket} <select id="log-sock" data-action="log-sock"></select></label>
+    <button data-action="export">{export}</button>
+  </div>
+  <ol id="log-list" class="log-list"></ol>
+  <pre id="inspector" class="inspector" tabindex="0" aria-label="{inspector}"></pre>
+</section>
 </div>
 <div id="help" class="help" role="dialog" aria-label="{help}" hidden>
   <h2>{help}</h2>
@@ -271,10 +270,19 @@ fn card_html(card: &Card, lang: Lang, selected: Option<u64>) -> String {
     if let Some(data) = call.data.as_ref().or(call.hex.as_ref()) {
         let _ = write!(extras, " <q class=\"data\">{}</q>", esc(data));
     }
+    // The kernel's story behind the call; open while the call waits, since
+    // that is when a student asks why nothing happens.
     let detail = call
         .detail
         .as_ref()
-        .map(|detail| format!("<p class=\"detail\">{}</p>", esc(detail)))
+        .map(|detail| {
+            format!(
+                r#"<details class="detail"{open}><summary>{why}</summary>{text}</details>"#,
+                open = if phase == Phase::Blocked { " open" } else { "" },
+                why = lang.pick("What happened underneath", "底层发生了什么"),
+                text = esc(detail)
+            )
+        })
         .unwrap_or_default();
     let highlight = if selected == Some(card.seq) { " highlight" } else { "" };
     format!(
