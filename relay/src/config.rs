@@ -30,6 +30,8 @@ pub struct Config {
     pub read_bytes: u32,
     /// The largest command frame accepted; larger ones get `error` `limit`.
     pub frame_bytes: u32,
+    /// Capture the labs' segments when the relay may (root or CAP_NET_RAW).
+    pub capture: bool,
 }
 
 impl Default for Config {
@@ -45,6 +47,7 @@ impl Default for Config {
             send_bytes: 16 * 1024,
             read_bytes: 64 * 1024,
             frame_bytes: 64 * 1024,
+            capture: true,
         }
     }
 }

@@ -8,9 +8,12 @@
 //! - `session`: one per browser; forwards commands to its lab and events back.
 //! - `engine`: the labs; performs the real socket calls and emits protocol
 //!   events into a channel. It knows nothing of WebSocket or JSON.
+//! - `capture`: the wire view; one packet socket that hands each lab the
+//!   TCP segments of its own ports.
 //! - `config`: the relay's settings and limits.
 
 mod assets;
+pub mod capture;
 pub mod config;
 pub mod engine;
 mod server;

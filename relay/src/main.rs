@@ -34,6 +34,9 @@ struct Args {
     /// students on the network join a lab with nc.
     #[arg(long, default_value = "127.0.0.1")]
     lab_ip: IpAddr,
+    /// Do not capture segments even when the relay may.
+    #[arg(long)]
+    no_capture: bool,
     /// The most labs (browser tabs) the relay runs at once.
     #[arg(long, default_value_t = Config::default().labs_per_relay)]
     max_labs: u32,
@@ -55,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         allowed_connect_targets: args.allowed_connect_targets,
         lab_ip: args.lab_ip,
         labs_per_relay: args.max_labs,
+        capture: !args.no_capture,
         ..Config::default()
     };
     let listener = TcpListener::bind(args.listen)

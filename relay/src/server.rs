@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::assets::Assets;
+use crate::capture::Capture;
 use crate::config::Config;
 use crate::engine::PortPool;
 use crate::session;
@@ -28,6 +29,8 @@ pub(crate) struct Shared {
     pub lab_slots: Arc<Semaphore>,
     /// The lab ports in use, shared so that two labs never pick the same one.
     pub ports: Arc<PortPool>,
+    /// The packet capture every lab shares, or why the relay has none.
+    pub capture: Result<Arc<Capture>, String>,
 }
 
 /// Serves the page and the labs on an already-bound listener until `shutdown`
@@ -41,7 +44,17 @@ pub async fn serve(
         Some(dir) => Assets::Dir(dir.clone()),
         None => Assets::Embedded,
     };
+    let capture = if config.capture {
+        Capture::start(config.lab_ip)
+    } else {
+        Err("The wire view was turned off with --no-capture.".to_string())
+    };
+    match &capture {
+        Ok(_) => tracing::info!("capturing the labs' TCP segments"),
+        Err(reason) => tracing::warn!("wire view off: {reason}"),
+    }
     let shared = Arc::new(Shared {
+        capture,
         lab_slots: Arc::new(Semaphore::new(config.labs_per_relay as usize)),
         ports: Arc::new(PortPool::new(config.lab_ports.clone())),
         config,

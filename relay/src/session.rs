@@ -33,7 +33,11 @@ pub(crate) async fn run(mut socket: WebSocket, shared: Arc<Shared>) {
         let _ = socket.send(Message::Close(None)).await;
         return;
     };
-    let settings = LabSettings::from_config(&shared.config, Arc::clone(&shared.ports));
+    let settings = LabSettings::from_config(
+        &shared.config,
+        Arc::clone(&shared.ports),
+        shared.capture.clone(),
+    );
     let mut lab = engine::spawn_lab(settings);
     let frame_bytes = shared.config.frame_bytes;
     match forward(&mut socket, &lab.inputs, &mut lab.events, frame_bytes).await {

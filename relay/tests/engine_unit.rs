@@ -13,6 +13,7 @@ fn lab() -> LabHandle {
     spawn_lab(LabSettings::from_config(
         &config,
         Arc::new(PortPool::new(config.lab_ports.clone())),
+        Err("no capture in this test".into()),
     ))
 }
 

@@ -5,6 +5,7 @@ pub mod browser;
 pub mod kernel;
 pub mod lab_client;
 pub mod relay_process;
+pub mod sniffer;
 
 /// GETs a URL from the relay and returns the status, content type and body.
 pub async fn http_get(url: &str) -> (u16, String, Vec<u8>) {

@@ -36,7 +36,21 @@ impl RelayProcess {
     /// Starts the relay on 127.0.0.1, port 0, with these extra flags, and
     /// waits for the URL line it prints once listening.
     pub async fn start(extra_args: &[&str]) -> RelayProcess {
-        let mut child = Command::new(relay_binary())
+        RelayProcess::spawn(Command::new(relay_binary()), extra_args).await
+    }
+
+    /// Starts the relay as the unprivileged user nobody, through setpriv,
+    /// so that it has no CAP_NET_RAW even when the tests run as root.
+    pub async fn start_unprivileged(extra_args: &[&str]) -> RelayProcess {
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(relay_binary());
+        RelayProcess::spawn(command, extra_args).await
+    }
+
+    async fn spawn(mut command: Command, extra_args: &[&str]) -> RelayProcess {
+        let mut child = command
             .args(["--listen", "127.0.0.1:0"])
             .args(extra_args)
             .env("RUST_LOG", "relay=debug")

@@ -21,7 +21,10 @@ async fn click(browser: &Browser, xpath: &str) {
         match attempt.await {
             Ok(()) => return,
             Err(error) => {
-                assert!(Instant::now() < deadline, "could not click {xpath}: {error}");
+                assert!(
+                    Instant::now() < deadline,
+                    "could not click {xpath}: {error}"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -57,7 +60,10 @@ fn lane(label: &str) -> String {
 async fn step(browser: &Browser, lane_label: &str, call: &str, clicks: &mut u32) {
     click(
         browser,
-        &format!("{}//button[@data-action='step' and contains(., '{call}')]", lane(lane_label)),
+        &format!(
+            "{}//button[@data-action='step' and contains(., '{call}')]",
+            lane(lane_label)
+        ),
     )
     .await;
     *clicks += 1;
@@ -79,7 +85,11 @@ async fn open(language: &str) -> (RelayProcess, Browser, Duration) {
     let relay = RelayProcess::start(&[]).await;
     let browser = Browser::start(language).await;
     let started = Instant::now();
-    browser.client.goto(&relay.url).await.expect("the page loads");
+    browser
+        .client
+        .goto(&relay.url)
+        .await
+        .expect("the page loads");
     browser.wait_for("#status[data-state='connected']").await;
     let interactive = started.elapsed();
     // Animations are for people; the tests want the truth at once.
@@ -95,22 +105,36 @@ async fn the_whole_lesson_in_english() {
 
     step(&browser, server, "socket()", &mut clicks).await;
     let socket_card = card(&browser, server, "socket", "done").await;
-    assert!(socket_card.contains("= "), "socket() shows its fd: {socket_card}");
+    assert!(
+        socket_card.contains("= "),
+        "socket() shows its fd: {socket_card}"
+    );
     step(&browser, server, "bind()", &mut clicks).await;
     card(&browser, server, "bind", "done").await;
     step(&browser, server, "listen()", &mut clicks).await;
     card(&browser, server, "listen", "done").await;
-    wait_text(&browser, &format!("{}//span[@data-tcp='LISTEN']", lane(server))).await;
+    wait_text(
+        &browser,
+        &format!("{}//span[@data-tcp='LISTEN']", lane(server)),
+    )
+    .await;
     step(&browser, server, "accept()", &mut clicks).await;
     let waiting = card(&browser, server, "accept", "blocked").await;
-    assert!(waiting.contains("EAGAIN"), "a blocked accept shows the kernel's EAGAIN: {waiting}");
+    assert!(
+        waiting.contains("EAGAIN"),
+        "a blocked accept shows the kernel's EAGAIN: {waiting}"
+    );
     browser.screenshot("lesson-1-accept-waits").await;
 
     step(&browser, client, "socket()", &mut clicks).await;
     card(&browser, client, "socket", "done").await;
     step(&browser, client, "connect()", &mut clicks).await;
     card(&browser, client, "connect", "done").await;
-    wait_text(&browser, &format!("{}//span[@data-tcp='ESTABLISHED']", lane(client))).await;
+    wait_text(
+        &browser,
+        &format!("{}//span[@data-tcp='ESTABLISHED']", lane(client)),
+    )
+    .await;
     let accepted = card(&browser, server, "accept", "done").await;
     assert!(accepted.contains("peer 127.0.0.1:"), "{accepted}");
     browser.screenshot("lesson-2-established").await;
@@ -122,22 +146,37 @@ async fn the_whole_lesson_in_english() {
         .find(Locator::XPath(&message_box))
         .await
         .expect("the client has a message box once connected");
-    input.send_keys("hello from chromium\u{E007}").await.expect("typed");
+    input
+        .send_keys("hello from chromium\u{E007}")
+        .await
+        .expect("typed");
     clicks += 1;
     wait_text(
         &browser,
-        &format!("{}//div[@data-phase='done']//q[contains(., 'hello from chromium')]", lane(client)),
+        &format!(
+            "{}//div[@data-phase='done']//q[contains(., 'hello from chromium')]",
+            lane(client)
+        ),
     )
     .await;
     step(&browser, server, "read()", &mut clicks).await;
     let read = card(&browser, server, "read", "done").await;
-    assert!(read.contains("hello from chromium"), "the server's read got the message: {read}");
+    assert!(
+        read.contains("hello from chromium"),
+        "the server's read got the message: {read}"
+    );
     assert!(read.contains("= 19"), "read returns the byte count: {read}");
 
     // The code panel highlights the line of the call just made.
     let highlighted = wait_text(&browser, "//ol[@class='listing']/li[contains(@class,'hl')]").await;
-    assert!(highlighted.contains("read(new_socket"), "highlighted: {highlighted}");
-    assert!(highlighted.contains("valread = 19"), "with the real value: {highlighted}");
+    assert!(
+        highlighted.contains("read(new_socket"),
+        "highlighted: {highlighted}"
+    );
+    assert!(
+        highlighted.contains("valread = 19"),
+        "with the real value: {highlighted}"
+    );
     browser.screenshot("lesson-3-read").await;
 
     step(&browser, server, "send()", &mut clicks).await;
@@ -150,18 +189,32 @@ async fn the_whole_lesson_in_english() {
     step(&browser, server, "read()", &mut clicks).await;
     wait_text(
         &browser,
-        &format!("{}//li[@data-step='read']//div[@data-phase='done' and contains(., '= 0')]", lane(server)),
+        &format!(
+            "{}//li[@data-step='read']//div[@data-phase='done' and contains(., '= 0')]",
+            lane(server)
+        ),
     )
     .await;
-    wait_text(&browser, &format!("{}//span[@data-tcp='CLOSE_WAIT']", lane(server))).await;
+    wait_text(
+        &browser,
+        &format!("{}//span[@data-tcp='CLOSE_WAIT']", lane(server)),
+    )
+    .await;
     step(&browser, server, "close()", &mut clicks).await;
     step(&browser, server, "close()", &mut clicks).await;
     wait_text(
         &browser,
-        &format!("{}//li[@data-step='close']//code[contains(., 'close(') ]", lane(server)),
+        &format!(
+            "{}//li[@data-step='close']//code[contains(., 'close(') ]",
+            lane(server)
+        ),
     )
     .await;
-    wait_text(&browser, &format!("{}//span[@data-tcp='TIME_WAIT']", lane(client))).await;
+    wait_text(
+        &browser,
+        &format!("{}//span[@data-tcp='TIME_WAIT']", lane(client)),
+    )
+    .await;
     browser.screenshot("lesson-4-closed").await;
     browser.assert_clean_console().await;
 
@@ -186,11 +239,18 @@ async fn the_lesson_in_chinese_by_its_chinese_titles() {
     card(&browser, client, "socket", "done").await;
     step(&browser, client, "连接客户端", &mut clicks).await;
     card(&browser, client, "connect", "done").await;
-    wait_text(&browser, &format!("{}//span[@data-tcp='ESTABLISHED']", lane(client))).await;
+    wait_text(
+        &browser,
+        &format!("{}//span[@data-tcp='ESTABLISHED']", lane(client)),
+    )
+    .await;
     step(&browser, server, "接受设备", &mut clicks).await;
     card(&browser, server, "accept", "done").await;
     let code_comment = wait_text(&browser, "//ol[@class='listing']").await;
-    assert!(code_comment.contains("接受设备"), "the listing's comments are in Chinese");
+    assert!(
+        code_comment.contains("接受设备"),
+        "the listing's comments are in Chinese"
+    );
     browser.screenshot("zh-established").await;
     browser.assert_clean_console().await;
 }
@@ -198,14 +258,22 @@ async fn the_lesson_in_chinese_by_its_chinese_titles() {
 #[tokio::test]
 async fn the_connect_before_listen_scenario_shows_econnrefused() {
     let (_relay, browser, _) = open("en-US").await;
-    let speed = browser.client.find(Locator::Id("speed")).await.expect("slider");
+    let speed = browser
+        .client
+        .find(Locator::Id("speed"))
+        .await
+        .expect("slider");
     // The fastest setting: the scenario is the test, not the pace.
     browser
         .client
         .execute("arguments[0].value = 150; arguments[0].dispatchEvent(new Event('input', {bubbles: true}));", vec![serde_json::to_value(&speed).expect("element")])
         .await
         .expect("speed set");
-    let select = browser.client.find(Locator::Id("scenario")).await.expect("menu");
+    let select = browser
+        .client
+        .find(Locator::Id("scenario"))
+        .await
+        .expect("menu");
     select
         .select_by_value("connect-before-listen")
         .await
@@ -233,16 +301,30 @@ async fn an_outside_peer_appears_as_an_accepted_connection() {
         .await
         .expect("the nc field")
         .unwrap_or_default();
-    assert!(nc.starts_with("nc 127.0.0.1 "), "the page says how to join: {nc:?}");
-    let port: u16 = nc.rsplit(' ').next().and_then(|port| port.parse().ok()).expect("a port");
-    let mut outsider = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the outsider connects");
+    assert!(
+        nc.starts_with("nc 127.0.0.1 "),
+        "the page says how to join: {nc:?}"
+    );
+    let port: u16 = nc
+        .rsplit(' ')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .expect("a port");
+    let mut outsider =
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("the outsider connects");
     let outsider_addr = outsider.local_addr().expect("local").to_string();
     step(&browser, "Server", "accept()", &mut clicks).await;
     let accepted = card(&browser, "Server", "accept", "done").await;
-    assert!(accepted.contains(&outsider_addr), "{accepted} names {outsider_addr}");
+    assert!(
+        accepted.contains(&outsider_addr),
+        "{accepted} names {outsider_addr}"
+    );
     wait_text(
         &browser,
-        &format!("{}//div[@class='conns']//span[contains(., '{outsider_addr}')]", lane("Server")),
+        &format!(
+            "{}//div[@class='conns']//span[contains(., '{outsider_addr}')]",
+            lane("Server")
+        ),
     )
     .await;
     outsider.write_all(b"from outside").expect("written");

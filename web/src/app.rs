@@ -53,11 +53,17 @@ fn by_id(id: &str) -> Option<Element> {
 }
 
 fn storage_get(key: &str) -> Option<String> {
-    web_sys::window()?.local_storage().ok()??.get_item(key).ok()?
+    web_sys::window()?
+        .local_storage()
+        .ok()??
+        .get_item(key)
+        .ok()?
 }
 
 fn storage_set(key: &str, value: &str) {
-    if let Some(storage) = web_sys::window().and_then(|window| window.local_storage().ok().flatten()) {
+    if let Some(storage) =
+        web_sys::window().and_then(|window| window.local_storage().ok().flatten())
+    {
         let _ = storage.set_item(key, value);
     }
 }
@@ -118,12 +124,19 @@ fn mount(app: &App) -> Result<(), JsValue> {
         classes.toggle_with_force("projector", app.ui.projector)?;
     }
     if let Some(button) = document.query_selector("[data-action=projector]")? {
-        button.set_attribute("aria-pressed", if app.ui.projector { "true" } else { "false" })?;
+        button.set_attribute(
+            "aria-pressed",
+            if app.ui.projector { "true" } else { "false" },
+        )?;
     }
-    if let Some(speed) = by_id("speed").and_then(|element| element.dyn_into::<HtmlInputElement>().ok()) {
+    if let Some(speed) =
+        by_id("speed").and_then(|element| element.dyn_into::<HtmlInputElement>().ok())
+    {
         speed.set_value(&app.ui.step_delay_ms.to_string());
     }
-    if let Some(skip) = by_id("skip").and_then(|element| element.dyn_into::<HtmlInputElement>().ok()) {
+    if let Some(skip) =
+        by_id("skip").and_then(|element| element.dyn_into::<HtmlInputElement>().ok())
+    {
         skip.set_checked(app.ui.skip_animation);
     }
     if let Some(mistakes) = by_id("mistakes") {
@@ -134,7 +147,11 @@ fn mount(app: &App) -> Result<(), JsValue> {
 
 fn relay_url() -> Result<String, JsValue> {
     let location = web_sys::window().ok_or("no window")?.location();
-    let scheme = if location.protocol()? == "https:" { "wss" } else { "ws" };
+    let scheme = if location.protocol()? == "https:" {
+        "wss"
+    } else {
+        "ws"
+    };
     Ok(format!("{scheme}://{}/ws", location.host()?))
 }
 
@@ -160,7 +177,9 @@ fn connect(app: &Shared) -> Result<(), JsValue> {
                 app.dirty = true;
             }
             // A frame this page cannot read is logged, not trusted.
-            Err(error) => web_sys::console::info_1(&format!("skipped an unreadable event: {error}").into()),
+            Err(error) => {
+                web_sys::console::info_1(&format!("skipped an unreadable event: {error}").into())
+            }
         }
     });
 
@@ -216,7 +235,10 @@ fn send_action(app: &mut App, action: &Action) -> Option<u64> {
         app.model.last_error = Some(
             app.model
                 .lang
-                .pick("The relay is not connected; the page is retrying.", "中继未连接，页面正在重试。")
+                .pick(
+                    "The relay is not connected; the page is retrying.",
+                    "中继未连接，页面正在重试。",
+                )
                 .to_string(),
         );
         app.dirty = true;
@@ -284,7 +306,10 @@ fn send_message(app: &mut App, lane: usize, sock: u32) {
 }
 
 fn on_click(app: &Shared, event: Event) {
-    let Some(target) = event.target().and_then(|target| target.dyn_into::<Element>().ok()) else {
+    let Some(target) = event
+        .target()
+        .and_then(|target| target.dyn_into::<Element>().ok())
+    else {
         return;
     };
     let Ok(Some(element)) = target.closest("[data-action]") else {
@@ -306,12 +331,16 @@ fn on_click(app: &Shared, event: Event) {
             }
         }
         "send-message" => {
-            if let (Some(lane), Some(sock)) = (data_usize(&element, "lane"), data_usize(&element, "sock")) {
+            if let (Some(lane), Some(sock)) =
+                (data_usize(&element, "lane"), data_usize(&element, "sock"))
+            {
                 send_message(app, lane, sock as u32);
             }
         }
         "read-on" => {
-            if let (Some(lane), Some(sock)) = (data_usize(&element, "lane"), data_usize(&element, "sock")) {
+            if let (Some(lane), Some(sock)) =
+                (data_usize(&element, "lane"), data_usize(&element, "sock"))
+            {
                 send_action(app, &Action::ReadOn(lane, sock as u32));
             }
         }
@@ -353,13 +382,19 @@ fn on_click(app: &Shared, event: Event) {
         }
         "theme" => {
             app.ui.dark = !app.ui.dark;
-            storage_set("socket-flow.theme", if app.ui.dark { "dark" } else { "light" });
+            storage_set(
+                "socket-flow.theme",
+                if app.ui.dark { "dark" } else { "light" },
+            );
             let _ = mount(app);
             app.dirty = true;
         }
         "projector" => {
             app.ui.projector = !app.ui.projector;
-            storage_set("socket-flow.projector", if app.ui.projector { "on" } else { "off" });
+            storage_set(
+                "socket-flow.projector",
+                if app.ui.projector { "on" } else { "off" },
+            );
             let _ = mount(app);
             app.dirty = true;
         }
@@ -389,7 +424,10 @@ fn on_click(app: &Shared, event: Event) {
 
 /// Inputs and selects: addresses, the speed, filters, the chosen connection.
 fn on_change(app: &Shared, event: Event) {
-    let Some(element) = event.target().and_then(|target| target.dyn_into::<Element>().ok()) else {
+    let Some(element) = event
+        .target()
+        .and_then(|target| target.dyn_into::<Element>().ok())
+    else {
         return;
     };
     let mut app = app.borrow_mut();
@@ -440,7 +478,10 @@ fn on_change(app: &Shared, event: Event) {
 }
 
 fn on_key(app: &Shared, event: KeyboardEvent) {
-    let Some(target) = event.target().and_then(|target| target.dyn_into::<Element>().ok()) else {
+    let Some(target) = event
+        .target()
+        .and_then(|target| target.dyn_into::<Element>().ok())
+    else {
         return;
     };
     let typing = matches!(target.tag_name().as_str(), "INPUT" | "SELECT" | "TEXTAREA");
@@ -448,7 +489,9 @@ fn on_key(app: &Shared, event: KeyboardEvent) {
     let app = &mut *app;
     if typing {
         if event.key() == "Enter" && data(&target, "action").as_deref() == Some("message") {
-            if let (Some(lane), Some(sock)) = (data_usize(&target, "lane"), data_usize(&target, "sock")) {
+            if let (Some(lane), Some(sock)) =
+                (data_usize(&target, "lane"), data_usize(&target, "sock"))
+            {
                 event.prevent_default();
                 send_message(app, lane, sock as u32);
             }
@@ -494,7 +537,10 @@ fn on_key(app: &Shared, event: KeyboardEvent) {
 
 /// Focusing or hovering an arrow shows every field of its event.
 fn on_focus(app: &Shared, event: Event) {
-    let Some(target) = event.target().and_then(|target| target.dyn_into::<Element>().ok()) else {
+    let Some(target) = event
+        .target()
+        .and_then(|target| target.dyn_into::<Element>().ok())
+    else {
         return;
     };
     let Ok(Some(mark)) = target.closest("g[data-seq]") else {
@@ -515,7 +561,8 @@ fn listen_to_page(app: &Shared) -> Result<(), JsValue> {
     // These listeners live as long as the page, so forgetting them is right.
     let clicked = Rc::clone(app);
     let on_click_closure = Closure::<dyn FnMut(Event)>::new(move |event| on_click(&clicked, event));
-    document.add_event_listener_with_callback("click", on_click_closure.as_ref().unchecked_ref())?;
+    document
+        .add_event_listener_with_callback("click", on_click_closure.as_ref().unchecked_ref())?;
     on_click_closure.forget();
 
     for kind in ["input", "change"] {
@@ -526,8 +573,10 @@ fn listen_to_page(app: &Shared) -> Result<(), JsValue> {
     }
 
     let keyed = Rc::clone(app);
-    let on_key_closure = Closure::<dyn FnMut(KeyboardEvent)>::new(move |event| on_key(&keyed, event));
-    document.add_event_listener_with_callback("keydown", on_key_closure.as_ref().unchecked_ref())?;
+    let on_key_closure =
+        Closure::<dyn FnMut(KeyboardEvent)>::new(move |event| on_key(&keyed, event));
+    document
+        .add_event_listener_with_callback("keydown", on_key_closure.as_ref().unchecked_ref())?;
     on_key_closure.forget();
 
     for kind in ["focusin", "mouseover"] {
@@ -592,7 +641,11 @@ fn tick(app: &Shared, now: f64) {
 
     let waiting = app.model.waiting_rows();
     if waiting > 0 {
-        let interval = if waiting > BACKLOG_ROWS { BACKLOG_REVEAL_MS } else { ROW_REVEAL_MS };
+        let interval = if waiting > BACKLOG_ROWS {
+            BACKLOG_REVEAL_MS
+        } else {
+            ROW_REVEAL_MS
+        };
         if app.ui.skip_animation {
             app.fresh_from = app.model.rows.len();
             app.model.revealed = app.model.rows.len();
@@ -620,7 +673,10 @@ fn render(app: &mut App) -> Result<(), JsValue> {
     let mut typed: HashMap<String, String> = HashMap::new();
     let inputs = document.query_selector_all("#lanes input[data-key]")?;
     for index in 0..inputs.length() {
-        if let Some(input) = inputs.get(index).and_then(|node| node.dyn_into::<HtmlInputElement>().ok()) {
+        if let Some(input) = inputs
+            .get(index)
+            .and_then(|node| node.dyn_into::<HtmlInputElement>().ok())
+        {
             if let Some(key) = input.get_attribute("data-key") {
                 typed.insert(key, input.value());
             }
@@ -669,8 +725,14 @@ fn render(app: &mut App) -> Result<(), JsValue> {
     for (id, pressed) in [
         ("tab-c", !app.ui.rust_listing),
         ("tab-rust", app.ui.rust_listing),
-        ("side-server", app.ui.code_side.or(app.model.code.side) != Some(Side::Client)),
-        ("side-client", app.ui.code_side.or(app.model.code.side) == Some(Side::Client)),
+        (
+            "side-server",
+            app.ui.code_side.or(app.model.code.side) != Some(Side::Client),
+        ),
+        (
+            "side-client",
+            app.ui.code_side.or(app.model.code.side) == Some(Side::Client),
+        ),
     ] {
         if let Some(tab) = by_id(id) {
             tab.set_attribute("aria-selected", if pressed { "true" } else { "false" })?;

@@ -47,85 +47,236 @@ const fn plain(step: Step, text: &'static str) -> Line {
 }
 
 const SERVER_C: &[Line] = &[
-    note(Step::Socket, "1. Create the socket: returns a NEW fd (>= 0), -1 on error", "1. 创建套接字：成功返回新的 fd（>= 0），失败返回 -1"),
-    code(Step::Socket, "int sockfd = socket(AF_INET, SOCK_STREAM, 0);", Some("sockfd")),
-    plain(Step::Socket, "if (sockfd < 0) { perror(\"socket\"); exit(1); }"),
-    note(Step::Address, "2. Configure the server address", "2. 配置服务器地址"),
+    note(
+        Step::Socket,
+        "1. Create the socket: returns a NEW fd (>= 0), -1 on error",
+        "1. 创建套接字：成功返回新的 fd（>= 0），失败返回 -1",
+    ),
+    code(
+        Step::Socket,
+        "int sockfd = socket(AF_INET, SOCK_STREAM, 0);",
+        Some("sockfd"),
+    ),
+    plain(
+        Step::Socket,
+        "if (sockfd < 0) { perror(\"socket\"); exit(1); }",
+    ),
+    note(
+        Step::Address,
+        "2. Configure the server address",
+        "2. 配置服务器地址",
+    ),
     plain(Step::Address, "struct sockaddr_in serv_addr;"),
     plain(Step::Address, "memset(&serv_addr, 0, sizeof(serv_addr));"),
     plain(Step::Address, "serv_addr.sin_family = AF_INET;"),
     plain(Step::Address, "serv_addr.sin_port = htons(PORT);"),
-    plain(Step::Address, "serv_addr.sin_addr.s_addr = inet_addr(\"127.0.0.1\");"),
-    note(Step::Bind, "3. Bind the socket: 0 on success", "3. 绑定套接字：成功返回 0"),
-    code(Step::Bind, "if (bind(sockfd, (struct sockaddr *)&serv_addr, sizeof(serv_addr)) < 0) {", Some("bind")),
+    plain(
+        Step::Address,
+        "serv_addr.sin_addr.s_addr = inet_addr(\"127.0.0.1\");",
+    ),
+    note(
+        Step::Bind,
+        "3. Bind the socket: 0 on success",
+        "3. 绑定套接字：成功返回 0",
+    ),
+    code(
+        Step::Bind,
+        "if (bind(sockfd, (struct sockaddr *)&serv_addr, sizeof(serv_addr)) < 0) {",
+        Some("bind"),
+    ),
     plain(Step::Bind, "    perror(\"bind\"); exit(1);"),
     plain(Step::Bind, "}"),
-    note(Step::Listen, "4. Listen: 5 is the accept queue's length, not a device limit", "4. 启动监听：5 是“已完成握手、等待 accept 的队列”长度，不是设备上限"),
-    code(Step::Listen, "if (listen(sockfd, 5) < 0) { perror(\"listen\"); exit(1); }", Some("listen")),
-    note(Step::Accept, "5. Accept: takes a finished connection off the queue as a NEW fd", "5. 接受设备：从队列取出已建立的连接，返回新的 fd"),
+    note(
+        Step::Listen,
+        "4. Listen: 5 is the accept queue's length, not a device limit",
+        "4. 启动监听：5 是“已完成握手、等待 accept 的队列”长度，不是设备上限",
+    ),
+    code(
+        Step::Listen,
+        "if (listen(sockfd, 5) < 0) { perror(\"listen\"); exit(1); }",
+        Some("listen"),
+    ),
+    note(
+        Step::Accept,
+        "5. Accept: takes a finished connection off the queue as a NEW fd",
+        "5. 接受设备：从队列取出已建立的连接，返回新的 fd",
+    ),
     plain(Step::Accept, "struct sockaddr_in client_addr;"),
     plain(Step::Accept, "socklen_t addr_len = sizeof(client_addr);"),
-    code(Step::Accept, "int new_socket = accept(sockfd, (struct sockaddr *)&client_addr, &addr_len);", Some("new_socket")),
-    plain(Step::Accept, "if (new_socket < 0) { perror(\"accept\"); exit(1); }"),
-    note(Step::Read, "6. Receive: read from new_socket, not from the listening sockfd", "6. 接收数据：从 new_socket 读取，而不是监听用的 sockfd"),
+    code(
+        Step::Accept,
+        "int new_socket = accept(sockfd, (struct sockaddr *)&client_addr, &addr_len);",
+        Some("new_socket"),
+    ),
+    plain(
+        Step::Accept,
+        "if (new_socket < 0) { perror(\"accept\"); exit(1); }",
+    ),
+    note(
+        Step::Read,
+        "6. Receive: read from new_socket, not from the listening sockfd",
+        "6. 接收数据：从 new_socket 读取，而不是监听用的 sockfd",
+    ),
     plain(Step::Read, "char buffer[1024] = {0};"),
-    code(Step::Read, "ssize_t valread = read(new_socket, buffer, sizeof(buffer));", Some("valread")),
-    note(Step::Send, "7. Send, on the connection too", "7. 发送数据：同样使用 new_socket"),
+    code(
+        Step::Read,
+        "ssize_t valread = read(new_socket, buffer, sizeof(buffer));",
+        Some("valread"),
+    ),
+    note(
+        Step::Send,
+        "7. Send, on the connection too",
+        "7. 发送数据：同样使用 new_socket",
+    ),
     plain(Step::Send, "const char *message = \"Hello, Client\";"),
-    code(Step::Send, "send(new_socket, message, strlen(message), 0);", Some("send")),
-    note(Step::Close, "8. Close both fds: the connection and the listening socket", "8. 关闭设备：连接和监听套接字都要关闭"),
+    code(
+        Step::Send,
+        "send(new_socket, message, strlen(message), 0);",
+        Some("send"),
+    ),
+    note(
+        Step::Close,
+        "8. Close both fds: the connection and the listening socket",
+        "8. 关闭设备：连接和监听套接字都要关闭",
+    ),
     code(Step::Close, "close(new_socket);", Some("close")),
     code(Step::Close, "close(sockfd);", Some("close_listener")),
 ];
 
 const CLIENT_C: &[Line] = &[
-    note(Step::Socket, "1. Create the socket: returns a NEW fd (>= 0), -1 on error", "1. 创建套接字：成功返回新的 fd（>= 0），失败返回 -1"),
-    code(Step::Socket, "int sockfd = socket(AF_INET, SOCK_STREAM, 0);", Some("sockfd")),
-    plain(Step::Socket, "if (sockfd < 0) { perror(\"socket\"); exit(1); }"),
-    note(Step::Address, "2. Configure the server's address", "2. 配置服务器地址"),
+    note(
+        Step::Socket,
+        "1. Create the socket: returns a NEW fd (>= 0), -1 on error",
+        "1. 创建套接字：成功返回新的 fd（>= 0），失败返回 -1",
+    ),
+    code(
+        Step::Socket,
+        "int sockfd = socket(AF_INET, SOCK_STREAM, 0);",
+        Some("sockfd"),
+    ),
+    plain(
+        Step::Socket,
+        "if (sockfd < 0) { perror(\"socket\"); exit(1); }",
+    ),
+    note(
+        Step::Address,
+        "2. Configure the server's address",
+        "2. 配置服务器地址",
+    ),
     plain(Step::Address, "struct sockaddr_in serv_addr;"),
     plain(Step::Address, "memset(&serv_addr, 0, sizeof(serv_addr));"),
     plain(Step::Address, "serv_addr.sin_family = AF_INET;"),
     plain(Step::Address, "serv_addr.sin_port = htons(PORT);"),
-    plain(Step::Address, "serv_addr.sin_addr.s_addr = inet_addr(\"127.0.0.1\");"),
-    note(Step::Connect, "3. Connect: the kernel does the three-way handshake; 0 on success", "3. 连接：内核完成三次握手，成功返回 0"),
-    code(Step::Connect, "if (connect(sockfd, (struct sockaddr *)&serv_addr, sizeof(serv_addr)) < 0) {", Some("connect")),
+    plain(
+        Step::Address,
+        "serv_addr.sin_addr.s_addr = inet_addr(\"127.0.0.1\");",
+    ),
+    note(
+        Step::Connect,
+        "3. Connect: the kernel does the three-way handshake; 0 on success",
+        "3. 连接：内核完成三次握手，成功返回 0",
+    ),
+    code(
+        Step::Connect,
+        "if (connect(sockfd, (struct sockaddr *)&serv_addr, sizeof(serv_addr)) < 0) {",
+        Some("connect"),
+    ),
     plain(Step::Connect, "    perror(\"connect\"); exit(1);"),
     plain(Step::Connect, "}"),
-    note(Step::Read, "4. Receive: 0 means the server closed its side", "4. 接收数据：返回 0 表示对方已关闭"),
+    note(
+        Step::Read,
+        "4. Receive: 0 means the server closed its side",
+        "4. 接收数据：返回 0 表示对方已关闭",
+    ),
     plain(Step::Read, "char buffer[1024] = {0};"),
-    code(Step::Read, "ssize_t valread = read(sockfd, buffer, sizeof(buffer));", Some("valread")),
+    code(
+        Step::Read,
+        "ssize_t valread = read(sockfd, buffer, sizeof(buffer));",
+        Some("valread"),
+    ),
     note(Step::Send, "5. Send", "5. 发送数据"),
     plain(Step::Send, "const char *message = \"Hello, Server\";"),
-    code(Step::Send, "send(sockfd, message, strlen(message), 0);", Some("send")),
+    code(
+        Step::Send,
+        "send(sockfd, message, strlen(message), 0);",
+        Some("send"),
+    ),
     note(Step::Close, "6. Close", "6. 关闭设备"),
     code(Step::Close, "close(sockfd);", Some("close")),
 ];
 
 const SERVER_RUST: &[Line] = &[
-    note(Step::Socket, "socket(), bind() and listen() in one call (backlog 128)", "一次调用完成 socket()、bind() 和 listen()（backlog 为 128）"),
-    code(Step::Socket, "let listener = TcpListener::bind(\"127.0.0.1:PORT\")?;", Some("sockfd")),
-    note(Step::Accept, "accept(): a new TcpStream for the connection", "accept()：为连接返回新的 TcpStream"),
-    code(Step::Accept, "let (mut stream, client_addr) = listener.accept()?;", Some("new_socket")),
+    note(
+        Step::Socket,
+        "socket(), bind() and listen() in one call (backlog 128)",
+        "一次调用完成 socket()、bind() 和 listen()（backlog 为 128）",
+    ),
+    code(
+        Step::Socket,
+        "let listener = TcpListener::bind(\"127.0.0.1:PORT\")?;",
+        Some("sockfd"),
+    ),
+    note(
+        Step::Accept,
+        "accept(): a new TcpStream for the connection",
+        "accept()：为连接返回新的 TcpStream",
+    ),
+    code(
+        Step::Accept,
+        "let (mut stream, client_addr) = listener.accept()?;",
+        Some("new_socket"),
+    ),
     note(Step::Read, "read() from the connection", "从连接读取"),
     plain(Step::Read, "let mut buffer = [0u8; 1024];"),
-    code(Step::Read, "let valread = stream.read(&mut buffer)?;", Some("valread")),
+    code(
+        Step::Read,
+        "let valread = stream.read(&mut buffer)?;",
+        Some("valread"),
+    ),
     note(Step::Send, "send()", "发送"),
-    code(Step::Send, "stream.write_all(b\"Hello, Client\")?;", Some("send")),
-    note(Step::Close, "close(): dropping closes the fd", "close()：离开作用域即关闭 fd"),
+    code(
+        Step::Send,
+        "stream.write_all(b\"Hello, Client\")?;",
+        Some("send"),
+    ),
+    note(
+        Step::Close,
+        "close(): dropping closes the fd",
+        "close()：离开作用域即关闭 fd",
+    ),
     code(Step::Close, "drop(stream);", Some("close")),
     code(Step::Close, "drop(listener);", Some("close_listener")),
 ];
 
 const CLIENT_RUST: &[Line] = &[
-    note(Step::Connect, "socket() and connect() in one call", "一次调用完成 socket() 和 connect()"),
-    code(Step::Connect, "let mut stream = TcpStream::connect(\"127.0.0.1:PORT\")?;", Some("connect")),
+    note(
+        Step::Connect,
+        "socket() and connect() in one call",
+        "一次调用完成 socket() 和 connect()",
+    ),
+    code(
+        Step::Connect,
+        "let mut stream = TcpStream::connect(\"127.0.0.1:PORT\")?;",
+        Some("connect"),
+    ),
     note(Step::Read, "read()", "读取"),
     plain(Step::Read, "let mut buffer = [0u8; 1024];"),
-    code(Step::Read, "let valread = stream.read(&mut buffer)?;", Some("valread")),
+    code(
+        Step::Read,
+        "let valread = stream.read(&mut buffer)?;",
+        Some("valread"),
+    ),
     note(Step::Send, "send()", "发送"),
-    code(Step::Send, "stream.write_all(b\"Hello, Server\")?;", Some("send")),
-    note(Step::Close, "close(): dropping closes the fd", "close()：离开作用域即关闭 fd"),
+    code(
+        Step::Send,
+        "stream.write_all(b\"Hello, Server\")?;",
+        Some("send"),
+    ),
+    note(
+        Step::Close,
+        "close(): dropping closes the fd",
+        "close()：离开作用域即关闭 fd",
+    ),
     code(Step::Close, "drop(stream);", Some("close")),
 ];
 
@@ -187,7 +338,9 @@ mod tests {
         for side in [Side::Server, Side::Client] {
             for step in side.steps() {
                 assert!(
-                    c_listing(side).iter().any(|line| line.step == Some(*step) && !line.code.is_empty()),
+                    c_listing(side)
+                        .iter()
+                        .any(|line| line.step == Some(*step) && !line.code.is_empty()),
                     "{side:?} {step:?}"
                 );
             }
@@ -202,6 +355,10 @@ mod tests {
             .expect("a read line");
         assert!(read.code.contains("read(new_socket"));
         assert!(SERVER_C.iter().any(|line| line.code == "close(sockfd);"));
-        assert!(SERVER_C.iter().any(|line| line.code == "close(new_socket);"));
+        assert!(
+            SERVER_C
+                .iter()
+                .any(|line| line.code == "close(new_socket);")
+        );
     }
 }

@@ -20,7 +20,10 @@ pub enum Connection {
     /// The WebSocket is open.
     Connected,
     /// The WebSocket closed; the page tries again after `retry_in_ms`.
-    Lost { attempt: u32, retry_in_ms: u32 },
+    Lost {
+        attempt: u32,
+        retry_in_ms: u32,
+    },
 }
 
 /// The steps of the lesson, as the course material orders them.
@@ -356,7 +359,10 @@ impl Model {
             failed_attempts: 0,
             lang,
             hello: None,
-            lanes: vec![Lane::new(SERVER_LANE, Side::Server), Lane::new(1, Side::Client)],
+            lanes: vec![
+                Lane::new(SERVER_LANE, Side::Server),
+                Lane::new(1, Side::Client),
+            ],
             sockets: BTreeMap::new(),
             issued: HashMap::new(),
             next_id: 1,
@@ -477,7 +483,9 @@ impl Model {
 
     fn summarise(&self, event: &Event) -> (&'static str, Option<SockId>, String) {
         match &event.body {
-            EventBody::Hello(hello) => ("hello", None, format!("hello: protocol {}", hello.protocol)),
+            EventBody::Hello(hello) => {
+                ("hello", None, format!("hello: protocol {}", hello.protocol))
+            }
             EventBody::Call(call) => ("call", call.sock, call.c.clone()),
             EventBody::State(state) => (
                 "state",
@@ -489,7 +497,11 @@ impl Model {
                 segment.src_sock.or(segment.dst_sock),
                 segment_label(segment),
             ),
-            EventBody::Error(error) => ("error", None, format!("{:?}: {}", error.code, error.message)),
+            EventBody::Error(error) => (
+                "error",
+                None,
+                format!("{:?}: {}", error.code, error.message),
+            ),
         }
     }
 
@@ -540,7 +552,8 @@ impl Model {
                 }
                 Some(OpName::Accept) => {
                     if let Some(new_sock) = call.new_sock {
-                        let mut view = new_sock_view(new_sock, Role::Conn, SERVER_LANE, call.new_fd);
+                        let mut view =
+                            new_sock_view(new_sock, Role::Conn, SERVER_LANE, call.new_fd);
                         view.peer = call.peer.clone();
                         view.local = call.local.clone();
                         self.sockets.insert(new_sock, view);
@@ -565,12 +578,10 @@ impl Model {
                     }
                     let server = &mut self.lanes[SERVER_LANE];
                     if server.selected_conn == call.sock {
-                        server.selected_conn = server
-                            .conns
-                            .iter()
-                            .rev()
-                            .copied()
-                            .find(|conn| Some(*conn) != call.sock && self.sockets.get(conn).is_some_and(|view| view.fd_open));
+                        server.selected_conn = server.conns.iter().rev().copied().find(|conn| {
+                            Some(*conn) != call.sock
+                                && self.sockets.get(conn).is_some_and(|view| view.fd_open)
+                        });
                     }
                 }
                 _ => {}
@@ -592,7 +603,10 @@ impl Model {
                 }
             }
             let closes_listener = call.op == Some(OpName::Close)
-                && call.sock.and_then(|sock| self.sockets.get(&sock)).is_some_and(|view| view.role == Role::Server);
+                && call
+                    .sock
+                    .and_then(|sock| self.sockets.get(&sock))
+                    .is_some_and(|view| view.role == Role::Server);
             self.code = code_focus(lane_entry.side, step, call, closes_listener, &self.code);
         }
         self.rows.push(Row::Call {
@@ -659,16 +673,25 @@ impl Model {
                     hex: None,
                 },
             ),
-            Action::ReadOn(lane, sock) => (*lane, Some(Step::Read), Op::Read { sock: *sock, max: None }),
+            Action::ReadOn(lane, sock) => (
+                *lane,
+                Some(Step::Read),
+                Op::Read {
+                    sock: *sock,
+                    max: None,
+                },
+            ),
             Action::ReadListening => {
                 let sock = self.lane_sock(SERVER_LANE).ok_or_else(|| {
-                    lang.pick("Create the server socket first.", "请先创建服务端套接字。").to_string()
+                    lang.pick("Create the server socket first.", "请先创建服务端套接字。")
+                        .to_string()
                 })?;
                 (SERVER_LANE, None, Op::Read { sock, max: None })
             }
             Action::LingerZero => {
                 let sock = self.lanes[SERVER_LANE].selected_conn.ok_or_else(|| {
-                    lang.pick("Accept a connection first.", "请先接受一个连接。").to_string()
+                    lang.pick("Accept a connection first.", "请先接受一个连接。")
+                        .to_string()
                 })?;
                 (
                     SERVER_LANE,
@@ -683,16 +706,32 @@ impl Model {
             Action::BindToServerPort(lane) => {
                 let sock = self.lane_sock(*lane).ok_or_else(|| need_socket(lang))?;
                 let addr = self.server_addr().ok_or_else(|| {
-                    lang.pick("Bind the server first.", "请先绑定服务端。").to_string()
+                    lang.pick("Bind the server first.", "请先绑定服务端。")
+                        .to_string()
                 })?;
-                (*lane, None, Op::Bind { sock, addr: Some(addr) })
+                (
+                    *lane,
+                    None,
+                    Op::Bind {
+                        sock,
+                        addr: Some(addr),
+                    },
+                )
             }
             Action::ConnectToServerPort(lane) => {
                 let sock = self.lane_sock(*lane).ok_or_else(|| need_socket(lang))?;
                 let addr = self.server_addr().ok_or_else(|| {
-                    lang.pick("Bind the server first.", "请先绑定服务端。").to_string()
+                    lang.pick("Bind the server first.", "请先绑定服务端。")
+                        .to_string()
                 })?;
-                (*lane, Some(Step::Connect), Op::Connect { sock, addr: Some(addr) })
+                (
+                    *lane,
+                    Some(Step::Connect),
+                    Op::Connect {
+                        sock,
+                        addr: Some(addr),
+                    },
+                )
             }
             Action::Step(lane, step) => (*lane, Some(*step), self.step_op(*lane, *step)?),
         };
@@ -1037,9 +1076,20 @@ mod tests {
         for event in all.iter().take_while(|event| event.seq <= 16) {
             model.apply(event);
         }
-        let read = model.command_for(&Action::Step(SERVER_LANE, Step::Read)).expect("read");
-        assert_eq!(read.op, Op::Read { sock: 3, max: Some(1024) }, "the server reads the accepted fd");
-        let send = model.command_for(&Action::Step(1, Step::Send)).expect("send");
+        let read = model
+            .command_for(&Action::Step(SERVER_LANE, Step::Read))
+            .expect("read");
+        assert_eq!(
+            read.op,
+            Op::Read {
+                sock: 3,
+                max: Some(1024)
+            },
+            "the server reads the accepted fd"
+        );
+        let send = model
+            .command_for(&Action::Step(1, Step::Send))
+            .expect("send");
         assert!(matches!(send.op, Op::Send { sock: 2, .. }));
         assert!(read.id < send.id);
         assert!(model.command_for(&Action::Step(1, Step::Address)).is_err());
@@ -1048,7 +1098,9 @@ mod tests {
             model.nc_command(),
             Some(format!("nc {}", server_port.replace(':', " ")))
         );
-        let mistake = model.command_for(&Action::ReadListening).expect("the seed's read");
+        let mistake = model
+            .command_for(&Action::ReadListening)
+            .expect("the seed's read");
         assert_eq!(mistake.op, Op::Read { sock: 1, max: None });
     }
 
@@ -1063,7 +1115,9 @@ mod tests {
     #[test]
     fn a_failed_call_shows_its_errno() {
         let mut model = Model::new(Lang::En);
-        let command = model.command_for(&Action::Step(SERVER_LANE, Step::Socket)).expect("socket");
+        let command = model
+            .command_for(&Action::Step(SERVER_LANE, Step::Socket))
+            .expect("socket");
         let text = format!(
             r#"{{"seq":1,"t_us":0,"kind":"hello","protocol":1,"relay":"r","default_addr":"127.0.0.1","limits":{{"sockets_per_lab":16,"labs_per_relay":64,"send_bytes":1,"read_bytes":1,"frame_bytes":1,"port_range":[7001,7999]}},"capture":false}}
 {{"seq":2,"t_us":5,"kind":"call","id":{id},"op":"connect","sock":2,"fd":13,"phase":"failed","ret":-1,"errno":"ECONNREFUSED","message":"Connection refused","c":"connect(13, {{AF_INET, 127.0.0.1:7001}}, 16) = -1 ECONNREFUSED (Connection refused)"}}"#,
@@ -1114,7 +1168,14 @@ mod tests {
             }),
         };
         model.apply(&segment);
-        let Some(Row::Segment { from, to, label, detail, .. }) = model.rows.last() else {
+        let Some(Row::Segment {
+            from,
+            to,
+            label,
+            detail,
+            ..
+        }) = model.rows.last()
+        else {
             panic!("no arrow");
         };
         assert_eq!((*from, *to), (Column::Lane(1), Column::Lane(SERVER_LANE)));

@@ -51,20 +51,30 @@ impl Scenario {
     pub fn title(self, lang: Lang) -> &'static str {
         match self {
             Scenario::Lesson => lang.pick("The whole lesson", "完整流程"),
-            Scenario::ConnectBeforeListen => {
-                lang.pick("connect before listen → ECONNREFUSED", "先 connect 后 listen → ECONNREFUSED")
-            }
-            Scenario::BindInUse => lang.pick("bind a port in use → EADDRINUSE", "绑定已占用端口 → EADDRINUSE"),
-            Scenario::ReadAfterPeerClosed => {
-                lang.pick("read after the peer closed → 0 (EOF)", "对方关闭后 read → 0（EOF）")
-            }
-            Scenario::LingerZero => {
-                lang.pick("close with linger 0 → RST, ECONNRESET", "linger 0 关闭 → RST、ECONNRESET")
-            }
-            Scenario::NeverClose => lang.pick("never close → CLOSE_WAIT stays", "从不 close → CLOSE_WAIT 一直存在"),
-            Scenario::ReadListening => {
-                lang.pick("the material's read on the listening socket → ENOTCONN", "原文在监听套接字上 read → ENOTCONN")
-            }
+            Scenario::ConnectBeforeListen => lang.pick(
+                "connect before listen → ECONNREFUSED",
+                "先 connect 后 listen → ECONNREFUSED",
+            ),
+            Scenario::BindInUse => lang.pick(
+                "bind a port in use → EADDRINUSE",
+                "绑定已占用端口 → EADDRINUSE",
+            ),
+            Scenario::ReadAfterPeerClosed => lang.pick(
+                "read after the peer closed → 0 (EOF)",
+                "对方关闭后 read → 0（EOF）",
+            ),
+            Scenario::LingerZero => lang.pick(
+                "close with linger 0 → RST, ECONNRESET",
+                "linger 0 关闭 → RST、ECONNRESET",
+            ),
+            Scenario::NeverClose => lang.pick(
+                "never close → CLOSE_WAIT stays",
+                "从不 close → CLOSE_WAIT 一直存在",
+            ),
+            Scenario::ReadListening => lang.pick(
+                "the material's read on the listening socket → ENOTCONN",
+                "原文在监听套接字上 read → ENOTCONN",
+            ),
         }
     }
 
@@ -230,7 +240,11 @@ mod tests {
         let action = player.due(1.0, 100.0, &model).expect("socket is due");
         let command = model.command_for(&action).expect("socket");
         player.sent(command.id, false);
-        assert_eq!(player.due(500.0, 100.0, &model), None, "waits for the answer");
+        assert_eq!(
+            player.due(500.0, 100.0, &model),
+            None,
+            "waits for the answer"
+        );
         player.paused = true;
         assert_eq!(player.due(900.0, 100.0, &model), None);
         assert!(!player.finished());

@@ -168,7 +168,10 @@ pub fn skeleton(lang: Lang) -> String {
         code = t("Code", "代码"),
         server = t("Server", "服务端"),
         client = t("Client", "客户端"),
-        mistakes = t("Common mistakes in the course material", "原教程中的常见错误"),
+        mistakes = t(
+            "Common mistakes in the course material",
+            "原教程中的常见错误"
+        ),
         log = t("Event log", "事件日志"),
         kind = t("Kind", "类型"),
         all = t("all", "全部"),
@@ -176,7 +179,10 @@ pub fn skeleton(lang: Lang) -> String {
         export = t("Export JSON", "导出 JSON"),
         inspector = t("Selected event", "所选事件"),
         help = t("Keyboard shortcuts", "键盘快捷键"),
-        next_step = t("the next step of the lane that has focus", "执行当前焦点所在栏的下一步"),
+        next_step = t(
+            "the next step of the lane that has focus",
+            "执行当前焦点所在栏的下一步"
+        ),
         honest = t(
             "Every step is a real system call on the relay's host. The relay's sockets are non-blocking (it runs under tokio): a call shown as waiting got EAGAIN or EINPROGRESS from the kernel, and the relay waits for readiness, then calls again.",
             "每一步都是中继所在主机上的真实系统调用。中继的套接字是非阻塞的（基于 tokio）：显示为“等待”的调用从内核得到了 EAGAIN 或 EINPROGRESS，中继等待就绪后再次调用。"
@@ -189,9 +195,19 @@ pub fn skeleton(lang: Lang) -> String {
 pub fn status(model: &Model) -> (&'static str, String) {
     let lang = model.lang;
     match &model.connection {
-        Connection::Connecting => ("connecting", lang.pick("Connecting to the relay…", "正在连接中继…").into()),
-        Connection::Connected => ("connected", lang.pick("Connected to the relay", "已连接中继").into()),
-        Connection::Lost { attempt, retry_in_ms } => (
+        Connection::Connecting => (
+            "connecting",
+            lang.pick("Connecting to the relay…", "正在连接中继…")
+                .into(),
+        ),
+        Connection::Connected => (
+            "connected",
+            lang.pick("Connected to the relay", "已连接中继").into(),
+        ),
+        Connection::Lost {
+            attempt,
+            retry_in_ms,
+        } => (
             "lost",
             format!(
                 "{} {:.1} s ({} {attempt})",
@@ -212,7 +228,10 @@ fn tcp_badge(view: &SockView, lang: Lang) -> String {
     } else if tcp == TcpState::Close {
         format!(" <small>{}</small>", lang.pick("fd closed", "fd 已关闭"))
     } else {
-        format!(" <small>{}</small>", lang.pick("kernel only, fd closed", "仅内核持有，fd 已关闭"))
+        format!(
+            " <small>{}</small>",
+            lang.pick("kernel only, fd closed", "仅内核持有，fd 已关闭")
+        )
     };
     format!(
         r#"<span class="badge tcp-{name}" data-tcp="{name}">{name}</span>{owner}"#,
@@ -226,7 +245,11 @@ fn queue_slots(view: &SockView, lang: Lang) -> String {
     };
     let mut slots = String::new();
     for slot in 0..backlog.clamp(1, 16) {
-        slots.push_str(if slot < queue { "<i class=\"slot full\"></i>" } else { "<i class=\"slot\"></i>" });
+        slots.push_str(if slot < queue {
+            "<i class=\"slot full\"></i>"
+        } else {
+            "<i class=\"slot\"></i>"
+        });
     }
     format!(
         r#"<div class="queue" role="img" aria-label="{label} {queue}/{backlog}">{label} {slots} <span>{queue}/{backlog}</span></div>"#,
@@ -254,15 +277,31 @@ fn card_html(card: &Card, lang: Lang, selected: Option<u64>) -> String {
                 esc(call.message.as_deref().unwrap_or(""))
             ),
         ),
-        Phase::Cancelled => ("cancelled", lang.pick("wait abandoned", "已放弃等待").to_string()),
-        Phase::Done => ("done", format!("= <b class=\"ret\">{}</b>", call.ret.unwrap_or(0))),
+        Phase::Cancelled => (
+            "cancelled",
+            lang.pick("wait abandoned", "已放弃等待").to_string(),
+        ),
+        Phase::Done => (
+            "done",
+            format!("= <b class=\"ret\">{}</b>", call.ret.unwrap_or(0)),
+        ),
     };
     let mut extras = String::new();
     if let Some(peer) = &call.peer {
-        let _ = write!(extras, " <span class=\"addr\">{} {}</span>", lang.pick("peer", "对端"), esc(peer));
+        let _ = write!(
+            extras,
+            " <span class=\"addr\">{} {}</span>",
+            lang.pick("peer", "对端"),
+            esc(peer)
+        );
     }
     if let Some(local) = &call.local {
-        let _ = write!(extras, " <span class=\"addr\">{} {}</span>", lang.pick("local", "本地"), esc(local));
+        let _ = write!(
+            extras,
+            " <span class=\"addr\">{} {}</span>",
+            lang.pick("local", "本地"),
+            esc(local)
+        );
     }
     if let Some(us) = call.elapsed_us {
         let _ = write!(extras, " <span class=\"time\">{us} µs</span>");
@@ -284,7 +323,11 @@ fn card_html(card: &Card, lang: Lang, selected: Option<u64>) -> String {
             )
         })
         .unwrap_or_default();
-    let highlight = if selected == Some(card.seq) { " highlight" } else { "" };
+    let highlight = if selected == Some(card.seq) {
+        " highlight"
+    } else {
+        ""
+    };
     format!(
         r#"<div class="card {class}{highlight}" data-seq="{seq}" data-phase="{class}"><code class="c">{c}</code><div class="result">{result}{extras}</div>{detail}</div>"#,
         seq = card.seq,
@@ -293,7 +336,8 @@ fn card_html(card: &Card, lang: Lang, selected: Option<u64>) -> String {
 }
 
 fn message_box(lane: &Lane, view: &SockView, lang: Lang) -> String {
-    let connected = view.fd_open && matches!(view.tcp, Some(TcpState::Established | TcpState::CloseWait));
+    let connected =
+        view.fd_open && matches!(view.tcp, Some(TcpState::Established | TcpState::CloseWait));
     if !connected {
         return String::new();
     }
@@ -360,7 +404,10 @@ pub fn lane(model: &Model, lane: &Lane, ui: &Ui) -> String {
         let title = step.title(lane.side, lang);
         if !step.is_system_call() {
             let placeholder = match lane.side {
-                Side::Server => lang.pick("default: 127.0.0.1, a free lab port", "默认：127.0.0.1，空闲的实验端口"),
+                Side::Server => lang.pick(
+                    "default: 127.0.0.1, a free lab port",
+                    "默认：127.0.0.1，空闲的实验端口",
+                ),
                 Side::Client => lang.pick("default: this lab's server", "默认：本实验的服务端"),
             };
             let _ = write!(
@@ -396,7 +443,9 @@ pub fn lane(model: &Model, lane: &Lane, ui: &Ui) -> String {
             current = if next { r#" aria-current="step""# } else { "" },
             n = number + 1,
             call = step.call_label(),
-            card = card.map(|card| card_html(card, lang, ui.selected_seq)).unwrap_or_default(),
+            card = card
+                .map(|card| card_html(card, lang, ui.selected_seq))
+                .unwrap_or_default(),
         );
     }
     html.push_str("</ol>");
@@ -410,7 +459,9 @@ pub fn lane(model: &Model, lane: &Lane, ui: &Ui) -> String {
             lang.pick("Accepted connections", "已接受的连接")
         );
         for conn in &lane.conns {
-            let Some(view) = model.sockets.get(conn) else { continue };
+            let Some(view) = model.sockets.get(conn) else {
+                continue;
+            };
             let selected = lane.selected_conn == Some(*conn);
             let _ = write!(
                 html,
@@ -427,7 +478,11 @@ pub fn lane(model: &Model, lane: &Lane, ui: &Ui) -> String {
         html.push_str("</div>");
     }
     if !lane.extra.is_empty() {
-        let _ = write!(html, r#"<div class="extra"><h3>{}</h3>"#, lang.pick("Other calls", "其他调用"));
+        let _ = write!(
+            html,
+            r#"<div class="extra"><h3>{}</h3>"#,
+            lang.pick("Other calls", "其他调用")
+        );
         for card in &lane.extra {
             html.push_str(&card_html(card, lang, ui.selected_seq));
         }
@@ -438,7 +493,11 @@ pub fn lane(model: &Model, lane: &Lane, ui: &Ui) -> String {
 }
 
 pub fn lanes(model: &Model, ui: &Ui) -> String {
-    model.lanes.iter().map(|entry| lane(model, entry, ui)).collect()
+    model
+        .lanes
+        .iter()
+        .map(|entry| lane(model, entry, ui))
+        .collect()
 }
 
 /// The note above the diagram: whether the wire view is on.
@@ -483,7 +542,10 @@ pub fn diagram(model: &Model, ui: &Ui, fresh_from: usize) -> String {
     };
     let mut svg = format!(
         r#"<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="{label}"><defs><marker id="head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="head"/></marker></defs>"#,
-        label = lang.pick("Timeline of calls, states and segments", "调用、状态与报文段的时间线")
+        label = lang.pick(
+            "Timeline of calls, states and segments",
+            "调用、状态与报文段的时间线"
+        )
     );
     let mut heads: Vec<(Column, String)> = model
         .lanes
@@ -503,10 +565,23 @@ pub fn diagram(model: &Model, ui: &Ui, fresh_from: usize) -> String {
     }
     for (index, row) in shown.iter().enumerate() {
         let y = HEAD_HEIGHT + ROW_HEIGHT * (index as f64 + 0.7);
-        let fresh = if index >= fresh_from && !ui.skip_animation { " fresh" } else { "" };
-        let highlight = if ui.selected_seq == Some(row.seq()) { " highlight" } else { "" };
+        let fresh = if index >= fresh_from && !ui.skip_animation {
+            " fresh"
+        } else {
+            ""
+        };
+        let highlight = if ui.selected_seq == Some(row.seq()) {
+            " highlight"
+        } else {
+            ""
+        };
         match row {
-            Row::Call { seq, lane, label, phase } => {
+            Row::Call {
+                seq,
+                lane,
+                label,
+                phase,
+            } => {
                 let cx = x(Column::Lane(*lane));
                 let class = match phase {
                     Phase::Done => "done",
@@ -532,7 +607,13 @@ pub fn diagram(model: &Model, ui: &Ui, fresh_from: usize) -> String {
                     label = esc(label)
                 );
             }
-            Row::Segment { seq, from, to, label, detail } => {
+            Row::Segment {
+                seq,
+                from,
+                to,
+                label,
+                detail,
+            } => {
                 let (x1, x2) = (x(*from), x(*to));
                 let flags = label.split_whitespace().next().unwrap_or("");
                 let kind = if flags.contains("RST") {
@@ -577,7 +658,10 @@ pub fn code(model: &Model, ui: &Ui) -> String {
     for line in lines {
         let hl = same_side && line.value.is_some() && line.value == model.code.variable;
         let text = if line.code.is_empty() {
-            format!(r#"<span class="comment">// {}</span>"#, esc(line.comment(lang).unwrap_or("")))
+            format!(
+                r#"<span class="comment">// {}</span>"#,
+                esc(line.comment(lang).unwrap_or(""))
+            )
         } else {
             esc(line.code)
         };
@@ -615,7 +699,11 @@ pub fn mistakes(lang: Lang) -> String {
                 )
             })
             .unwrap_or_default();
-        let _ = write!(html, "<li>{}{button}</li>", esc(lang.pick(mistake.en, mistake.zh)));
+        let _ = write!(
+            html,
+            "<li>{}{button}</li>",
+            esc(lang.pick(mistake.en, mistake.zh))
+        );
     }
     html.push_str("</ul>");
     html
@@ -637,7 +725,11 @@ pub fn sock_options(model: &Model, ui: &Ui) -> String {
         let _ = write!(
             html,
             r#"<option value="{value}"{selected}>sock {value} ({role})</option>"#,
-            selected = if ui.log_sock == value { " selected" } else { "" }
+            selected = if ui.log_sock == value {
+                " selected"
+            } else {
+                ""
+            }
         );
     }
     html
@@ -650,7 +742,8 @@ pub fn log(model: &Model, ui: &Ui) -> String {
         .iter()
         .filter(|entry| ui.log_kind == "all" || ui.log_kind == entry.kind)
         .filter(|entry| {
-            ui.log_sock == "all" || entry.sock.map(|sock| sock.to_string()).as_deref() == Some(ui.log_sock.as_str())
+            ui.log_sock == "all"
+                || entry.sock.map(|sock| sock.to_string()).as_deref() == Some(ui.log_sock.as_str())
         })
         .collect();
     let skip = matches.len().saturating_sub(300);
@@ -660,7 +753,11 @@ pub fn log(model: &Model, ui: &Ui) -> String {
             html,
             r#"<li class="entry {kind}{sel}"><button data-action="inspect" data-seq="{seq}"><span class="seq">#{seq}</span> <span class="kind">{kind}</span> {summary}</button></li>"#,
             kind = entry.kind,
-            sel = if ui.selected_seq == Some(entry.seq) { " highlight" } else { "" },
+            sel = if ui.selected_seq == Some(entry.seq) {
+                " highlight"
+            } else {
+                ""
+            },
             seq = entry.seq,
             summary = esc(&entry.summary)
         );
@@ -738,7 +835,10 @@ mod tests {
     fn the_code_panel_highlights_the_last_call_with_its_value() {
         let model = lesson_model(Lang::En);
         let html = code(&model, &Ui::default());
-        let highlighted: Vec<&str> = html.split("<li").filter(|line| line.contains(" hl\"")).collect();
+        let highlighted: Vec<&str> = html
+            .split("<li")
+            .filter(|line| line.contains(" hl\""))
+            .collect();
         assert_eq!(highlighted.len(), 1, "{html}");
         assert!(highlighted[0].contains("close("));
         assert!(html.contains("valread = 0"));
@@ -750,7 +850,10 @@ mod tests {
         let svg = diagram(&model, &Ui::default(), model.rows.len());
         assert_eq!(svg.matches("data-seq=").count(), model.rows.len());
         assert!(!svg.contains("<q>"));
-        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +19,9 @@ use tokio::task::JoinHandle;
 
 use super::render::{self, SOCKADDR_IN_LEN};
 use super::sys;
+use super::wire::Wire;
 use super::{EventSink, LabInput, LabSettings};
+use crate::capture::WireSegment;
 
 /// How often the lab asks the kernel for its sockets' states while any exist.
 /// TCP_INFO is one cheap getsockopt per socket.
@@ -41,7 +43,10 @@ pub(super) async fn run(
     sink: EventSink,
 ) {
     let (completion_tx, mut completions) = mpsc::unbounded_channel();
+    let (wire, mut segments) = Wire::new(settings.capture.clone().ok(), settings.lab_id);
     let mut lab = Lab {
+        wire,
+        recent_closed: Vec::new(),
         settings,
         sink,
         sockets: BTreeMap::new(),
@@ -65,6 +70,7 @@ pub(super) async fn run(
                 lab.complete(completion);
                 lab.observe();
             }
+            Some(segment) = segments.recv() => lab.segment(&segment),
             _ = poll.tick(), if polling => lab.observe(),
         }
     }
@@ -167,7 +173,20 @@ struct Observed {
     peer: Option<SocketAddr>,
 }
 
+/// A socket closed a moment ago: the segments of its close still name it.
+struct RecentlyClosed {
+    sock: SockId,
+    local: Option<SocketAddr>,
+    peer: Option<SocketAddr>,
+    at: Instant,
+}
+
+/// How long a closed socket's addresses still name it on the wire.
+const RECENTLY_CLOSED_KEEP: Duration = Duration::from_secs(10);
+
 struct Lab {
+    wire: Wire,
+    recent_closed: Vec<RecentlyClosed>,
     settings: LabSettings,
     sink: EventSink,
     sockets: BTreeMap<SockId, LabSocket>,
@@ -248,8 +267,8 @@ impl Lab {
             relay: format!("socket-flow relay {}", env!("CARGO_PKG_VERSION")),
             default_addr: self.settings.lab_ip.to_string(),
             limits: self.settings.limits.clone(),
-            capture: self.settings.capture,
-            capture_reason: self.settings.capture_reason.clone(),
+            capture: self.settings.capture.is_ok(),
+            capture_reason: self.settings.capture.as_ref().err().cloned(),
         }));
     }
 
@@ -269,7 +288,54 @@ impl Lab {
     }
 
     fn emit(&mut self, call: Call) {
+        if let (Some(sock), Some(op), Some(id)) = (call.sock, call.op, call.id) {
+            self.wire.record_call(sock, op, id);
+        }
         self.sink.emit(EventBody::Call(call));
+    }
+
+    /// Reports a captured segment, naming the lab socket at each end.
+    fn segment(&mut self, segment: &WireSegment) {
+        let src_sock = self.sock_at(segment.src, segment.dst);
+        let dst_sock = self.sock_at(segment.dst, segment.src);
+        let event = self.wire.event(segment, src_sock, dst_sock);
+        self.sink.emit(EventBody::Segment(event));
+    }
+
+    /// The lab socket whose end of a connection is `local`, talking to `peer`:
+    /// an open socket, a closed one the kernel still holds or that closed a
+    /// moment ago, or else the listening socket a handshake is for.
+    fn sock_at(&self, local: SocketAddrV4, peer: SocketAddrV4) -> Option<SockId> {
+        let (local, peer) = (SocketAddr::V4(local), SocketAddr::V4(peer));
+        self.sockets
+            .iter()
+            .find(|(_, socket)| socket.local == Some(local) && socket.peer == Some(peer))
+            .map(|(sock, _)| *sock)
+            .or_else(|| {
+                self.ghosts
+                    .iter()
+                    .find(|ghost| ghost.local == local && ghost.peer == peer)
+                    .map(|ghost| ghost.sock)
+            })
+            .or_else(|| {
+                self.recent_closed
+                    .iter()
+                    .rev()
+                    .find(|closed| closed.local == Some(local) && closed.peer == Some(peer))
+                    .map(|closed| closed.sock)
+            })
+            .or_else(|| {
+                self.sockets
+                    .iter()
+                    .find(|(_, socket)| {
+                        socket.listening
+                            && socket.local.is_some_and(|bound| {
+                                bound.port() == local.port()
+                                    && (bound.ip() == local.ip() || bound.ip().is_unspecified())
+                            })
+                    })
+                    .map(|(sock, _)| *sock)
+            })
     }
 
     async fn execute(&mut self, command: Command) -> Refused {
@@ -795,6 +861,9 @@ impl Lab {
                 );
                 event.peer = Some(target.to_string());
                 self.emit(event);
+                if let Some(socket) = self.sockets.get_mut(&call.sock) {
+                    socket.peer = Some(target);
+                }
                 // Show SYN_SENT while it lasts.
                 self.observe();
                 let io = match self.registration(call.sock) {
@@ -1172,6 +1241,12 @@ impl Lab {
             self.settings.ports.release(port);
         }
         let (role, local, peer) = (socket.role, socket.local, socket.peer);
+        self.recent_closed.push(RecentlyClosed {
+            sock: call.sock,
+            local,
+            peer,
+            at: Instant::now(),
+        });
         let result = close_socket(socket);
         let mut event = call.answered(
             &result,
@@ -1330,10 +1405,23 @@ impl Lab {
         for change in changes {
             self.sink.emit(EventBody::State(change));
         }
+        self.recent_closed
+            .retain(|closed| closed.at.elapsed() < RECENTLY_CLOSED_KEEP);
+        let wanted: std::collections::BTreeSet<u16> = self
+            .sockets
+            .values()
+            .filter_map(|socket| socket.local)
+            .chain(self.ghosts.iter().map(|ghost| ghost.local))
+            .chain(self.recent_closed.iter().filter_map(|closed| closed.local))
+            .map(|addr| addr.port())
+            .filter(|port| *port != 0)
+            .collect();
+        self.wire.sync_ports(&wanted);
     }
 
     /// When the browser has gone: stop every wait, close every socket.
     async fn tear_down(&mut self) {
+        self.wire.shut_down();
         for pending in std::mem::take(&mut self.pending) {
             pending.task.abort();
             let _ = pending.task.await;

@@ -14,10 +14,12 @@
 mod lab;
 mod render;
 mod sys;
+mod wire;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -25,6 +27,7 @@ use protocol::{Command, ErrorEvent, Event, EventBody, Limits, Refusal};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::capture::{Capture, LabId};
 use crate::config::Config;
 
 /// What a lab is told to do.
@@ -42,22 +45,26 @@ pub struct LabSettings {
     pub limits: Limits,
     pub allowed_connect_targets: Vec<SocketAddr>,
     pub ports: Arc<PortPool>,
-    pub capture: bool,
-    pub capture_reason: Option<String>,
+    /// The relay's packet capture, or why there is none.
+    pub capture: Result<Arc<Capture>, String>,
+    /// This lab's name in the capture's routes.
+    pub lab_id: LabId,
 }
 
 impl LabSettings {
-    pub fn from_config(config: &Config, ports: Arc<PortPool>) -> LabSettings {
+    pub fn from_config(
+        config: &Config,
+        ports: Arc<PortPool>,
+        capture: Result<Arc<Capture>, String>,
+    ) -> LabSettings {
+        static NEXT_LAB: AtomicU64 = AtomicU64::new(1);
         LabSettings {
             lab_ip: config.lab_ip,
             limits: config.limits(),
             allowed_connect_targets: config.allowed_connect_targets.clone(),
             ports,
-            capture: false,
-            capture_reason: Some(
-                "The wire view is not built into this relay yet, so no segments are captured."
-                    .to_string(),
-            ),
+            capture,
+            lab_id: NEXT_LAB.fetch_add(1, Ordering::Relaxed),
         }
     }
 }

@@ -1,0 +1,174 @@
+//! A lab's side of the wire view: which of its ports the capture should
+//! route to it, and how a captured segment becomes a `segment` event, with
+//! Wireshark's relative numbers and the call that caused it.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::SocketAddrV4;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use protocol::{Cause, OpName, Segment, SockId};
+use tokio::sync::mpsc;
+
+use super::render;
+use crate::capture::{Capture, LabId, WireSegment};
+
+/// A port stays routed this long after the lab stops using it, so that the
+/// last segments of a close (in flight in the capture) still arrive.
+const UNREGISTER_AFTER: Duration = Duration::from_secs(2);
+/// Enough data segments to recognise retransmissions in a lesson; the set is
+/// cleared past this.
+const DATA_SEEN_MAX: usize = 4096;
+
+pub(super) struct Wire {
+    capture: Option<Arc<Capture>>,
+    lab: LabId,
+    sender: mpsc::UnboundedSender<WireSegment>,
+    registered: BTreeSet<u16>,
+    unwanted_since: HashMap<u16, Instant>,
+    /// Each direction's initial sequence number, from its SYN.
+    isn: HashMap<(SocketAddrV4, SocketAddrV4), u32>,
+    /// (source, seq) of data segments seen, to tell retransmissions.
+    data_seen: HashSet<(SocketAddrV4, u32)>,
+    /// The calls made on each socket, newest last.
+    calls: HashMap<SockId, Vec<(OpName, u64)>>,
+}
+
+impl Wire {
+    pub fn new(
+        capture: Option<Arc<Capture>>,
+        lab: LabId,
+    ) -> (Wire, mpsc::UnboundedReceiver<WireSegment>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let wire = Wire {
+            capture,
+            lab,
+            sender,
+            registered: BTreeSet::new(),
+            unwanted_since: HashMap::new(),
+            isn: HashMap::new(),
+            data_seen: HashSet::new(),
+            calls: HashMap::new(),
+        };
+        (wire, receiver)
+    }
+
+    /// Routes the lab's current ports to it, and stops routing those it has
+    /// not used for a while.
+    pub fn sync_ports(&mut self, wanted: &BTreeSet<u16>) {
+        let Some(capture) = &self.capture else { return };
+        for port in wanted {
+            self.unwanted_since.remove(port);
+            if self.registered.insert(*port) {
+                capture.register(self.lab, *port, &self.sender);
+            }
+        }
+        let now = Instant::now();
+        let mut released = Vec::new();
+        for port in self.registered.iter().filter(|port| !wanted.contains(port)) {
+            let since = *self.unwanted_since.entry(*port).or_insert(now);
+            if now.duration_since(since) > UNREGISTER_AFTER {
+                released.push(*port);
+            }
+        }
+        for port in released {
+            capture.unregister(self.lab, port);
+            self.registered.remove(&port);
+            self.unwanted_since.remove(&port);
+        }
+    }
+
+    pub fn record_call(&mut self, sock: SockId, op: OpName, id: u64) {
+        let calls = self.calls.entry(sock).or_default();
+        calls.retain(|(old_op, _)| *old_op != op);
+        calls.push((op, id));
+    }
+
+    fn last_call(&self, sock: Option<SockId>, ops: &[OpName]) -> Option<u64> {
+        self.calls
+            .get(&sock?)?
+            .iter()
+            .rev()
+            .find(|(op, _)| ops.contains(op))
+            .map(|(_, id)| *id)
+    }
+
+    /// The `segment` event for a captured segment.
+    pub fn event(
+        &mut self,
+        segment: &WireSegment,
+        src_sock: Option<SockId>,
+        dst_sock: Option<SockId>,
+    ) -> Segment {
+        let forward = (segment.src, segment.dst);
+        let backward = (segment.dst, segment.src);
+        if segment.has("SYN") {
+            self.isn.insert(forward, segment.seq);
+        }
+        // Without the SYN (a capture that began mid-connection), the first
+        // number seen is the base, as Wireshark does.
+        let seq_base = *self.isn.entry(forward).or_insert(segment.seq);
+        let rel_seq = segment.seq.wrapping_sub(seq_base);
+        let rel_ack = if segment.has("ACK") {
+            let ack_base = *self
+                .isn
+                .entry(backward)
+                .or_insert(segment.ack.wrapping_sub(1));
+            segment.ack.wrapping_sub(ack_base)
+        } else {
+            0
+        };
+        let retransmission = segment.len > 0 && !self.data_seen.insert((segment.src, segment.seq));
+        if self.data_seen.len() > DATA_SEEN_MAX {
+            self.data_seen.clear();
+        }
+        let id = if retransmission {
+            None
+        } else if segment.has("RST") {
+            // close() with SO_LINGER 0, or the kernel refusing a connect:
+            // then the call is the connect of the socket it answers.
+            self.last_call(src_sock, &[OpName::Close])
+                .or_else(|| self.last_call(dst_sock, &[OpName::Connect]))
+        } else if segment.has("SYN") && !segment.has("ACK") {
+            self.last_call(src_sock, &[OpName::Connect])
+        } else if segment.has("FIN") {
+            self.last_call(src_sock, &[OpName::Close, OpName::Shutdown])
+        } else if segment.len > 0 {
+            self.last_call(src_sock, &[OpName::Send])
+        } else {
+            None
+        };
+        let (payload, payload_hex) = if segment.payload.is_empty() {
+            (None, None)
+        } else {
+            render::payload(&segment.payload)
+        };
+        Segment {
+            src: segment.src.to_string(),
+            dst: segment.dst.to_string(),
+            flags: segment.flags.iter().map(|flag| flag.to_string()).collect(),
+            tcp_seq: segment.seq,
+            tcp_ack: segment.ack,
+            rel_seq,
+            rel_ack,
+            len: segment.len,
+            win: segment.win,
+            payload,
+            payload_hex,
+            src_sock,
+            dst_sock,
+            cause: if id.is_some() {
+                Cause::Call
+            } else {
+                Cause::Kernel
+            },
+            id,
+        }
+    }
+
+    pub fn shut_down(&self) {
+        if let Some(capture) = &self.capture {
+            capture.unregister_lab(self.lab);
+        }
+    }
+}
