@@ -20,4 +20,4 @@ mod server;
 mod session;
 
 pub use config::Config;
-pub use server::serve;
+pub use server::{Relay, serve};

@@ -64,6 +64,8 @@ async fn main() -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("could not listen on {}", args.listen))?;
+    // The capture opens first, so that the relay is whole once it says where it is.
+    let relay = relay::Relay::new(config.clone());
     let url = format!("http://{}/", listener.local_addr()?);
     // The first line of stdout is the URL, so that scripts and tests can read it.
     println!("socket-flow is running: open {url}");
@@ -73,11 +75,12 @@ async fn main() -> anyhow::Result<()> {
     if args.open {
         open_browser(&url);
     }
-    relay::serve(listener, config, async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
-    })
-    .await?;
+    relay
+        .serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        })
+        .await?;
     Ok(())
 }
 

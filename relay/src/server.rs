@@ -33,47 +33,71 @@ pub(crate) struct Shared {
     pub capture: Result<Arc<Capture>, String>,
 }
 
-/// Serves the page and the labs on an already-bound listener until `shutdown`
-/// completes. Taking the listener lets tests bind port 0.
+/// A relay that is ready to serve: its capture is open (or known to be
+/// impossible) before anyone is told where to connect.
+pub struct Relay {
+    shared: Arc<Shared>,
+}
+
+impl Relay {
+    /// Prepares the relay. Must run inside the tokio runtime, which the
+    /// capture's packet socket registers with.
+    pub fn new(config: Config) -> Relay {
+        let assets = match &config.www_dir {
+            Some(dir) => Assets::Dir(dir.clone()),
+            None => Assets::Embedded,
+        };
+        let capture = if config.capture {
+            Capture::start(config.lab_ip)
+        } else {
+            Err("The wire view was turned off with --no-capture.".to_string())
+        };
+        match &capture {
+            Ok(_) => tracing::info!("capturing the labs' TCP segments"),
+            Err(reason) => tracing::warn!("wire view off: {reason}"),
+        }
+        let shared = Arc::new(Shared {
+            capture,
+            lab_slots: Arc::new(Semaphore::new(config.labs_per_relay as usize)),
+            ports: Arc::new(PortPool::new(config.lab_ports.clone())),
+            config,
+            assets,
+        });
+        Relay { shared }
+    }
+
+    /// Serves the page and the labs on an already-bound listener until
+    /// `shutdown` completes. Taking the listener lets tests bind port 0.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = Router::new()
+            .route("/ws", get(open_lab))
+            .fallback(get(page_file))
+            .with_state(self.shared);
+        // Events are small frames that must leave at once: without
+        // TCP_NODELAY, Nagle's algorithm and the browser's delayed ACK hold
+        // them for ~40 ms.
+        let listener = listener.tap_io(|stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "could not set TCP_NODELAY");
+            }
+        });
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// Prepares a relay and serves it on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let assets = match &config.www_dir {
-        Some(dir) => Assets::Dir(dir.clone()),
-        None => Assets::Embedded,
-    };
-    let capture = if config.capture {
-        Capture::start(config.lab_ip)
-    } else {
-        Err("The wire view was turned off with --no-capture.".to_string())
-    };
-    match &capture {
-        Ok(_) => tracing::info!("capturing the labs' TCP segments"),
-        Err(reason) => tracing::warn!("wire view off: {reason}"),
-    }
-    let shared = Arc::new(Shared {
-        capture,
-        lab_slots: Arc::new(Semaphore::new(config.labs_per_relay as usize)),
-        ports: Arc::new(PortPool::new(config.lab_ports.clone())),
-        config,
-        assets,
-    });
-    let app = Router::new()
-        .route("/ws", get(open_lab))
-        .fallback(get(page_file))
-        .with_state(shared);
-    // Events are small frames that must leave at once: without TCP_NODELAY,
-    // Nagle's algorithm and the browser's delayed ACK hold them for ~40 ms.
-    let listener = listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    Relay::new(config).serve(listener, shutdown).await
 }
 
 async fn page_file(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {

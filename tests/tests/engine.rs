@@ -617,10 +617,40 @@ async fn sockets_close_when_the_browser_leaves() {
 
     let left = tokio::time::Instant::now();
     lab.close().await;
-    eventually("the relay's fds are back to the baseline", || {
-        fd_count(pid) == baseline
-    })
-    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while fd_count(pid) != baseline {
+        if tokio::time::Instant::now() > deadline {
+            let links: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .map(|entry| {
+                            format!(
+                                "{:?} -> {:?}",
+                                entry.file_name(),
+                                std::fs::read_link(entry.path())
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let tables: Vec<String> = ["tcp", "udp", "raw", "packet", "unix", "netlink"]
+                .iter()
+                .map(|name| {
+                    format!(
+                        "== {name}\n{}",
+                        std::fs::read_to_string(format!("/proc/{pid}/net/{name}"))
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
+            panic!(
+                "the relay's fds never returned to {baseline}: {links:#?} tables: {}",
+                tables.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert!(
         left.elapsed() < Duration::from_secs(1),
         "sockets closed within a second"

@@ -29,9 +29,6 @@ const POLL_INTERVAL: Duration = Duration::from_millis(25);
 /// Closed connections are looked up in /proc/net/tcp, which costs more, so
 /// only every this many polls.
 const GHOST_POLL_EVERY: u32 = 10;
-/// A `bind` without an address tries at most this many ports of the range
-/// when outsiders hold some of them.
-const DEFAULT_BIND_ATTEMPTS: usize = 16;
 /// The seed's backlog and read size.
 const DEFAULT_BACKLOG: i32 = 5;
 const DEFAULT_READ_BYTES: u32 = 1024;
@@ -534,10 +531,7 @@ impl Lab {
                     let target = SocketAddr::new(self.settings.lab_ip, port);
                     let result = socket.socket.bind(&target.into());
                     match &result {
-                        Err(error)
-                            if error.raw_os_error() == Some(libc::EADDRINUSE)
-                                && skipped.len() + 1 < DEFAULT_BIND_ATTEMPTS =>
-                        {
+                        Err(error) if error.raw_os_error() == Some(libc::EADDRINUSE) => {
                             ports.release(port);
                             skipped.push(port);
                         }
@@ -579,8 +573,15 @@ impl Lab {
         );
         event.local = local.map(|addr| addr.to_string());
         if !skipped.is_empty() {
+            let shown = match skipped.as_slice() {
+                [only] => format!("Port {only} was"),
+                [first, .., last] => format!("{} ports ({first}…{last}) were", skipped.len()),
+                [] => String::new(),
+            };
             event.detail = Some(format!(
-                "Ports {skipped:?} were already in use outside this lab (bind answered EADDRINUSE), so the relay took the next free one."
+                "{shown} already in use outside this lab (bind answered EADDRINUSE), so the relay \
+                 took the next free one. The kernel keeps a port taken while an old connection \
+                 on it waits in TIME_WAIT."
             ));
         } else if target.port() == 0 && result.is_ok() {
             event.detail = Some(
