@@ -178,6 +178,23 @@ async fn the_whole_lesson_in_english() {
         "with the real value: {highlighted}"
     );
     browser.screenshot("lesson-3-read").await;
+    // A tall window shows lanes, listing and timeline together: the README's picture.
+    browser
+        .client
+        .set_window_size(1600, 1700)
+        .await
+        .expect("resized");
+    browser
+        .client
+        .execute("window.scrollTo(0, 0)", vec![])
+        .await
+        .expect("scrolled");
+    browser.screenshot("overview").await;
+    browser
+        .client
+        .set_window_size(1400, 1000)
+        .await
+        .expect("resized back");
 
     step(&browser, server, "send()", &mut clicks).await;
     card(&browser, server, "send", "done").await;
@@ -216,6 +233,18 @@ async fn the_whole_lesson_in_english() {
     )
     .await;
     browser.screenshot("lesson-4-closed").await;
+    // As root the relay captures: the diagram draws the real handshake.
+    wait_text(
+        &browser,
+        "//*[local-name()='g' and contains(@class,'arrow') and contains(@class,'syn')]",
+    )
+    .await;
+    browser
+        .client
+        .execute("document.querySelector('.wire').scrollIntoView()", vec![])
+        .await
+        .expect("scrolled");
+    browser.screenshot("lesson-5-wire").await;
     browser.assert_clean_console().await;
 
     let mut report = std::io::stderr();

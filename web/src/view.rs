@@ -524,6 +524,7 @@ pub fn wire_note(model: &Model) -> String {
 const COLUMN_WIDTH: f64 = 190.0;
 const ROW_HEIGHT: f64 = 26.0;
 const HEAD_HEIGHT: f64 = 30.0;
+const LABEL_MARGIN: f64 = 170.0;
 
 /// The timeline as an SVG sequence diagram: a lifeline per lane, call and
 /// state marks on it, and segments as arrows between lanes.
@@ -534,7 +535,8 @@ pub fn diagram(model: &Model, ui: &Ui, fresh_from: usize) -> String {
         matches!(row, Row::Segment { from, to, .. } if *from == Column::Outside || *to == Column::Outside)
     });
     let columns = model.lanes.len() + usize::from(outside);
-    let width = COLUMN_WIDTH * columns as f64;
+    // Room right of the last lifeline for its labels.
+    let width = COLUMN_WIDTH * columns as f64 + LABEL_MARGIN;
     let height = HEAD_HEIGHT + ROW_HEIGHT * (shown.len() as f64 + 1.0);
     let x = |column: Column| match column {
         Column::Lane(lane) => COLUMN_WIDTH * (lane as f64 + 0.5),
@@ -670,7 +672,11 @@ pub fn code(model: &Model, ui: &Ui) -> String {
                 .code
                 .values
                 .get(variable)
-                .map(|value| format!(r#"<span class="value">{variable} = {}</span>"#, esc(value)))
+                .map(|value| {
+                    // Both closes are close(); the key only tells them apart.
+                    let shown = variable.trim_end_matches("_listener");
+                    format!(r#"<span class="value">{shown} = {}</span>"#, esc(value))
+                })
                 .unwrap_or_default(),
             _ => String::new(),
         };
