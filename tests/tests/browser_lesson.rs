@@ -281,6 +281,83 @@ async fn the_lesson_in_chinese_by_its_chinese_titles() {
         "the listing's comments are in Chinese"
     );
     browser.screenshot("zh-established").await;
+
+    step(&browser, client, "发送数据", &mut clicks).await;
+    card(&browser, client, "send", "done").await;
+    step(&browser, server, "接收数据", &mut clicks).await;
+    let read = card(&browser, server, "read", "done").await;
+    assert!(read.contains("Hello, Server"), "{read}");
+    step(&browser, server, "发送数据", &mut clicks).await;
+    step(&browser, client, "接收数据", &mut clicks).await;
+    let reply = card(&browser, client, "read", "done").await;
+    assert!(reply.contains("Hello, Client"), "{reply}");
+    step(&browser, client, "关闭设备", &mut clicks).await;
+    card(&browser, client, "close", "done").await;
+    step(&browser, server, "关闭设备", &mut clicks).await;
+    step(&browser, server, "关闭设备", &mut clicks).await;
+    wait_text(
+        &browser,
+        &format!("{}//span[@data-tcp='TIME_WAIT']", lane(client)),
+    )
+    .await;
+    let status = wait_text(&browser, "//span[@id='status']").await;
+    assert_eq!(status, "已连接中继");
+    browser.screenshot("zh-closed").await;
+    browser.assert_clean_console().await;
+}
+
+#[tokio::test]
+async fn run_the_whole_flow_plays_the_lesson_by_itself() {
+    let (_relay, browser, _) = open("en-US").await;
+    let set_speed = |delay_ms: u32| {
+        let browser = &browser;
+        async move {
+            let speed = browser
+                .client
+                .find(Locator::Id("speed"))
+                .await
+                .expect("slider");
+            browser
+                .client
+                .execute(
+                    &format!(
+                        "arguments[0].value = {delay_ms}; \
+                         arguments[0].dispatchEvent(new Event('input', {{bubbles: true}}));"
+                    ),
+                    vec![serde_json::to_value(&speed).expect("element")],
+                )
+                .await
+                .expect("speed set");
+        }
+    };
+    // Slow enough to pause mid-lesson, then fast to the end.
+    set_speed(2500).await;
+    click(
+        &browser,
+        "//button[@data-action='run' and @data-scenario='lesson']",
+    )
+    .await;
+    click(&browser, "//button[@id='pause']").await;
+    wait_text(&browser, "//span[@id='playing' and contains(., 'Paused')]").await;
+    set_speed(150).await;
+    click(&browser, "//button[@id='pause']").await;
+    wait_text(&browser, "//span[@id='playing' and contains(., 'Playing')]").await;
+    // The client's TIME_WAIT comes once both sides have closed.
+    wait_text(
+        &browser,
+        &format!("{}//span[@data-tcp='TIME_WAIT']", lane("Client 1")),
+    )
+    .await;
+    let reply = card(&browser, "Client 1", "read", "done").await;
+    assert!(reply.contains("Hello, Client"), "{reply}");
+    // The player is finished once nothing plays.
+    wait_text(&browser, "//span[@id='playing' and normalize-space(.)='']").await;
+    let eof = card(&browser, "Server", "read", "done").await;
+    assert!(
+        eof.contains("= 0"),
+        "the last read saw the client's FIN: {eof}"
+    );
+    browser.screenshot("lesson-played").await;
     browser.assert_clean_console().await;
 }
 

@@ -311,15 +311,15 @@ fn card_html(card: &Card, lang: Lang, selected: Option<u64>) -> String {
     }
     // The kernel's story behind the call; open while the call waits, since
     // that is when a student asks why nothing happens.
-    let detail = call
-        .detail
-        .as_ref()
+    let detail = explain(call, lang)
+        .map(str::to_string)
+        .or_else(|| call.detail.clone())
         .map(|detail| {
             format!(
                 r#"<details class="detail"{open}><summary>{why}</summary>{text}</details>"#,
                 open = if phase == Phase::Blocked { " open" } else { "" },
                 why = lang.pick("What happened underneath", "底层发生了什么"),
-                text = esc(detail)
+                text = esc(&detail)
             )
         })
         .unwrap_or_default();
@@ -333,6 +333,65 @@ fn card_html(card: &Card, lang: Lang, selected: Option<u64>) -> String {
         seq = card.seq,
         c = esc(&call.c),
     )
+}
+
+/// The page's own Chinese words for what happened underneath the common
+/// calls. In English the relay's `detail` says it; in Chinese a classroom
+/// should not need to read English.
+fn explain(call: &protocol::Call, lang: Lang) -> Option<&'static str> {
+    use protocol::OpName;
+    if lang != Lang::Zh {
+        return None;
+    }
+    let errno = call.errno.as_deref();
+    Some(match (call.op?, call.phase?) {
+        (OpName::Socket, Phase::Done) => {
+            "中继基于 tokio，因此请求的是非阻塞套接字：会阻塞的调用立即返回 EAGAIN 或 EINPROGRESS，中继等待内核通知“就绪”后再调用，而不是让线程睡在内核里。"
+        }
+        (OpName::Listen, Phase::Done) => {
+            "backlog 是 accept 队列的长度：内核已完成握手、等待 accept() 取走的连接。队列满时新的 SYN 会被丢弃、客户端重试，而不是被拒绝。"
+        }
+        (OpName::Accept, Phase::Blocked) => {
+            "accept 队列为空，内核返回 EAGAIN。中继等待 epoll 报告监听套接字可读（队列里有完成握手的连接），然后再次调用 accept4()。"
+        }
+        (OpName::Accept, Phase::Done) => {
+            "accept() 不参与握手：内核早已完成三次握手并把连接放入队列，accept() 只是把它取出，作为新的 fd 返回。"
+        }
+        (OpName::Connect, Phase::Blocked) => {
+            "内核发出了 SYN 并返回 EINPROGRESS：握手正在进行。中继等待 epoll 报告套接字可写，再用 getsockopt(SO_ERROR) 读取结果。"
+        }
+        (OpName::Connect, Phase::Done) => {
+            "三次握手已完成：即使服务端还没有调用 accept()，套接字也已经是 ESTABLISHED，连接在内核的队列里等待。"
+        }
+        (OpName::Connect, Phase::Failed) if errno == Some("ECONNREFUSED") => {
+            "对方端口没有在监听：内核用 RST 回应了 SYN，connect() 失败，errno 为 ECONNREFUSED。"
+        }
+        (OpName::Send, Phase::Done) => {
+            "send() 在数据进入内核的发送缓冲区后就返回；何时发到线路上由内核决定。"
+        }
+        (OpName::Send, Phase::Blocked) => {
+            "发送缓冲区已满（对方没有读取），内核返回 EAGAIN。中继等待套接字可写后再发送。"
+        }
+        (OpName::Read, Phase::Blocked) => {
+            "还没有数据到达，内核返回 EAGAIN。中继等待 epoll 报告套接字可读，然后再次读取。"
+        }
+        (OpName::Read, Phase::Done) if call.ret == Some(0) => {
+            "read() 返回 0：文件结束。对方已关闭它的一端（FIN 已到达），且没有剩余数据。"
+        }
+        (OpName::Read, Phase::Failed) if errno == Some("ENOTCONN") => {
+            "这个套接字没有连接。监听套接字只能 accept：应该从 accept() 返回的 fd 读取。"
+        }
+        (OpName::Read | OpName::Send, Phase::Failed) if errno == Some("ECONNRESET") => {
+            "对方发来了 RST（例如以 linger 0 关闭），连接被重置。"
+        }
+        (OpName::Close, Phase::Done) => {
+            "fd 已经关闭。如果连接还需要收尾（FIN_WAIT、TIME_WAIT），由内核自己完成；后面的状态事件会显示出来。"
+        }
+        (_, Phase::Cancelled) => {
+            "套接字被关闭或实验被重置，中继不再等待这个调用，也没有再为它发起系统调用。"
+        }
+        _ => return None,
+    })
 }
 
 fn message_box(lane: &Lane, view: &SockView, lang: Lang) -> String {
@@ -860,6 +919,13 @@ mod tests {
             esc("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
+    }
+
+    #[test]
+    fn chinese_cards_explain_in_chinese() {
+        let html = lanes(&lesson_model(Lang::Zh), &Ui::default());
+        assert!(html.contains("accept() 不参与握手"));
+        assert!(!html.contains("accept() does not take part"));
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //!   peer's `read` done event (the read was already waiting);
 //! - full-lifecycle labs per second: open a session, run the whole seed flow,
 //!   close everything, leave;
-//! - memory per idle lab: the relay's RSS growth per open session.
+//! - memory per idle lab: the relay's RSS growth per open session;
+//! - the wire view's cost: the relay's CPU time with and without 1,000
+//!   segments/s of traffic on other ports, capture on and off, and how much
+//!   later than a send's done event its segment event arrives.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -33,21 +36,24 @@ pub fn run(round_trips: u32, idle_labs: u32) -> anyhow::Result<()> {
         .block_on(measure(round_trips, idle_labs))
 }
 
-async fn measure(round_trips: u32, idle_labs: u32) -> anyhow::Result<()> {
+/// A release relay started for the benchmark.
+struct BenchRelay {
+    _child: tokio::process::Child,
+    ws_url: String,
+    pid: u32,
+}
+
+async fn start_relay(extra_args: &[&str]) -> anyhow::Result<BenchRelay> {
     let relay_path = project_root().join("target/release/relay");
-    let mut relay = tokio::process::Command::new(&relay_path)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--max-labs",
-            &(idle_labs + 8).to_string(),
-        ])
+    let mut child = tokio::process::Command::new(&relay_path)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra_args)
         .env("RUST_LOG", "relay=warn")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("could not start {}", relay_path.display()))?;
-    let stdout = relay.stdout.take().context("no stdout")?;
+    let stdout = child.stdout.take().context("no stdout")?;
     let line = BufReader::new(stdout)
         .lines()
         .next_line()
@@ -58,15 +64,26 @@ async fn measure(round_trips: u32, idle_labs: u32) -> anyhow::Result<()> {
         .find(|word| word.starts_with("http://"))
         .context("no URL in the relay's first line")?;
     let ws_url = format!("{}ws", url.replacen("http://", "ws://", 1));
-    let pid = relay.id().context("the relay exited")?;
+    let pid = child.id().context("the relay exited")?;
+    Ok(BenchRelay {
+        _child: child,
+        ws_url,
+        pid,
+    })
+}
 
-    let latencies = send_to_read_latency(&ws_url, round_trips).await?;
-    let labs_per_second = lifecycles_per_second(&ws_url, LIFECYCLES).await?;
-    let (bytes_per_lab, fds_per_lab) = memory_per_idle_lab(&ws_url, pid, idle_labs).await?;
+async fn measure(round_trips: u32, idle_labs: u32) -> anyhow::Result<()> {
+    let max_labs = (idle_labs + 8).to_string();
+    let relay = start_relay(&["--max-labs", &max_labs, "--no-capture"]).await?;
+    let latencies = send_to_read_latency(&relay.ws_url, round_trips).await?;
+    let labs_per_second = lifecycles_per_second(&relay.ws_url, LIFECYCLES).await?;
+    let (bytes_per_lab, fds_per_lab) =
+        memory_per_idle_lab(&relay.ws_url, relay.pid, idle_labs).await?;
+    drop(relay);
 
     println!("socket-flow relay benchmark (release build, loopback, one client at a time)");
     println!(
-        "send→peer read done:  p50 {:>7.1} µs   p99 {:>7.1} µs   ({} round trips)",
+        "send→peer read done:  p50 {:>7.1} µs   p99 {:>7.1} µs   ({} round trips, capture off)",
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.99),
         latencies.len()
@@ -78,7 +95,136 @@ async fn measure(round_trips: u32, idle_labs: u32) -> anyhow::Result<()> {
         "idle lab:             {:>7.1} KiB RSS per lab, {fds_per_lab:.1} fds   ({idle_labs} labs open)",
         bytes_per_lab / 1024.0
     );
+
+    let captured = start_relay(&[]).await?;
+    let mut probe = Session::open(&captured.ws_url).await?;
+    let capturing = probe.capture;
+    if !capturing {
+        println!("wire view:            not measured: this relay may not capture (run as root)");
+        return Ok(());
+    }
+    let (segment_delay, segment_delay_t_us) = segment_delay(&mut probe, 300).await?;
+    println!(
+        "send done→segment:    p50 {:>7.1} µs   p99 {:>7.1} µs   at the client ({} sends); in t_us p50 {:.0} µs",
+        percentile(&segment_delay, 0.50),
+        percentile(&segment_delay, 0.99),
+        segment_delay.len(),
+        percentile(&segment_delay_t_us, 0.50),
+    );
+    for (label, relay) in [
+        ("capture on ", captured),
+        ("capture off", start_relay(&["--no-capture"]).await?),
+    ] {
+        let mut session = Session::open(&relay.ws_url).await?;
+        // One listening lab, so that the capture has a route to consult.
+        session.connected_pair().await?;
+        let idle = cpu_over(relay.pid, Duration::from_secs(3)).await?;
+        let (busy, segments) = cpu_over_traffic(relay.pid, Duration::from_secs(3)).await?;
+        println!(
+            "relay CPU, {label}:  idle {:>5.2} %   with {:.0} segments/s on other ports {:>5.2} %",
+            idle * 100.0,
+            segments,
+            busy * 100.0
+        );
+    }
     Ok(())
+}
+
+/// The relay's CPU time (user + system) in seconds, from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').context("malformed stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).context("utime")?.parse::<f64>()?
+        + fields.get(12).context("stime")?.parse::<f64>()?;
+    // USER_HZ, which Linux fixes at 100 for /proc.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    Ok(ticks / TICKS_PER_SECOND)
+}
+
+/// The share of one core the relay used over `span`.
+async fn cpu_over(pid: u32, span: Duration) -> anyhow::Result<f64> {
+    let before = cpu_seconds(pid)?;
+    tokio::time::sleep(span).await;
+    Ok((cpu_seconds(pid)? - before) / span.as_secs_f64())
+}
+
+/// The same, while a loopback pair unrelated to any lab exchanges 1,000
+/// one-byte writes a second. Returns the share and the segments per second
+/// actually sent (each write is a data segment; the kernel adds ACKs).
+async fn cpu_over_traffic(pid: u32, span: Duration) -> anyhow::Result<(f64, f64)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let mut sender = TcpStream::connect(listener.local_addr()?).await?;
+    sender.set_nodelay(true)?;
+    let (mut receiver, _) = listener.accept().await?;
+    let drain = tokio::spawn(async move {
+        let mut buffer = [0u8; 4096];
+        while let Ok(count) = receiver.read(&mut buffer).await {
+            if count == 0 {
+                break;
+            }
+        }
+    });
+    let before = cpu_seconds(pid)?;
+    let started = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_millis(1));
+    let mut writes = 0u32;
+    while started.elapsed() < span {
+        ticker.tick().await;
+        sender.write_all(b"x").await?;
+        writes += 1;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let used = (cpu_seconds(pid)? - before) / elapsed;
+    drop(sender);
+    let _ = drain.await;
+    Ok((used, writes as f64 / elapsed))
+}
+
+/// From a send's done event to its data segment's event, as the client sees
+/// it, and as the relay stamped it (t_us).
+async fn segment_delay(session: &mut Session, sends: u32) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    let (_, client, conn) = session.connected_pair().await?;
+    let mut at_client = Vec::new();
+    let mut in_t_us = Vec::new();
+    for _ in 0..sends {
+        let id = session
+            .send(Op::Send {
+                sock: client,
+                data: Some("x".into()),
+                hex: None,
+            })
+            .await?;
+        let mut done: Option<(Instant, u64)> = None;
+        let mut segment: Option<(Instant, u64)> = None;
+        while done.is_none() || segment.is_none() {
+            let event = session.next().await?;
+            match &event.body {
+                EventBody::Call(call) if call.id == Some(id) && call.phase == Some(Phase::Done) => {
+                    done = Some((Instant::now(), event.t_us));
+                }
+                EventBody::Segment(wire) if wire.id == Some(id) && wire.len > 0 => {
+                    segment = Some((Instant::now(), event.t_us));
+                }
+                _ => {}
+            }
+        }
+        if let (Some((done_at, done_t)), Some((segment_at, segment_t))) = (done, segment) {
+            at_client.push(segment_at.saturating_duration_since(done_at).as_secs_f64() * 1e6);
+            in_t_us.push(segment_t.saturating_sub(done_t) as f64);
+        }
+        session
+            .call(Op::Read {
+                sock: conn,
+                max: None,
+            })
+            .await?;
+    }
+    at_client.sort_by(f64::total_cmp);
+    in_t_us.sort_by(f64::total_cmp);
+    Ok((at_client, in_t_us))
 }
 
 fn percentile(sorted_us: &[f64], fraction: f64) -> f64 {
@@ -93,15 +239,24 @@ fn percentile(sorted_us: &[f64], fraction: f64) -> f64 {
 struct Session {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
     next_id: u64,
+    /// Whether this relay captures segments (from hello).
+    capture: bool,
 }
 
 impl Session {
     async fn open(ws_url: &str) -> anyhow::Result<Session> {
         // No Nagle on the client either: a page's frames leave at once too.
         let (socket, _) = tokio_tungstenite::connect_async_with_config(ws_url, None, true).await?;
-        let mut session = Session { socket, next_id: 1 };
+        let mut session = Session {
+            socket,
+            next_id: 1,
+            capture: false,
+        };
         match session.next().await?.body {
-            EventBody::Hello(_) => Ok(session),
+            EventBody::Hello(hello) => {
+                session.capture = hello.capture;
+                Ok(session)
+            }
             other => bail!("expected hello, got {other:?}"),
         }
     }

@@ -265,3 +265,39 @@ fn compare(fresh: &Path, committed: &Path) -> anyhow::Result<Vec<String>> {
     }
     Ok(differences)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_edit_of_a_source_changes_the_digests() {
+        let root = tempfile::tempdir().expect("a temporary folder");
+        for dir in ["web/src", "protocol/src"] {
+            fs::create_dir_all(root.path().join(dir)).expect("folders");
+        }
+        fs::write(root.path().join("web/src/lib.rs"), "fn main() {}\n").expect("written");
+        fs::write(root.path().join("protocol/src/lib.rs"), "//! x\n").expect("written");
+        let before = source_digests(root.path()).expect("digests");
+        assert!(before.contains("  web/src/lib.rs\n"));
+        // A comment compiles to the same bytes; the check must still fail.
+        fs::write(
+            root.path().join("web/src/lib.rs"),
+            "fn main() {} // edited\n",
+        )
+        .expect("edited");
+        assert_ne!(source_digests(root.path()).expect("digests"), before);
+    }
+
+    #[test]
+    fn compare_names_every_difference() {
+        let fresh = tempfile::tempdir().expect("folder");
+        let committed = tempfile::tempdir().expect("folder");
+        fs::write(fresh.path().join("a.js"), "1").expect("written");
+        fs::write(committed.path().join("a.js"), "2").expect("written");
+        fs::write(fresh.path().join("b.wasm"), "x").expect("written");
+        fs::write(committed.path().join("old.js"), "x").expect("written");
+        let differences = compare(fresh.path(), committed.path()).expect("compared");
+        assert_eq!(differences.len(), 3, "{differences:?}");
+    }
+}
