@@ -28,6 +28,13 @@ struct TempProfile(PathBuf);
 
 impl Drop for TempProfile {
     fn drop(&mut self) {
+        // Killing chromedriver leaves its Chromium running, and a page with
+        // an animation loop keeps a core busy. Every process of this profile
+        // goes, even when the test panicked.
+        let _ = std::process::Command::new("pkill")
+            .args(["--signal", "KILL", "--full"])
+            .arg(self.0.as_os_str())
+            .status();
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
