@@ -683,3 +683,42 @@ async fn an_invalid_utf8_text_frame_is_explained_before_the_close() {
         "the error event explains the close: {text}"
     );
 }
+
+#[tokio::test]
+async fn reset_closes_every_socket_of_the_lab() {
+    let relay = RelayProcess::start(&[]).await;
+    let pid = relay.pid();
+    let mut lab = LabClient::connect(&relay.ws_url()).await;
+    let (server, server_fd, _) = listening_server(&mut lab).await;
+    let (client, client_fd) = client_socket(&mut lab).await;
+    lab.ok(Op::Connect {
+        sock: client,
+        addr: None,
+    })
+    .await;
+    let accept_id = lab.send(Op::Accept { sock: server }).await;
+    let conn_fd = lab.outcome(accept_id).await.new_fd.expect("fd");
+    let reset_id = lab.send(Op::Reset).await;
+    for sock in [server, client] {
+        lab.until(&format!("the reset's close of sock {sock}"), |event| {
+            matches!(&event.body, EventBody::Call(call)
+                if call.id == Some(reset_id) && call.sock == Some(sock) && call.phase == Some(Phase::Done))
+        })
+        .await;
+    }
+    let conn = lab
+        .until("the reset's close of the connection", |event| {
+            matches!(&event.body, EventBody::Call(call)
+                if call.id == Some(reset_id) && call.fd == Some(conn_fd) && call.phase == Some(Phase::Done))
+        })
+        .await;
+    assert!(matches!(conn.body, EventBody::Call(_)));
+    for fd in [server_fd, client_fd, conn_fd] {
+        assert!(
+            socket_inode(pid, fd).is_none(),
+            "fd {fd} is closed after reset"
+        );
+    }
+    // The lab goes on after a reset.
+    lab.ok(Op::Socket { role: Role::Server }).await;
+}
