@@ -4,9 +4,11 @@
 //! - `web`: builds the wasm page into `www/pkg/`, or checks the committed one.
 //! - `ci`: everything CI runs, in order.
 //! - `bench`: the relay's latency, throughput and memory figures.
+//! - `tidy`: checks of the sources that run as tests.
 
 mod bench;
 mod ci;
+mod tidy;
 mod web;
 
 use std::path::{Path, PathBuf};
