@@ -47,6 +47,22 @@ async fn client_socket(lab: &mut LabClient) -> (u32, i32) {
     (created.sock.expect("sock"), created.fd.expect("fd"))
 }
 
+/// A client of the lab's server, connected and accepted: (client, conn).
+async fn connected_client(lab: &mut LabClient, server: u32) -> (u32, u32) {
+    let (client, _) = client_socket(lab).await;
+    lab.ok(Op::Connect {
+        sock: client,
+        addr: None,
+    })
+    .await;
+    let conn = lab
+        .ok(Op::Accept { sock: server })
+        .await
+        .new_sock
+        .expect("sock");
+    (client, conn)
+}
+
 #[tokio::test]
 async fn the_seed_flow_is_real_system_calls() {
     let relay = RelayProcess::start(&[]).await;
@@ -391,17 +407,7 @@ async fn errors_are_the_kernels() {
 
     // RST: the server's connection closes with SO_LINGER 0; the client's
     // send then fails.
-    let (client, _) = client_socket(&mut lab).await;
-    lab.ok(Op::Connect {
-        sock: client,
-        addr: None,
-    })
-    .await;
-    let conn = lab
-        .ok(Op::Accept { sock: server })
-        .await
-        .new_sock
-        .expect("sock");
+    let (client, conn) = connected_client(&mut lab, server).await;
     lab.ok(Op::Setsockopt {
         sock: conn,
         name: SockOptName::Linger,
@@ -425,17 +431,7 @@ async fn errors_are_the_kernels() {
     );
 
     // shutdown(SHUT_WR) sends FIN: the peer reads EOF.
-    let (client, _) = client_socket(&mut lab).await;
-    lab.ok(Op::Connect {
-        sock: client,
-        addr: None,
-    })
-    .await;
-    let conn = lab
-        .ok(Op::Accept { sock: server })
-        .await
-        .new_sock
-        .expect("sock");
+    let (client, conn) = connected_client(&mut lab, server).await;
     lab.ok(Op::Shutdown {
         sock: client,
         how: ShutdownHow::Write,
