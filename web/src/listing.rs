@@ -16,6 +16,9 @@ pub struct Line {
     pub comment: Option<(&'static str, &'static str)>,
     /// The variable whose real value is shown inline, such as `sockfd`.
     pub value: Option<&'static str>,
+    /// Other calls this line makes, for listings where one line does the
+    /// work of several C calls (Rust's TcpListener::bind).
+    pub also: &'static [&'static str],
 }
 
 impl Line {
@@ -30,6 +33,23 @@ const fn code(step: Step, code: &'static str, value: Option<&'static str>) -> Li
         code,
         comment: None,
         value,
+        also: &[],
+    }
+}
+
+/// A line that makes several of the C calls at once.
+const fn combined(
+    step: Step,
+    code: &'static str,
+    value: &'static str,
+    also: &'static [&'static str],
+) -> Line {
+    Line {
+        step: Some(step),
+        code,
+        comment: None,
+        value: Some(value),
+        also,
     }
 }
 
@@ -39,6 +59,7 @@ const fn note(step: Step, en: &'static str, zh: &'static str) -> Line {
         code: "",
         comment: Some((en, zh)),
         value: None,
+        also: &[],
     }
 }
 
@@ -211,10 +232,11 @@ const SERVER_RUST: &[Line] = &[
         "socket(), bind() and listen() in one call (backlog 128)",
         "一次调用完成 socket()、bind() 和 listen()（backlog 为 128）",
     ),
-    code(
+    combined(
         Step::Socket,
         "let listener = TcpListener::bind(\"127.0.0.1:PORT\")?;",
-        Some("sockfd"),
+        "sockfd",
+        &["bind", "listen"],
     ),
     note(
         Step::Accept,
@@ -254,10 +276,11 @@ const CLIENT_RUST: &[Line] = &[
         "socket() and connect() in one call",
         "一次调用完成 socket() 和 connect()",
     ),
-    code(
+    combined(
         Step::Connect,
         "let mut stream = TcpStream::connect(\"127.0.0.1:PORT\")?;",
-        Some("connect"),
+        "connect",
+        &["sockfd"],
     ),
     note(Step::Read, "read()", "读取"),
     plain(Step::Read, "let mut buffer = [0u8; 1024];"),

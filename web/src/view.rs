@@ -717,7 +717,10 @@ pub fn code(model: &Model, ui: &Ui) -> String {
     let same_side = model.code.side == Some(side);
     let mut html = String::from(r#"<ol class="listing">"#);
     for line in lines {
-        let hl = same_side && line.value.is_some() && line.value == model.code.variable;
+        let hl = same_side
+            && model.code.variable.is_some_and(|variable| {
+                line.value == Some(variable) || line.also.contains(&variable)
+            });
         let text = if line.code.is_empty() {
             format!(
                 r#"<span class="comment">// {}</span>"#,
@@ -919,6 +922,28 @@ mod tests {
             esc("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
+    }
+
+    #[test]
+    fn the_rust_listing_highlights_the_line_that_binds_and_listens() {
+        let mut model = Model::new(Lang::En);
+        for line in include_str!("../tests/fixtures/seed-flow.jsonl")
+            .lines()
+            .take(7)
+        {
+            model.apply(&protocol::decode_event(line).expect("parses"));
+        }
+        let ui = Ui {
+            rust_listing: true,
+            ..Ui::default()
+        };
+        let html = code(&model, &ui);
+        let highlighted: Vec<&str> = html
+            .split("<li")
+            .filter(|line| line.contains(" hl\""))
+            .collect();
+        assert_eq!(highlighted.len(), 1, "{html}");
+        assert!(highlighted[0].contains("TcpListener::bind"));
     }
 
     #[test]
