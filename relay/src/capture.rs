@@ -76,7 +76,7 @@ impl Capture {
     /// CAP_NET_RAW.
     pub fn start(lab_ip: IpAddr) -> Result<Arc<Capture>, String> {
         let everywhere = !lab_ip.is_loopback();
-        let socket = open_packet_socket(everywhere).map_err(|error| {
+        let (socket, ignores_outgoing) = open_packet_socket(everywhere).map_err(|error| {
             if matches!(error.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
                 "The relay may not capture packets (it lacks CAP_NET_RAW). Run it as root, or \
                  grant it with `sudo setcap cap_net_raw+ep target/release/relay`."
@@ -93,7 +93,12 @@ impl Capture {
         let capture = Arc::new(Capture {
             routes: Mutex::new(Routes::default()),
         });
-        tokio::spawn(read_loop(io, loopback_index, Arc::clone(&capture)));
+        tokio::spawn(read_loop(
+            io,
+            loopback_index,
+            ignores_outgoing,
+            Arc::clone(&capture),
+        ));
         Ok(capture)
     }
 
@@ -171,7 +176,10 @@ impl Capture {
 }
 
 /// socket(AF_PACKET, SOCK_RAW, ETH_P_ALL), bound to `lo` unless `everywhere`.
-fn open_packet_socket(everywhere: bool) -> io::Result<OwnedFd> {
+/// On `lo` alone it also asks the kernel not to copy outgoing frames
+/// (PACKET_IGNORE_OUTGOING, Linux 4.20): every segment on `lo` also arrives,
+/// so that halves the frames read without losing one. Returns whether it did.
+fn open_packet_socket(everywhere: bool) -> io::Result<(OwnedFd, bool)> {
     let protocol = (libc::ETH_P_ALL as u16).to_be() as i32;
     // SAFETY: plain socket(2); the result is checked before use.
     let fd = unsafe {
@@ -202,7 +210,20 @@ fn open_packet_socket(everywhere: bool) -> io::Result<OwnedFd> {
     if status < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(socket)
+    let ignores_outgoing = !everywhere && {
+        let on: libc::c_int = 1;
+        // SAFETY: the pointer and length describe `on`.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_IGNORE_OUTGOING,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            ) == 0
+        }
+    };
+    Ok((socket, ignores_outgoing))
 }
 
 fn loopback_index() -> i32 {
@@ -232,7 +253,12 @@ fn receive(fd: RawFd, buffer: &mut [u8]) -> io::Result<(usize, i32, u8)> {
     Ok((count as usize, from.sll_ifindex, from.sll_pkttype))
 }
 
-async fn read_loop(io: AsyncFd<OwnedFd>, loopback_index: i32, capture: Arc<Capture>) {
+async fn read_loop(
+    io: AsyncFd<OwnedFd>,
+    loopback_index: i32,
+    ignores_outgoing: bool,
+    capture: Arc<Capture>,
+) {
     let mut buffer = vec![0u8; 65536];
     loop {
         let Ok(mut guard) = io.readable().await else {
@@ -243,8 +269,12 @@ async fn read_loop(io: AsyncFd<OwnedFd>, loopback_index: i32, capture: Arc<Captu
             match guard.try_io(|inner| receive(inner.get_ref().as_raw_fd(), &mut buffer)) {
                 Ok(Ok((length, ifindex, packet_type))) => {
                     // On lo every segment is seen twice, leaving and
-                    // arriving; keep the leaving copy only.
-                    if ifindex == loopback_index && packet_type == libc::PACKET_HOST {
+                    // arriving; unless the kernel already dropped the
+                    // leaving copies, keep those and skip the arriving ones.
+                    if !ignores_outgoing
+                        && ifindex == loopback_index
+                        && packet_type == libc::PACKET_HOST
+                    {
                         continue;
                     }
                     if let Some(segment) = parse(&buffer[..length]) {
