@@ -260,31 +260,20 @@ fn queue_slots(view: &SockView, lang: Lang) -> String {
 fn card_html(card: &Card, lang: Lang, selected: Option<u64>) -> String {
     let call = &card.call;
     let phase = card.phase();
-    let (class, result) = match phase {
-        Phase::Blocked => (
-            "blocked",
-            format!(
-                "{} <b>{}</b>",
-                lang.pick("waiting in the kernel:", "在内核中等待："),
-                esc(call.errno.as_deref().unwrap_or(""))
-            ),
+    let class = phase_class(phase);
+    let result = match phase {
+        Phase::Blocked => format!(
+            "{} <b>{}</b>",
+            lang.pick("waiting in the kernel:", "在内核中等待："),
+            esc(call.errno.as_deref().unwrap_or(""))
         ),
-        Phase::Failed => (
-            "failed",
-            format!(
-                "= -1 <b class=\"errno\">{}</b> {}",
-                esc(call.errno.as_deref().unwrap_or("")),
-                esc(call.message.as_deref().unwrap_or(""))
-            ),
+        Phase::Failed => format!(
+            "= -1 <b class=\"errno\">{}</b> {}",
+            esc(call.errno.as_deref().unwrap_or("")),
+            esc(call.message.as_deref().unwrap_or(""))
         ),
-        Phase::Cancelled => (
-            "cancelled",
-            lang.pick("wait abandoned", "已放弃等待").to_string(),
-        ),
-        Phase::Done => (
-            "done",
-            format!("= <b class=\"ret\">{}</b>", call.ret.unwrap_or(0)),
-        ),
+        Phase::Cancelled => lang.pick("wait abandoned", "已放弃等待").to_string(),
+        Phase::Done => format!("= <b class=\"ret\">{}</b>", call.ret.unwrap_or(0)),
     };
     let mut extras = String::new();
     if let Some(peer) = &call.peer {
@@ -333,6 +322,16 @@ fn card_html(card: &Card, lang: Lang, selected: Option<u64>) -> String {
         seq = card.seq,
         c = esc(&call.c),
     )
+}
+
+/// The CSS class, and the `data-phase` value the tests look for, of a phase.
+fn phase_class(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Done => "done",
+        Phase::Failed => "failed",
+        Phase::Blocked => "blocked",
+        Phase::Cancelled => "cancelled",
+    }
 }
 
 /// The page's own Chinese words for what happened underneath the common
@@ -485,12 +484,7 @@ pub fn lane(model: &Model, lane: &Lane, ui: &Ui) -> String {
             continue;
         }
         let card = lane.cards.get(step);
-        let state = card.map(|card| match card.phase() {
-            Phase::Done => "done",
-            Phase::Failed => "failed",
-            Phase::Blocked => "blocked",
-            Phase::Cancelled => "cancelled",
-        });
+        let state = card.map(|card| phase_class(card.phase()));
         let next = model.next_step(lane.id) == Some(*step);
         let _ = write!(
             html,
@@ -644,12 +638,7 @@ pub fn diagram(model: &Model, ui: &Ui, fresh_from: usize) -> String {
                 phase,
             } => {
                 let cx = x(Column::Lane(*lane));
-                let class = match phase {
-                    Phase::Done => "done",
-                    Phase::Failed => "failed",
-                    Phase::Blocked => "blocked",
-                    Phase::Cancelled => "cancelled",
-                };
+                let class = phase_class(*phase);
                 let _ = write!(
                     svg,
                     r#"<g class="mark call {class}{fresh}{highlight}" data-seq="{seq}" tabindex="0"><title>{title}</title><circle cx="{cx}" cy="{cy}" r="5"/><text x="{tx}" y="{y}">{label}</text></g>"#,
