@@ -174,6 +174,10 @@ pub enum SockOptName {
     /// Turns off Nagle's algorithm.
     #[serde(rename = "TCP_NODELAY")]
     NoDelay,
+    /// How long, in seconds, an orphaned connection (its fd closed) may wait
+    /// in FIN_WAIT2 for the peer's FIN before the kernel drops it.
+    #[serde(rename = "TCP_LINGER2")]
+    Linger2,
 }
 
 /// A socket option's value: a flag (`true`, `false`, `1`, `0`), or for

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{OpName, Role, SockId};
+use crate::{Note, OpName, Role, SockId};
 
 /// One frame from the relay. `seq` counts 1, 2, 3, … per session with no gaps;
 /// `t_us` is microseconds since the session began and never goes backwards.
@@ -88,10 +88,11 @@ pub struct Call {
     pub message: Option<String>,
     /// The call as C would write it, with its real arguments and result.
     pub c: String,
-    /// What happened underneath, in a sentence: for example, that a blocked
-    /// accept is a real EAGAIN followed by a wait for readiness.
+    /// What happened underneath, as a key the page words in its language:
+    /// for example, that a blocked accept is a real EAGAIN followed by a wait
+    /// for readiness.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
+    pub note: Option<Note>,
     /// The role of a socket that `socket` or `accept` created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,

@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 
 mod command;
 mod event;
+mod note;
 
 pub use command::*;
 pub use event::*;
+pub use note::*;
 
 /// The version carried in `hello`. Bumped on any change a v1 page could not read.
 pub const PROTOCOL_VERSION: u32 = 1;

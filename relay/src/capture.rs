@@ -1,8 +1,10 @@
 //! The wire view: one packet socket for the whole relay, which reads every
-//! TCP segment on the labs' interfaces and hands each to the labs that own
-//! one of its ports. It never blocks a session (it is a task of its own, and
-//! hands segments over unbounded channels) and a lab only ever receives
-//! segments to or from its own ports.
+//! TCP segment on the labs' interfaces, with the kernel's timestamp of each
+//! frame, and hands each to the labs that own one of its ports. A task reads
+//! it whenever frames arrive; a lab also drains it at the end of each step
+//! ([`Capture::drain`]), so that every frame up to that moment is in the
+//! lab's hands before it releases its events in kernel time. A lab only ever
+//! receives segments to or from its own ports.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -15,9 +17,13 @@ use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
+use crate::engine::clock::{self, Stamp};
+
 /// One TCP segment as it crossed an interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WireSegment {
+    /// When the kernel saw the frame (SO_TIMESTAMPNS, CLOCK_REALTIME).
+    pub at: Stamp,
     pub src: SocketAddrV4,
     pub dst: SocketAddrV4,
     pub flags: Vec<&'static str>,
@@ -46,9 +52,19 @@ const UNMATCHED_MAX: usize = 512;
 
 pub type LabId = u64;
 
-/// The relay's capture: which lab owns which port.
+/// The relay's capture: the packet socket, and which lab owns which port.
 pub struct Capture {
     routes: Mutex<Routes>,
+    /// The packet socket and its buffer. Whoever drains holds the lock until
+    /// the socket answers EAGAIN and every frame read is routed, so a drain
+    /// that returns has delivered every frame queued before it began.
+    reader: Mutex<Reader>,
+}
+
+struct Reader {
+    socket: OwnedFd,
+    buffer: Vec<u8>,
+    loopback_index: i32,
 }
 
 #[derive(Default)]
@@ -76,7 +92,7 @@ impl Capture {
     /// CAP_NET_RAW.
     pub fn start(lab_ip: IpAddr) -> Result<Arc<Capture>, String> {
         let everywhere = !lab_ip.is_loopback();
-        let (socket, ignores_outgoing) = open_packet_socket(everywhere).map_err(|error| {
+        let socket = open_packet_socket(everywhere).map_err(|error| {
             if matches!(error.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
                 "The relay may not capture packets (it lacks CAP_NET_RAW). Run it as root, or \
                  grant it with `sudo setcap cap_net_raw+ep target/release/relay`."
@@ -85,21 +101,57 @@ impl Capture {
                 format!("The relay could not open a packet socket: {error}.")
             }
         })?;
-        let loopback_index = loopback_index();
-        // SAFETY: the OwnedFd keeps the packet socket open for the
-        // registration's life and always reports the same fd.
-        let io = unsafe { AsyncFd::register(socket) }
+        // SAFETY: the capture owns the fd and lives as long as the relay, so
+        // the fd stays open, and the same, for the registration's whole life.
+        let io = unsafe { AsyncFd::register(PacketFd(socket.as_raw_fd())) }
             .map_err(|error| format!("The relay could not watch its packet socket: {error}."))?;
         let capture = Arc::new(Capture {
             routes: Mutex::new(Routes::default()),
+            reader: Mutex::new(Reader {
+                socket,
+                buffer: vec![0u8; 65536],
+                loopback_index: loopback_index(),
+            }),
         });
-        tokio::spawn(read_loop(
-            io,
-            loopback_index,
-            ignores_outgoing,
-            Arc::clone(&capture),
-        ));
+        tokio::spawn(read_loop(io, Arc::clone(&capture)));
         Ok(capture)
+    }
+
+    /// Reads every frame the packet socket holds and routes each, returning
+    /// once the kernel has nothing more queued.
+    pub fn drain(&self) {
+        let Ok(mut reader) = self.reader.lock() else {
+            return;
+        };
+        let Reader {
+            socket,
+            buffer,
+            loopback_index,
+        } = &mut *reader;
+        loop {
+            match receive(socket.as_raw_fd(), buffer) {
+                Ok(frame) => {
+                    // On lo every segment is seen twice, leaving and
+                    // arriving. Keep the leaving copy: the kernel hands it
+                    // to this socket inside the sending system call, so it
+                    // is here before that call returns. The arriving copy
+                    // waits for the receive softirq, which the kernel may
+                    // defer to ksoftirqd, and would then come after calls
+                    // that happened later.
+                    if frame.ifindex == *loopback_index && frame.packet_type == libc::PACKET_HOST {
+                        continue;
+                    }
+                    if let Some(segment) = parse(&buffer[..frame.length], frame.at) {
+                        self.route(segment);
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(error) => {
+                    tracing::debug!(%error, "packet socket read failed");
+                    return;
+                }
+            }
+        }
     }
 
     /// Sends segments to or from `port` to this lab, including any that
@@ -175,11 +227,9 @@ impl Capture {
     }
 }
 
-/// socket(AF_PACKET, SOCK_RAW, ETH_P_ALL), bound to `lo` unless `everywhere`.
-/// On `lo` alone it also asks the kernel not to copy outgoing frames
-/// (PACKET_IGNORE_OUTGOING, Linux 4.20): every segment on `lo` also arrives,
-/// so that halves the frames read without losing one. Returns whether it did.
-fn open_packet_socket(everywhere: bool) -> io::Result<(OwnedFd, bool)> {
+/// socket(AF_PACKET, SOCK_RAW, ETH_P_ALL), bound to `lo` unless
+/// `everywhere`, with the kernel's timestamp on every frame.
+fn open_packet_socket(everywhere: bool) -> io::Result<OwnedFd> {
     let protocol = (libc::ETH_P_ALL as u16).to_be() as i32;
     // SAFETY: plain socket(2); the result is checked before use.
     let fd = unsafe {
@@ -210,20 +260,21 @@ fn open_packet_socket(everywhere: bool) -> io::Result<(OwnedFd, bool)> {
     if status < 0 {
         return Err(io::Error::last_os_error());
     }
-    let ignores_outgoing = !everywhere && {
-        let on: libc::c_int = 1;
-        // SAFETY: the pointer and length describe `on`.
-        unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_IGNORE_OUTGOING,
-                (&on as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            ) == 0
-        }
+    let on: libc::c_int = 1;
+    // SAFETY: the pointer and length describe `on`.
+    let status = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
     };
-    Ok((socket, ignores_outgoing))
+    if status < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(socket)
 }
 
 fn loopback_index() -> i32 {
@@ -231,68 +282,94 @@ fn loopback_index() -> i32 {
     unsafe { libc::if_nametoindex(c"lo".as_ptr()) as i32 }
 }
 
-/// One frame and the interface and direction it was seen in.
-fn receive(fd: RawFd, buffer: &mut [u8]) -> io::Result<(usize, i32, u8)> {
+/// One frame read from the packet socket.
+struct Frame {
+    length: usize,
+    ifindex: i32,
+    packet_type: u8,
+    /// The kernel's timestamp of the frame.
+    at: Stamp,
+}
+
+/// Reads one frame, with the interface and direction it was seen in and the
+/// kernel's timestamp (SCM_TIMESTAMPNS).
+fn receive(fd: RawFd, buffer: &mut [u8]) -> io::Result<Frame> {
     // SAFETY: sockaddr_ll is plain data, for which all zeroes is valid.
     let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    let mut from_len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-    // SAFETY: the buffer and the address are live and of the sizes given.
-    let count = unsafe {
-        libc::recvfrom(
-            fd,
-            buffer.as_mut_ptr().cast(),
-            buffer.len(),
-            0,
-            (&mut from as *mut libc::sockaddr_ll).cast(),
-            &mut from_len,
-        )
+    let mut data = libc::iovec {
+        iov_base: buffer.as_mut_ptr().cast(),
+        iov_len: buffer.len(),
     };
+    // Room for one timespec control message, aligned as cmsghdr needs.
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain data, for which all zeroes is valid.
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_name = (&mut from as *mut libc::sockaddr_ll).cast();
+    message.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    message.msg_iov = &mut data;
+    message.msg_iovlen = 1;
+    message.msg_control = control.as_mut_ptr().cast();
+    message.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: every pointer in `message` refers to a live local of the size given.
+    let count = unsafe { libc::recvmsg(fd, &mut message, libc::MSG_DONTWAIT) };
     if count < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok((count as usize, from.sll_ifindex, from.sll_pkttype))
+    Ok(Frame {
+        length: (count as usize).min(buffer.len()),
+        ifindex: from.sll_ifindex,
+        packet_type: from.sll_pkttype,
+        at: frame_timestamp(&message).unwrap_or_else(clock::now),
+    })
 }
 
-async fn read_loop(
-    io: AsyncFd<OwnedFd>,
-    loopback_index: i32,
-    ignores_outgoing: bool,
-    capture: Arc<Capture>,
-) {
-    let mut buffer = vec![0u8; 65536];
+/// The SCM_TIMESTAMPNS control message of a received frame.
+fn frame_timestamp(message: &libc::msghdr) -> Option<Stamp> {
+    // SAFETY: `message` was filled by recvmsg; the CMSG macros walk its
+    // control buffer within msg_controllen.
+    unsafe {
+        let mut header = libc::CMSG_FIRSTHDR(message);
+        while !header.is_null() {
+            if (*header).cmsg_level == libc::SOL_SOCKET
+                && (*header).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let time: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(header).cast());
+                return Some(clock::from_timespec(
+                    time.tv_sec as i64,
+                    time.tv_nsec as i64,
+                ));
+            }
+            header = libc::CMSG_NXTHDR(message, header);
+        }
+    }
+    None
+}
+
+/// The packet socket's fd as the reactor sees it; [`Capture`] owns it.
+struct PacketFd(RawFd);
+
+impl AsRawFd for PacketFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// Drains the packet socket whenever epoll says frames are waiting.
+async fn read_loop(io: AsyncFd<PacketFd>, capture: Arc<Capture>) {
     loop {
         let Ok(mut guard) = io.readable().await else {
             tracing::warn!("the packet socket failed; the wire view stops");
             return;
         };
-        loop {
-            match guard.try_io(|inner| receive(inner.get_ref().as_raw_fd(), &mut buffer)) {
-                Ok(Ok((length, ifindex, packet_type))) => {
-                    // On lo every segment is seen twice, leaving and
-                    // arriving; unless the kernel already dropped the
-                    // leaving copies, keep those and skip the arriving ones.
-                    if !ignores_outgoing
-                        && ifindex == loopback_index
-                        && packet_type == libc::PACKET_HOST
-                    {
-                        continue;
-                    }
-                    if let Some(segment) = parse(&buffer[..length]) {
-                        capture.route(segment);
-                    }
-                }
-                Ok(Err(error)) => {
-                    tracing::debug!(%error, "packet socket read failed");
-                    break;
-                }
-                Err(_would_block) => break,
-            }
-        }
+        // Clear first: a frame that lands during the drain sets readiness
+        // again, so none is left waiting for the next one.
+        guard.clear_ready();
+        capture.drain();
     }
 }
 
 /// The TCP segment in an Ethernet frame, if it carries IPv4 and TCP.
-pub fn parse(frame: &[u8]) -> Option<WireSegment> {
+pub fn parse(frame: &[u8], at: Stamp) -> Option<WireSegment> {
     let packet = SlicedPacket::from_ethernet(frame).ok()?;
     let Some(NetSlice::Ipv4(ip)) = &packet.net else {
         return None;
@@ -320,6 +397,7 @@ pub fn parse(frame: &[u8]) -> Option<WireSegment> {
     }
     let payload = tcp.payload();
     Some(WireSegment {
+        at,
         src: SocketAddrV4::new(src_ip, tcp.source_port()),
         dst: SocketAddrV4::new(dst_ip, tcp.destination_port()),
         flags,
@@ -346,25 +424,34 @@ mod tests {
         let payload = b"hello";
         let mut frame = Vec::with_capacity(builder.size(payload.len()));
         builder.write(&mut frame, payload).expect("a frame");
-        let segment = parse(&frame).expect("a TCP segment");
+        let segment = parse(&frame, 7).expect("a TCP segment");
+        assert_eq!(segment.at, 7);
         assert_eq!(segment.src, "127.0.0.1:50000".parse().expect("addr"));
         assert_eq!(segment.dst.port(), 7001);
         assert_eq!(segment.flags, vec!["ACK", "PSH"]);
         assert_eq!((segment.seq, segment.ack, segment.len), (1000, 2000, 5));
         assert_eq!(segment.payload, b"hello");
-        assert!(parse(&frame[..20]).is_none());
+        assert!(parse(&frame[..20], 7).is_none());
     }
 
     #[test]
     fn routes_only_to_the_labs_that_own_a_port() {
+        // Routing never reads the socket, so any socket stands in for it.
+        let socket = OwnedFd::from(std::net::UdpSocket::bind("127.0.0.1:0").expect("a socket"));
         let capture = Capture {
             routes: Mutex::new(Routes::default()),
+            reader: Mutex::new(Reader {
+                socket,
+                buffer: Vec::new(),
+                loopback_index: 1,
+            }),
         };
         let (lab_a, mut from_a) = mpsc::unbounded_channel();
         let (lab_b, mut from_b) = mpsc::unbounded_channel();
         capture.register(1, 7001, &lab_a);
         capture.register(2, 7002, &lab_b);
         let segment = |src: u16, dst: u16| WireSegment {
+            at: 0,
             src: SocketAddrV4::new(Ipv4Addr::LOCALHOST, src),
             dst: SocketAddrV4::new(Ipv4Addr::LOCALHOST, dst),
             flags: vec!["SYN"],

@@ -6,6 +6,8 @@
 //! - `server`: HTTP, the embedded page, the WebSocket upgrade and its Origin check.
 //! - `assets`: the page's files, embedded at compile time or read from `--www`.
 //! - `session`: one per browser; forwards commands to its lab and events back.
+//! - `labs`: the relay's lab slots, its shared lab ports and capture, and
+//!   opening a lab for a session.
 //! - `engine`: the labs; performs the real socket calls and emits protocol
 //!   events into a channel. It knows nothing of WebSocket or JSON.
 //! - `capture`: the wire view; one packet socket that hands each lab the
@@ -16,6 +18,7 @@ mod assets;
 pub mod capture;
 pub mod config;
 pub mod engine;
+mod labs;
 mod server;
 mod session;
 

@@ -10,27 +10,21 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::assets::Assets;
 use crate::capture::Capture;
 use crate::config::Config;
-use crate::engine::PortPool;
+use crate::labs::Labs;
 use crate::session;
 
 /// The WebSocket read buffer a session starts with.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// What every request handler shares.
-pub(crate) struct Shared {
+struct Shared {
     pub config: Config,
     assets: Assets,
-    /// One permit per lab, so that a relay never runs more labs than its limit.
-    pub lab_slots: Arc<Semaphore>,
-    /// The lab ports in use, shared so that two labs never pick the same one.
-    pub ports: Arc<PortPool>,
-    /// The packet capture every lab shares, or why the relay has none.
-    pub capture: Result<Arc<Capture>, String>,
+    labs: Arc<Labs>,
 }
 
 /// A relay that is ready to serve: its capture is open (or known to be
@@ -57,9 +51,7 @@ impl Relay {
             Err(reason) => tracing::warn!("wire view off: {reason}"),
         }
         let shared = Arc::new(Shared {
-            capture,
-            lab_slots: Arc::new(Semaphore::new(config.labs_per_relay as usize)),
-            ports: Arc::new(PortPool::new(config.lab_ports.clone())),
+            labs: Arc::new(Labs::new(&config, capture)),
             config,
             assets,
         });
@@ -134,14 +126,16 @@ async fn open_lab(
     // The protocol's own frame limit answers with an `error` event and keeps
     // the session; this larger one only stops a browser from making the relay
     // buffer without bound.
-    let hard_limit = shared.config.frame_bytes as usize * 16;
+    let frame_bytes = shared.config.frame_bytes;
+    let hard_limit = frame_bytes as usize * 16;
+    let labs = Arc::clone(&shared.labs);
     upgrade
         // tungstenite starts each session with a 128 KiB read buffer; commands
         // are tiny, and the buffer grows when a frame needs it.
         .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
-        .on_upgrade(move |socket| session::run(socket, shared))
+        .on_upgrade(move |socket| session::run(socket, labs, frame_bytes))
 }
 
 /// A browser page may open `/ws` only if it came from this relay (its Origin

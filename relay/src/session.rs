@@ -12,34 +12,23 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use protocol::{ErrorCode, EventBody, Refusal};
 use tokio::sync::mpsc;
 
-use crate::engine::{self, LabInput, LabSettings};
-use crate::server::Shared;
+use crate::engine::{self, LabInput};
+use crate::labs::Labs;
 
-pub(crate) async fn run(mut socket: WebSocket, shared: Arc<Shared>) {
+pub(crate) async fn run(mut socket: WebSocket, labs: Arc<Labs>, frame_bytes: u32) {
     // A relay runs at most `labs_per_relay` labs; one past that is told why.
-    let Ok(_permit) = Arc::clone(&shared.lab_slots).try_acquire_owned() else {
-        let refusal = engine::refusal_event(Refusal::new(
-            None,
-            ErrorCode::Limit,
-            format!(
-                "This relay already runs its limit of {} labs. Close another tab, or ask the \
-                 teacher to raise --max-labs.",
-                shared.config.labs_per_relay
-            ),
-        ));
-        let _ = socket
-            .send(Message::Text(protocol::encode_event(&refusal).into()))
-            .await;
-        let _ = socket.send(Message::Close(None)).await;
-        return;
+    let open = match labs.open() {
+        Ok(open) => open,
+        Err(refusal) => {
+            let refusal = engine::refusal_event(refusal);
+            let _ = socket
+                .send(Message::Text(protocol::encode_event(&refusal).into()))
+                .await;
+            let _ = socket.send(Message::Close(None)).await;
+            return;
+        }
     };
-    let settings = LabSettings::from_config(
-        &shared.config,
-        Arc::clone(&shared.ports),
-        shared.capture.clone(),
-    );
-    let mut lab = engine::spawn_lab(settings);
-    let frame_bytes = shared.config.frame_bytes;
+    let mut lab = open.handle;
     match forward(&mut socket, &lab.inputs, &mut lab.events, frame_bytes).await {
         Ok(()) => tracing::debug!("browser left"),
         Err(error) if is_invalid_utf8(&error) => {

@@ -302,7 +302,6 @@ fn card_html(card: &Card, lang: Lang, selected: Option<u64>) -> String {
     // that is when a student asks why nothing happens.
     let detail = explain(call, lang)
         .map(str::to_string)
-        .or_else(|| call.detail.clone())
         .map(|detail| {
             format!(
                 r#"<details class="detail"{open}><summary>{why}</summary>{text}</details>"#,

@@ -10,22 +10,42 @@
 //! The lab reports that as phase `blocked`, waits for epoll to say the socket
 //! is ready, and calls again; the second call's answer is phase `done` or
 //! `failed`. No thread ever sleeps inside accept().
+//!
+//! # Layout
+//! - `lab`: the loop and the dispatch of commands to ops.
+//! - `ops/`: one file per family of calls (lifecycle, bind and listen,
+//!   accept, connect, transfer, options).
+//! - `wait`: the one way a blocked call waits for readiness and comes back.
+//! - `observe`: asking the kernel for the states of open and closed sockets.
+//! - `table`: the lab's sockets, open and closed, and which one a captured
+//!   segment belongs to.
+//! - `timeline`: stamps events with `seq` and `t_us`, merged in kernel time.
+//! - `clock`: the one clock of calls, states and captured frames.
+//! - `ports`: the lab ports in use across the relay.
+//! - `wire`: captured segments as `segment` events.
+//! - `sys`, `render`: raw calls, and calls written as C.
 
+pub mod clock;
 mod lab;
+mod observe;
+mod ops;
+mod ports;
 mod render;
 mod sys;
+mod table;
+mod timeline;
+mod wait;
 mod wire;
 
-use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
-use std::ops::RangeInclusive;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use protocol::{Command, ErrorEvent, Event, EventBody, Limits, Refusal};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+pub use ports::PortPool;
 
 use crate::capture::{Capture, LabId};
 use crate::config::Config;
@@ -79,9 +99,11 @@ pub struct LabHandle {
 
 /// Starts a lab. Its first event is `hello`.
 pub fn spawn_lab(settings: LabSettings) -> LabHandle {
+    // A browser sends one command at a time and waits for its answer; 64
+    // covers a page that queues a scenario's clicks.
     let (inputs, input_rx) = mpsc::channel(64);
     let (event_tx, events) = mpsc::unbounded_channel();
-    let task = tokio::spawn(lab::run(settings, input_rx, EventSink::new(event_tx)));
+    let task = tokio::spawn(lab::run(settings, input_rx, event_tx));
     LabHandle {
         inputs,
         events,
@@ -99,80 +121,5 @@ pub fn refusal_event(refusal: Refusal) -> Event {
             code: refusal.code,
             message: refusal.message,
         }),
-    }
-}
-
-/// Stamps events with the session's `seq` and `t_us` and sends them on.
-/// Only the lab's own task holds it, so the order it stamps is the order the
-/// lab saw things happen.
-pub(crate) struct EventSink {
-    sender: mpsc::UnboundedSender<Event>,
-    next_seq: u64,
-    started: Instant,
-}
-
-impl EventSink {
-    fn new(sender: mpsc::UnboundedSender<Event>) -> EventSink {
-        EventSink {
-            sender,
-            next_seq: 1,
-            started: Instant::now(),
-        }
-    }
-
-    fn emit(&mut self, body: EventBody) {
-        let event = Event {
-            seq: self.next_seq,
-            t_us: self.started.elapsed().as_micros() as u64,
-            body,
-        };
-        self.next_seq += 1;
-        // The session may have gone; the lab then ends at its next input.
-        let _ = self.sender.send(event);
-    }
-}
-
-/// The lab ports in use across the relay, so that a `bind` without an
-/// address gets a port no other lab holds.
-#[derive(Debug)]
-pub struct PortPool {
-    range: RangeInclusive<u16>,
-    taken: Mutex<BTreeSet<u16>>,
-}
-
-impl PortPool {
-    pub fn new(range: RangeInclusive<u16>) -> PortPool {
-        PortPool {
-            range,
-            taken: Mutex::new(BTreeSet::new()),
-        }
-    }
-
-    pub fn contains(&self, port: u16) -> bool {
-        self.range.contains(&port)
-    }
-
-    /// Reserves the lowest free port of the range that is not in `skip`.
-    fn reserve(&self, skip: &[u16]) -> Option<u16> {
-        let mut taken = self.taken.lock().ok()?;
-        let port = self
-            .range
-            .clone()
-            .find(|port| !taken.contains(port) && !skip.contains(port))?;
-        taken.insert(port);
-        Some(port)
-    }
-
-    /// Marks a port as held, for binds that named their port.
-    fn hold(&self, port: u16) {
-        if let Ok(mut taken) = self.taken.lock() {
-            taken.insert(port);
-        }
-    }
-
-    fn release(&self, port: u16) {
-        if let Ok(mut taken) = self.taken.lock() {
-            taken.remove(&port);
-        }
     }
 }

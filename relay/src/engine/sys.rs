@@ -1,9 +1,10 @@
 //! The system calls that socket2 does not make the way the lesson needs, and
-//! the kernel's views of a socket: TCP_INFO and /proc/net/tcp.
+//! the kernel's views of a socket: TCP_INFO for an open fd, and sock_diag
+//! (or /proc/net/tcp) for a connection whose fd is closed.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use protocol::TcpState;
 
@@ -53,6 +54,40 @@ pub fn send(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
         return Err(io::Error::last_os_error());
     }
     Ok(count as usize)
+}
+
+/// How a non-blocking connect() ended, once epoll says the socket is
+/// writable: SO_ERROR's error, or Ok once the socket has a peer. "Not yet"
+/// is EAGAIN, so the wait goes on.
+pub fn connect_outcome(fd: RawFd) -> io::Result<()> {
+    // SAFETY: the lab keeps the fd open while any wait on it runs.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let socket = socket2::SockRef::from(&borrowed);
+    if let Some(error) = socket.take_error()? {
+        return Err(error);
+    }
+    socket
+        .peer_addr()
+        .map(|_| ())
+        .map_err(|_| io::Error::from(io::ErrorKind::WouldBlock))
+}
+
+/// setsockopt(TCP_LINGER2): how long an orphaned FIN_WAIT2 lasts, in seconds.
+pub fn set_linger2(fd: RawFd, seconds: i32) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `seconds`.
+    let status = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_LINGER2,
+            (&seconds as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if status < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// What getsockopt(TCP_INFO) says of a socket.
@@ -187,11 +222,33 @@ fn sock_diag_state(local: SocketAddr, peer: SocketAddr) -> io::Result<Option<Tcp
             Err(io::Error::from_raw_os_error(errno))
         };
     }
-    if message_type != SOCK_DIAG_BY_FAMILY {
+    if message_type != SOCK_DIAG_BY_FAMILY || received < DIAG_REPLY_MIN_BYTES {
         return Err(io::Error::other("unexpected sock_diag reply"));
+    }
+    // The kernel's lookup falls back to a listener on the local port when
+    // the connection is gone: only a reply for this very connection counts.
+    if !diag_reply_is(&reply[16..received as usize], local, peer) {
+        return Ok(None);
     }
     // struct inet_diag_msg: idiag_family, then idiag_state.
     Ok(TcpState::from_linux(reply[17]))
+}
+
+/// The smallest reply that holds an inet_diag_msg up to its addresses.
+const DIAG_REPLY_MIN_BYTES: isize = 16 + 4 + 4 + 32;
+
+/// Whether an inet_diag_msg (from idiag_family on) names exactly the
+/// connection from `local` to `peer`.
+fn diag_reply_is(message: &[u8], local: SocketAddrV4, peer: SocketAddrV4) -> bool {
+    // idiag_family, idiag_state, idiag_timer, idiag_retrans; then
+    // inet_diag_sockid: sport, dport (network order), src[16], dst[16].
+    let Some(sockid) = message.get(4..40) else {
+        return false;
+    };
+    sockid[0..2] == local.port().to_be_bytes()
+        && sockid[2..4] == peer.port().to_be_bytes()
+        && sockid[4..8] == local.ip().octets()
+        && sockid[20..24] == peer.ip().octets()
 }
 
 fn find_in_proc_net_tcp(table: &str, local: SocketAddr, peer: SocketAddr) -> Option<TcpState> {
@@ -307,6 +364,16 @@ mod tests {
         }
         let nowhere: SocketAddr = "127.0.0.1:1".parse().expect("addr");
         assert_eq!(sock_diag_state(nowhere, server).expect("asked"), None);
+    }
+
+    #[test]
+    fn a_gone_connection_is_never_its_listener() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+        let server = listener.local_addr().expect("addr");
+        // A connection that never existed, on the listener's port: the
+        // kernel's lookup finds the listener, which must not count.
+        let stranger: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        assert_eq!(kernel_state(server, stranger), None);
     }
 
     #[test]

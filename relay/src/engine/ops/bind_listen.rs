@@ -1,0 +1,175 @@
+//! bind() and listen(): where a server waits, and how long its accept queue is.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use protocol::{ErrorCode, Note, Refusal};
+
+use super::{CallContext, refuse, timed};
+use crate::engine::lab::Lab;
+use crate::engine::render::{self, SOCKADDR_IN_LEN};
+
+/// The seed's backlog.
+const DEFAULT_BACKLOG: i32 = 5;
+const MAX_BACKLOG: i32 = 4096;
+
+impl Lab {
+    pub(in crate::engine) fn bind(
+        &mut self,
+        call: CallContext,
+        addr: Option<String>,
+    ) -> Result<(), Refusal> {
+        let ports = Arc::clone(&self.settings.ports);
+        let requested = match addr {
+            Some(text) => Some(self.parse_bind_addr(call.id, &text)?),
+            None => None,
+        };
+        let lab_ip = self.settings.lab_ip;
+        let Some(socket) = self.sockets.open.get_mut(&call.sock) else {
+            return Ok(());
+        };
+        let ((target, result, skipped), at) = match requested {
+            Some(target) => {
+                let (result, at) = timed(|| socket.socket.bind(&target.into()));
+                ((target, result, Vec::new()), at)
+            }
+            None => {
+                // A free port of the lab range. Ports that an outsider holds
+                // answer EADDRINUSE and are skipped; the event says which.
+                let mut skipped = Vec::new();
+                loop {
+                    let Some(port) = ports.reserve(&skipped) else {
+                        return Err(refuse(
+                            call.id,
+                            ErrorCode::Limit,
+                            "Every port of this relay's lab range is in use. Close a server, or name a port.",
+                        ));
+                    };
+                    let target = SocketAddr::new(lab_ip, port);
+                    let (result, at) = timed(|| socket.socket.bind(&target.into()));
+                    match &result {
+                        Err(error) if error.raw_os_error() == Some(libc::EADDRINUSE) => {
+                            ports.release(port);
+                            skipped.push(port);
+                        }
+                        Ok(()) => {
+                            socket.held_port = Some(port);
+                            break ((target, result, skipped), at);
+                        }
+                        Err(_) => {
+                            ports.release(port);
+                            break ((target, result, skipped), at);
+                        }
+                    }
+                }
+            }
+        };
+        if result.is_ok() {
+            socket.refresh_local();
+            if let Some(port) = socket.local.map(|addr| addr.port()) {
+                if socket.held_port.is_none() && ports.contains(port) {
+                    ports.hold(port);
+                    socket.held_port = Some(port);
+                }
+            }
+        }
+        let local = socket.local;
+        let result = result.map(|()| 0);
+        let mut event = call.answered(
+            &result,
+            format!(
+                "bind({}, {}, {SOCKADDR_IN_LEN}){}",
+                call.fd,
+                render::sockaddr(&target),
+                render::result(&result)
+            ),
+            at,
+        );
+        event.local = local.map(|addr| addr.to_string());
+        if !skipped.is_empty() {
+            event.note = Some(Note::PortsSkipped { ports: skipped });
+        } else if target.port() == 0 && result.is_ok() {
+            event.note = Some(Note::KernelPickedPort);
+        }
+        self.emit(at, event);
+        Ok(())
+    }
+
+    fn parse_bind_addr(&self, id: u64, text: &str) -> Result<SocketAddr, Refusal> {
+        let target: SocketAddr = text.parse().map_err(|_| {
+            refuse(
+                id,
+                ErrorCode::BadArgs,
+                format!("\"{text}\" is not an IPv4 address and port such as 127.0.0.1:7001."),
+            )
+        })?;
+        let ip = target.ip();
+        let lab_ip = self.settings.lab_ip;
+        let allowed_ip =
+            ip.is_ipv4() && (ip.is_loopback() || ip == lab_ip || lab_ip.is_unspecified());
+        if !allowed_ip {
+            return Err(refuse(
+                id,
+                ErrorCode::Limit,
+                format!(
+                    "Labs bind to loopback addresses{}. Binding {ip} needs the teacher to start the relay with --lab-ip.",
+                    if lab_ip.is_loopback() {
+                        String::new()
+                    } else {
+                        format!(" or {lab_ip}")
+                    }
+                ),
+            ));
+        }
+        let range = &self.settings.limits.port_range;
+        if target.port() != 0 && !(range[0]..=range[1]).contains(&target.port()) {
+            return Err(refuse(
+                id,
+                ErrorCode::Limit,
+                format!(
+                    "Labs bind ports {} to {} (or 0, to let the kernel pick). Port {} is outside that range.",
+                    range[0],
+                    range[1],
+                    target.port()
+                ),
+            ));
+        }
+        Ok(target)
+    }
+
+    pub(in crate::engine) fn listen(
+        &mut self,
+        call: CallContext,
+        backlog: Option<i32>,
+    ) -> Result<(), Refusal> {
+        let backlog = backlog.unwrap_or(DEFAULT_BACKLOG);
+        if !(0..=MAX_BACKLOG).contains(&backlog) {
+            return Err(refuse(
+                call.id,
+                ErrorCode::BadArgs,
+                format!("The backlog must be between 0 and {MAX_BACKLOG}; the seed uses 5."),
+            ));
+        }
+        let Some(socket) = self.sockets.open.get_mut(&call.sock) else {
+            return Ok(());
+        };
+        let (result, at) = timed(|| socket.socket.listen(backlog));
+        if result.is_ok() {
+            socket.listening = true;
+            socket.refresh_local();
+        }
+        let local = socket.local;
+        let result = result.map(|()| 0);
+        let mut event = call.answered(
+            &result,
+            format!("listen({}, {backlog}){}", call.fd, render::result(&result)),
+            at,
+        );
+        event.local = local.map(|addr| addr.to_string());
+        if result.is_ok() {
+            event.note = Some(Note::AcceptQueueLength { backlog });
+        }
+        self.emit(at, event);
+        Ok(())
+    }
+}
