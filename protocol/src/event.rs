@@ -41,6 +41,15 @@ pub struct Hello {
     /// When `capture` is false, why, and how to turn it on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture_reason: Option<String>,
+    /// Whether every change of TCP state is seen as the kernel makes it (its
+    /// `inet_sock_set_state` trace), or only what each poll finds: a state
+    /// that lasts less than a poll (FIN_WAIT1, LAST_ACK on loopback) is then
+    /// never reported.
+    #[serde(default)]
+    pub states_traced: bool,
+    /// When `states_traced` is false, why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub states_reason: Option<String>,
 }
 
 /// The limits a relay enforces, reported in `hello`.
@@ -295,6 +304,8 @@ mod tests {
                 },
                 capture: false,
                 capture_reason: Some("not root".into()),
+                states_traced: false,
+                states_reason: Some("not root".into()),
             }),
         }
     }

@@ -18,6 +18,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
 use crate::engine::clock::{self, Stamp};
+use crate::transitions::{Transition, TransitionTrace};
 
 /// One TCP segment as it crossed an interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +43,32 @@ impl WireSegment {
     }
 }
 
+/// What the kernel showed of a lab: a segment on the wire, or a socket's
+/// change of TCP state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observation {
+    Segment(WireSegment),
+    Transition(Transition),
+}
+
+impl Observation {
+    /// When the kernel stamped it.
+    fn at(&self) -> Stamp {
+        match self {
+            Observation::Segment(segment) => segment.at,
+            Observation::Transition(change) => change.at,
+        }
+    }
+
+    /// The ports it concerns, by which it is routed; 0 is no port.
+    fn ports(&self) -> [u16; 2] {
+        match self {
+            Observation::Segment(segment) => [segment.src.port(), segment.dst.port()],
+            Observation::Transition(change) => [change.local.port(), change.peer.port()],
+        }
+    }
+}
+
 /// How many payload bytes a segment event previews.
 const PREVIEW_BYTES: usize = 64;
 /// Segments that matched no lab are kept this long, so that a port a lab
@@ -59,6 +86,8 @@ pub struct Capture {
     /// the socket answers EAGAIN and every frame read is routed, so a drain
     /// that returns has delivered every frame queued before it began.
     reader: Mutex<Reader>,
+    /// The kernel's trace of state changes, or why there is none.
+    transitions: Result<Mutex<TransitionTrace>, String>,
 }
 
 struct Reader {
@@ -69,8 +98,8 @@ struct Reader {
 
 #[derive(Default)]
 struct Routes {
-    by_port: HashMap<u16, Vec<(LabId, mpsc::UnboundedSender<WireSegment>)>>,
-    unmatched: VecDeque<(Instant, WireSegment)>,
+    by_port: HashMap<u16, Vec<(LabId, mpsc::UnboundedSender<Observation>)>>,
+    unmatched: VecDeque<(Instant, Observation)>,
 }
 
 impl std::fmt::Debug for Capture {
@@ -105,6 +134,16 @@ impl Capture {
         // the fd stays open, and the same, for the registration's whole life.
         let io = unsafe { AsyncFd::register(PacketFd(socket.as_raw_fd())) }
             .map_err(|error| format!("The relay could not watch its packet socket: {error}."))?;
+        let transitions = TransitionTrace::open();
+        match &transitions {
+            Ok(_) => tracing::info!("tracing the kernel's TCP state changes"),
+            Err(reason) => tracing::warn!("state changes are polled only: {reason}"),
+        }
+        // SAFETY: the capture owns the trace and its fd for the relay's life.
+        let transition_io = transitions
+            .as_ref()
+            .ok()
+            .and_then(|trace| unsafe { AsyncFd::register(PacketFd(trace.fd())) }.ok());
         let capture = Arc::new(Capture {
             routes: Mutex::new(Routes::default()),
             reader: Mutex::new(Reader {
@@ -112,14 +151,30 @@ impl Capture {
                 buffer: vec![0u8; 65536],
                 loopback_index: loopback_index(),
             }),
+            transitions: transitions.map(Mutex::new),
         });
         tokio::spawn(read_loop(io, Arc::clone(&capture)));
+        if let Some(io) = transition_io {
+            tokio::spawn(read_loop(io, Arc::clone(&capture)));
+        }
         Ok(capture)
     }
 
-    /// Reads every frame the packet socket holds and routes each, returning
-    /// once the kernel has nothing more queued.
+    /// Whether the kernel's state changes are traced, or why they are only polled.
+    pub fn transitions(&self) -> Result<(), String> {
+        self.transitions.as_ref().map(|_| ()).map_err(Clone::clone)
+    }
+
+    /// Reads every frame and every state change the kernel holds for the
+    /// relay and routes each, returning once nothing more is queued.
     pub fn drain(&self) {
+        self.drain_frames();
+        if let Ok(Ok(mut trace)) = self.transitions.as_ref().map(|trace| trace.lock()) {
+            trace.drain(|transition| self.route(Observation::Transition(transition)));
+        }
+    }
+
+    fn drain_frames(&self) {
         let Ok(mut reader) = self.reader.lock() else {
             return;
         };
@@ -142,7 +197,7 @@ impl Capture {
                         continue;
                     }
                     if let Some(segment) = parse(&buffer[..frame.length], frame.at) {
-                        self.route(segment);
+                        self.route(Observation::Segment(segment));
                     }
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
@@ -154,9 +209,16 @@ impl Capture {
         }
     }
 
-    /// Sends segments to or from `port` to this lab, including any that
-    /// arrived in the last moments before the lab knew the port.
-    pub fn register(&self, lab: LabId, port: u16, segments: &mpsc::UnboundedSender<WireSegment>) {
+    /// Sends what concerns `port` to this lab, including what arrived in the
+    /// last moments before the lab knew the port, but nothing from before
+    /// `since`, when the lab's socket on it was made.
+    pub fn register(
+        &self,
+        lab: LabId,
+        port: u16,
+        since: Stamp,
+        segments: &mpsc::UnboundedSender<Observation>,
+    ) {
         let Ok(mut routes) = self.routes.lock() else {
             return;
         };
@@ -167,10 +229,10 @@ impl Capture {
         owners.push((lab, segments.clone()));
         let now = Instant::now();
         let Routes { unmatched, .. } = &mut *routes;
-        unmatched.retain(|(seen, segment)| {
-            let mine = segment.src.port() == port || segment.dst.port() == port;
+        unmatched.retain(|(seen, observation)| {
+            let mine = observation.ports().contains(&port) && observation.at() >= since;
             if mine && now.duration_since(*seen) < UNMATCHED_KEEP {
-                let _ = segments.send(segment.clone());
+                let _ = segments.send(observation.clone());
             }
             !mine
         });
@@ -198,17 +260,20 @@ impl Capture {
         });
     }
 
-    fn route(&self, segment: WireSegment) {
+    fn route(&self, observation: Observation) {
         let Ok(mut routes) = self.routes.lock() else {
             return;
         };
         let mut delivered: Vec<LabId> = Vec::new();
-        for port in [segment.src.port(), segment.dst.port()] {
+        for port in observation.ports() {
+            if port == 0 {
+                continue;
+            }
             for (lab, sender) in routes.by_port.get(&port).into_iter().flatten() {
                 // A segment between two ports of one lab goes to it once.
                 if !delivered.contains(lab) {
                     delivered.push(*lab);
-                    let _ = sender.send(segment.clone());
+                    let _ = sender.send(observation.clone());
                 }
             }
         }
@@ -222,7 +287,7 @@ impl Capture {
             {
                 routes.unmatched.pop_front();
             }
-            routes.unmatched.push_back((now, segment));
+            routes.unmatched.push_back((now, observation));
         }
     }
 }
@@ -445,30 +510,37 @@ mod tests {
                 buffer: Vec::new(),
                 loopback_index: 1,
             }),
+            transitions: Err("not in this test".into()),
         };
         let (lab_a, mut from_a) = mpsc::unbounded_channel();
         let (lab_b, mut from_b) = mpsc::unbounded_channel();
-        capture.register(1, 7001, &lab_a);
-        capture.register(2, 7002, &lab_b);
-        let segment = |src: u16, dst: u16| WireSegment {
-            at: 0,
-            src: SocketAddrV4::new(Ipv4Addr::LOCALHOST, src),
-            dst: SocketAddrV4::new(Ipv4Addr::LOCALHOST, dst),
-            flags: vec!["SYN"],
-            seq: 1,
-            ack: 0,
-            win: 0,
-            len: 0,
-            payload: Vec::new(),
+        capture.register(1, 7001, 0, &lab_a);
+        capture.register(2, 7002, 0, &lab_b);
+        let segment = |src: u16, dst: u16| {
+            Observation::Segment(WireSegment {
+                at: 0,
+                src: SocketAddrV4::new(Ipv4Addr::LOCALHOST, src),
+                dst: SocketAddrV4::new(Ipv4Addr::LOCALHOST, dst),
+                flags: vec!["SYN"],
+                seq: 1,
+                ack: 0,
+                win: 0,
+                len: 0,
+                payload: Vec::new(),
+            })
         };
         capture.route(segment(50000, 7001));
         capture.route(segment(50001, 9999));
-        assert_eq!(from_a.try_recv().map(|s| s.dst.port()), Ok(7001));
+        assert_eq!(from_a.try_recv().map(|s| s.ports()), Ok([50000, 7001]));
         assert!(from_a.try_recv().is_err());
         assert!(from_b.try_recv().is_err());
         // A port registered just after its SYN still gets it.
-        capture.register(2, 50001, &lab_b);
-        assert_eq!(from_b.try_recv().map(|s| s.src.port()), Ok(50001));
+        capture.register(2, 50001, 0, &lab_b);
+        assert_eq!(from_b.try_recv().map(|s| s.ports()), Ok([50001, 9999]));
+        // Nothing from before the lab's socket on the port was made.
+        capture.route(segment(50002, 9999));
+        capture.register(2, 50002, 1, &lab_b);
+        assert!(from_b.try_recv().is_err());
         capture.unregister_lab(1);
         capture.route(segment(50000, 7001));
         assert!(from_a.try_recv().is_err());

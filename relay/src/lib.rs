@@ -12,6 +12,8 @@
 //!   events into a channel. It knows nothing of WebSocket or JSON.
 //! - `capture`: the wire view; one packet socket that hands each lab the
 //!   TCP segments of its own ports.
+//! - `transitions`: the kernel's trace of TCP state changes, which the
+//!   capture hands to the labs beside their segments.
 //! - `config`: the relay's settings and limits.
 
 mod assets;
@@ -21,6 +23,7 @@ pub mod engine;
 mod labs;
 mod server;
 mod session;
+pub mod transitions;
 
 pub use config::Config;
 pub use server::{Relay, serve};

@@ -45,6 +45,8 @@ impl LabClient {
                 },
                 capture: false,
                 capture_reason: None,
+                states_traced: false,
+                states_reason: None,
             },
         };
         let first = client.next_event().await;

@@ -2,6 +2,7 @@
 //! browser would, and ask the kernel what it really holds.
 
 pub mod browser;
+pub mod flows;
 pub mod kernel;
 pub mod lab_client;
 pub mod relay_process;

@@ -21,8 +21,14 @@ pub struct Seen {
     pub len: u32,
 }
 
+/// SIOCGSTAMPNS from asm-generic/sockios.h (SIOCGSTAMPNS_OLD): the kernel's
+/// timestamp of the last frame read, which the libc crate does not name.
+const SIOCGSTAMPNS: libc::c_ulong = 0x8907;
+
 pub struct Sniffer {
-    seen: Arc<Mutex<Vec<Seen>>>,
+    /// Each segment with the kernel's timestamp of its frame, in
+    /// nanoseconds on CLOCK_REALTIME (from SIOCGSTAMPNS).
+    seen: Arc<Mutex<Vec<(u64, Seen)>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -102,9 +108,16 @@ impl Sniffer {
                     if count <= 0 || from.sll_pkttype != libc::PACKET_OUTGOING {
                         continue;
                     }
+                    let mut stamp = libc::timespec {
+                        tv_sec: 0,
+                        tv_nsec: 0,
+                    };
+                    // SAFETY: SIOCGSTAMPNS writes the last frame's timespec.
+                    unsafe { libc::ioctl(socket.as_raw_fd(), SIOCGSTAMPNS, &mut stamp) };
+                    let at = stamp.tv_sec as u64 * 1_000_000_000 + stamp.tv_nsec as u64;
                     if let Some(segment) = parse(&buffer[..count as usize]) {
                         if let Ok(mut seen) = seen.lock() {
-                            seen.push(segment);
+                            seen.push((at, segment));
                         }
                     }
                 }
@@ -119,18 +132,30 @@ impl Sniffer {
 
     /// The segments seen so far between two ports, in order.
     pub fn between(&self, a: u16, b: u16) -> Vec<Seen> {
-        self.seen
+        self.between_timed(a, b)
+            .into_iter()
+            .map(|(_, segment)| segment)
+            .collect()
+    }
+
+    /// The segments seen so far between two ports, each with the kernel's
+    /// timestamp in nanoseconds, in the kernel's order.
+    pub fn between_timed(&self, a: u16, b: u16) -> Vec<(u64, Seen)> {
+        let mut seen: Vec<(u64, Seen)> = self
+            .seen
             .lock()
             .map(|seen| {
                 seen.iter()
-                    .filter(|segment| {
+                    .filter(|(_, segment)| {
                         let ports = [segment.src.port(), segment.dst.port()];
                         ports.contains(&a) && ports.contains(&b)
                     })
                     .cloned()
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        seen.sort_by_key(|(at, _)| *at);
+        seen
     }
 }
 

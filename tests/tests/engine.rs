@@ -3,65 +3,17 @@
 //! peers made with std::net.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use protocol::{
     ErrorCode, EventBody, Op, Phase, Role, ShutdownHow, SockOptName, SockOptValue, TcpState,
 };
+use socket_flow_tests::flows::{client_socket, connected_client, eventually, listening_server};
 use socket_flow_tests::kernel::{self, fd_count, socket_inode, ss_socket_of};
 use socket_flow_tests::lab_client::LabClient;
 use socket_flow_tests::relay_process::RelayProcess;
 use tokio_tungstenite::tungstenite::Message;
-
-/// Polls a kernel view until it holds. The kernel offers no event to await
-/// for these, so the test asks again every few milliseconds, within a bound.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "never true: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// A listening server of the lab: (sock, fd, address).
-async fn listening_server(lab: &mut LabClient) -> (u32, i32, SocketAddr) {
-    let created = lab.ok(Op::Socket { role: Role::Server }).await;
-    let sock = created.sock.expect("socket names its sock");
-    let bound = lab.ok(Op::Bind { sock, addr: None }).await;
-    let addr: SocketAddr = bound
-        .local
-        .expect("bind reports local")
-        .parse()
-        .expect("addr");
-    lab.ok(Op::Listen {
-        sock,
-        backlog: None,
-    })
-    .await;
-    (sock, created.fd.expect("fd"), addr)
-}
-
-async fn client_socket(lab: &mut LabClient) -> (u32, i32) {
-    let created = lab.ok(Op::Socket { role: Role::Client }).await;
-    (created.sock.expect("sock"), created.fd.expect("fd"))
-}
-
-/// A client of the lab's server, connected and accepted: (client, conn).
-async fn connected_client(lab: &mut LabClient, server: u32) -> (u32, u32) {
-    let (client, _) = client_socket(lab).await;
-    lab.ok(Op::Connect {
-        sock: client,
-        addr: None,
-    })
-    .await;
-    let conn = lab
-        .ok(Op::Accept { sock: server })
-        .await
-        .new_sock
-        .expect("sock");
-    (client, conn)
-}
 
 #[tokio::test]
 async fn the_seed_flow_is_real_system_calls() {

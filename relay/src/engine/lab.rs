@@ -21,7 +21,7 @@ use super::timeline::Timeline;
 use super::wait::{Completion, Pending};
 use super::wire::Wire;
 use super::{LabInput, LabSettings};
-use crate::capture::{Capture, WireSegment};
+use crate::capture::{Capture, Observation, WireSegment};
 
 /// How often the lab asks the kernel for its sockets' states while any exist.
 /// TCP_INFO is one cheap getsockopt per socket, sock_diag one netlink request
@@ -36,7 +36,7 @@ pub(super) struct Lab {
     timeline: Timeline,
     wire: Wire,
     capture: Option<Arc<Capture>>,
-    segments: mpsc::UnboundedReceiver<WireSegment>,
+    observations: mpsc::UnboundedReceiver<Observation>,
     completion_tx: mpsc::UnboundedSender<Completion>,
     completions: mpsc::UnboundedReceiver<Completion>,
 }
@@ -57,7 +57,7 @@ pub(super) async fn run(
                 None => break,
             },
             Some(completion) = lab.completions.recv() => lab.complete(completion),
-            Some(segment) = lab.segments.recv() => lab.segment(segment),
+            Some(observation) = lab.observations.recv() => lab.observed(observation),
             _ = poll.tick(), if polling => {}
         }
         lab.settle();
@@ -68,14 +68,14 @@ pub(super) async fn run(
 impl Lab {
     fn new(settings: LabSettings, events: mpsc::UnboundedSender<Event>) -> Lab {
         let capture = settings.capture.clone().ok();
-        let (wire, segments) = Wire::new(capture.clone(), settings.lab_id);
+        let (wire, observations) = Wire::new(capture.clone(), settings.lab_id);
         let (completion_tx, completions) = mpsc::unbounded_channel();
         let started = clock::now();
         let mut lab = Lab {
             timeline: Timeline::new(events, started),
             wire,
             capture,
-            segments,
+            observations,
             sockets: SocketTable::default(),
             next_sock: 1,
             pending: Vec::new(),
@@ -89,6 +89,12 @@ impl Lab {
     }
 
     fn hello(&mut self, at: Stamp) {
+        let states = match &self.settings.capture {
+            Ok(capture) => capture.transitions(),
+            Err(_) => {
+                Err("tracing state changes needs the same privilege as the wire view".to_string())
+            }
+        };
         let hello = Hello {
             protocol: PROTOCOL_VERSION,
             relay: format!("socket-flow relay {}", env!("CARGO_PKG_VERSION")),
@@ -96,6 +102,8 @@ impl Lab {
             limits: self.settings.limits.clone(),
             capture: self.settings.capture.is_ok(),
             capture_reason: self.settings.capture.as_ref().err().cloned(),
+            states_traced: states.is_ok(),
+            states_reason: states.err(),
         };
         self.timeline.push(at, EventBody::Hello(hello));
     }
@@ -132,6 +140,13 @@ impl Lab {
         }
     }
 
+    fn observed(&mut self, observation: Observation) {
+        match observation {
+            Observation::Segment(segment) => self.segment(segment),
+            Observation::Transition(transition) => self.transition(transition),
+        }
+    }
+
     /// A captured segment of this lab, named by the lab socket at each end.
     fn segment(&mut self, segment: WireSegment) {
         let src_sock = self.sockets.sock_at(segment.src, segment.dst);
@@ -157,8 +172,8 @@ impl Lab {
         if let Some(capture) = &self.capture {
             capture.drain();
         }
-        while let Ok(segment) = self.segments.try_recv() {
-            self.segment(segment);
+        while let Ok(observation) = self.observations.try_recv() {
+            self.observed(observation);
         }
         self.observe();
         self.timeline.release();

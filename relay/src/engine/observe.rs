@@ -1,16 +1,15 @@
-//! Asking the kernel for the TCP state of the lab's sockets: TCP_INFO for
-//! the open ones, sock_diag by the exact connection for the closed ones whose
-//! connection the kernel still holds. Only changes become `state` events,
-//! stamped when the kernel was asked.
+//! What the kernel says of the lab's sockets' TCP states: TCP_INFO for the
+//! open ones, sock_diag by the exact connection for the closed ones, and the
+//! kernel's trace of each change in between. Only changes become `state`
+//! events, each stamped when the kernel made or reported it.
 
-use std::net::SocketAddr;
-
-use protocol::{EventBody, Role, SockId, SockState, TcpState};
+use protocol::{EventBody, SockId, SockState, TcpState};
 
 use super::clock;
 use super::lab::Lab;
 use super::sys;
-use super::table::{Ghost, Observed};
+use super::table::Observed;
+use crate::transitions::Transition;
 
 impl Lab {
     /// Asks the kernel for every socket's state and reports what changed.
@@ -41,29 +40,21 @@ impl Lab {
             };
             if socket.reported != Some(observed) {
                 socket.reported = Some(observed);
-                let state = SockState {
-                    sock,
-                    fd: Some(socket.fd),
-                    role: socket.role,
-                    tcp: observed.tcp,
-                    fd_open: true,
-                    local: observed.local.map(|addr| addr.to_string()),
-                    peer: observed.peer.map(|addr| addr.to_string()),
-                    queue: observed.queue,
-                    backlog: observed.backlog,
-                };
-                changes.push((at, state));
+                changes.push((at, open_state(sock, socket, observed)));
             }
         }
         self.sockets.ghosts.retain_mut(|ghost| {
-            let now = sys::kernel_state(ghost.local, ghost.peer).unwrap_or(TcpState::Close);
+            let now = match (ghost.local, ghost.peer) {
+                (Some(local), Some(peer)) => {
+                    sys::kernel_state(local, peer).unwrap_or(TcpState::Close)
+                }
+                // Never connected: the kernel forgets it at close.
+                _ => TcpState::Close,
+            };
             let at = clock::now();
-            if now != ghost.reported {
-                ghost.reported = now;
-                changes.push((
-                    at,
-                    closed_state(ghost.sock, ghost.role, ghost.local, ghost.peer, now),
-                ));
+            if ghost.reported != Some(now) {
+                ghost.reported = Some(now);
+                changes.push((at, closed_state(ghost, now)));
             }
             // A connection the kernel has forgotten is reported once as
             // CLOSE, and never asked for again.
@@ -74,61 +65,73 @@ impl Lab {
         }
     }
 
-    /// The state right after close: what the kernel still keeps of the
-    /// connection, if anything, followed on every step until it is gone.
-    pub(super) fn report_closed(
-        &mut self,
-        sock: SockId,
-        role: Role,
-        local: Option<SocketAddr>,
-        peer: Option<SocketAddr>,
-    ) {
-        let kernel_state = match (local, peer) {
-            (Some(local), Some(peer)) => sys::kernel_state(local, peer),
-            _ => None,
-        };
-        let at = clock::now();
-        let tcp = kernel_state.unwrap_or(TcpState::Close);
-        let mut state = SockState {
-            sock,
-            fd: None,
-            role,
-            tcp,
-            fd_open: false,
-            local: local.map(|addr| addr.to_string()),
-            peer: peer.map(|addr| addr.to_string()),
-            queue: None,
-            backlog: None,
-        };
-        if let (Some(local), Some(peer), Some(reported)) = (local, peer, kernel_state) {
-            state = closed_state(sock, role, local, peer, reported);
-            self.sockets.ghosts.push(Ghost {
-                sock,
-                role,
-                local,
-                peer,
-                reported,
-            });
+    /// A change of state the kernel traced, reported at the moment it
+    /// happened if it belongs to one of the lab's sockets.
+    pub(super) fn transition(&mut self, change: Transition) {
+        for (sock, change) in self.sockets.resolve(change) {
+            self.apply_transition(sock, change);
         }
-        self.emit_body(at, EventBody::State(state));
+    }
+
+    fn apply_transition(&mut self, sock: SockId, change: Transition) {
+        // LISTEN and CLOSE come from asking the kernel instead: LISTEN with
+        // its queue, and CLOSE only once sock_diag no longer knows the
+        // connection (the trace says CLOSE when a closed socket hands over
+        // to its FIN_WAIT2 or TIME_WAIT remnant, which the kernel keeps).
+        if matches!(change.new, TcpState::Listen | TcpState::Close) {
+            return;
+        }
+        let state = if let Some(socket) = self.sockets.open.get_mut(&sock) {
+            // Before accept() returned it, a connection was the kernel's
+            // alone, waiting in the queue; the lab reports it from then on.
+            if change.at < socket.since {
+                return;
+            }
+            let observed = Observed {
+                tcp: change.new,
+                queue: None,
+                backlog: None,
+                local: socket.local,
+                peer: socket.peer,
+            };
+            socket.reported = Some(observed);
+            open_state(sock, socket, observed)
+        } else if let Some(ghost) = self.sockets.ghosts.iter_mut().find(|g| g.sock == sock) {
+            if change.at < ghost.since {
+                return;
+            }
+            ghost.reported = Some(change.new);
+            closed_state(ghost, change.new)
+        } else {
+            return;
+        };
+        self.emit_body(change.at, EventBody::State(state));
     }
 }
 
-fn closed_state(
-    sock: SockId,
-    role: Role,
-    local: SocketAddr,
-    peer: SocketAddr,
-    tcp: TcpState,
-) -> SockState {
+fn open_state(sock: SockId, socket: &super::table::LabSocket, observed: Observed) -> SockState {
     SockState {
         sock,
+        fd: Some(socket.fd),
+        role: socket.role,
+        tcp: observed.tcp,
+        fd_open: true,
+        local: observed.local.map(|addr| addr.to_string()),
+        peer: observed.peer.map(|addr| addr.to_string()),
+        queue: observed.queue,
+        backlog: observed.backlog,
+    }
+}
+
+fn closed_state(ghost: &super::table::Ghost, tcp: TcpState) -> SockState {
+    SockState {
+        sock: ghost.sock,
         fd: None,
-        role,
+        role: ghost.role,
         tcp,
         fd_open: false,
-        local: Some(local.to_string()),
-        peer: Some(peer.to_string()),
+        local: ghost.local.map(|addr| addr.to_string()),
+        peer: ghost.peer.map(|addr| addr.to_string()),
         queue: None,
         backlog: None,
     }

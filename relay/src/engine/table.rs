@@ -2,7 +2,7 @@
 //! kernel still holds, and the ones closed a moment ago, so that every
 //! captured segment can be given the lab socket at each of its ends.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{SocketAddr, SocketAddrV4};
 use std::os::fd::RawFd;
 use std::sync::Arc;
@@ -12,7 +12,16 @@ use protocol::{Role, SockId, TcpState};
 use socket2::Socket;
 use tokio::io::unix::AsyncFd;
 
+use super::clock::Stamp;
 use super::wait::SharedSocket;
+use crate::transitions::Transition;
+
+/// How many traced changes the lab keeps while it does not yet know whose
+/// they are, and for how long.
+const UNRESOLVED_MAX: usize = 64;
+const UNRESOLVED_KEEP: Duration = Duration::from_secs(2);
+/// How many kernel socket addresses (`skaddr`) the lab remembers.
+const SKADDRS_MAX: usize = 64;
 
 /// How long a closed socket's addresses still name it on the wire.
 const RECENTLY_CLOSED_KEEP: Duration = Duration::from_secs(10);
@@ -34,10 +43,13 @@ pub(super) struct LabSocket {
     pub held_port: Option<u16>,
     /// The last state reported, so that only changes are sent.
     pub reported: Option<Observed>,
+    /// When the call that made it returned: the kernel's changes before
+    /// that belong to no lab socket yet (a connection still in the queue).
+    pub since: Stamp,
 }
 
 impl LabSocket {
-    pub fn new(role: Role, socket: Socket, fd: RawFd) -> LabSocket {
+    pub fn new(role: Role, socket: Socket, fd: RawFd, since: Stamp) -> LabSocket {
         LabSocket {
             role,
             socket: Arc::new(socket),
@@ -48,6 +60,7 @@ impl LabSocket {
             listening: false,
             held_port: None,
             reported: None,
+            since,
         }
     }
 
@@ -71,13 +84,17 @@ pub(super) struct Observed {
     pub peer: Option<SocketAddr>,
 }
 
-/// A closed socket whose connection the kernel still holds (TIME_WAIT…).
+/// A closed socket whose connection the kernel may still hold (TIME_WAIT…),
+/// asked after on every step until the kernel has forgotten it.
 pub(super) struct Ghost {
     pub sock: SockId,
     pub role: Role,
-    pub local: SocketAddr,
-    pub peer: SocketAddr,
-    pub reported: TcpState,
+    pub local: Option<SocketAddr>,
+    pub peer: Option<SocketAddr>,
+    /// The last state reported since the fd closed; None until the first.
+    pub reported: Option<TcpState>,
+    /// When the socket was made (see [`LabSocket::since`]).
+    pub since: Stamp,
 }
 
 /// A socket closed a moment ago: the segments of its close still name it.
@@ -85,6 +102,7 @@ struct RecentlyClosed {
     sock: SockId,
     local: Option<SocketAddr>,
     peer: Option<SocketAddr>,
+    since: Stamp,
     at: Instant,
 }
 
@@ -93,15 +111,21 @@ pub(super) struct SocketTable {
     pub open: BTreeMap<SockId, LabSocket>,
     pub ghosts: Vec<Ghost>,
     recent_closed: Vec<RecentlyClosed>,
+    /// The kernel's address of each lab socket seen in a traced change.
+    skaddrs: VecDeque<(u64, SockId)>,
+    /// Traced changes of sockets not yet known by address (a connect's
+    /// SYN_SENT comes before the kernel gives the socket its port).
+    unresolved: VecDeque<(Instant, Transition)>,
 }
 
 impl SocketTable {
     /// Remembers a socket that was just closed, for the segments of its close.
-    pub fn closed(&mut self, sock: SockId, local: Option<SocketAddr>, peer: Option<SocketAddr>) {
+    pub fn closed(&mut self, ghost: &Ghost) {
         self.recent_closed.push(RecentlyClosed {
-            sock,
-            local,
-            peer,
+            sock: ghost.sock,
+            local: ghost.local,
+            peer: ghost.peer,
+            since: ghost.since,
             at: Instant::now(),
         });
     }
@@ -109,6 +133,69 @@ impl SocketTable {
     pub fn forget_old(&mut self) {
         self.recent_closed
             .retain(|closed| closed.at.elapsed() < RECENTLY_CLOSED_KEEP);
+        self.unresolved
+            .retain(|(seen, _)| seen.elapsed() < UNRESOLVED_KEEP);
+        let known = |sock: &SockId| {
+            self.open.contains_key(sock) || self.ghosts.iter().any(|ghost| ghost.sock == *sock)
+        };
+        self.skaddrs.retain(|(_, sock)| known(sock));
+    }
+
+    /// The lab socket a traced change belongs to: by its exact addresses, or
+    /// by the kernel's address of a socket seen before. Changes of sockets
+    /// not known yet are kept, and handed back once a later change names them.
+    pub fn resolve(&mut self, change: Transition) -> Vec<(SockId, Transition)> {
+        let sock = self.exact(change.local, change.peer).or_else(|| {
+            self.skaddrs
+                .iter()
+                .find(|(skaddr, _)| *skaddr == change.skaddr)
+                .map(|(_, sock)| *sock)
+        });
+        let Some(sock) = sock else {
+            if self.unresolved.len() >= UNRESOLVED_MAX {
+                self.unresolved.pop_front();
+            }
+            self.unresolved.push_back((Instant::now(), change));
+            return Vec::new();
+        };
+        if !self
+            .skaddrs
+            .iter()
+            .any(|(skaddr, _)| *skaddr == change.skaddr)
+        {
+            if self.skaddrs.len() >= SKADDRS_MAX {
+                self.skaddrs.pop_front();
+            }
+            self.skaddrs.push_back((change.skaddr, sock));
+        }
+        let skaddr = change.skaddr;
+        let mut resolved: Vec<(SockId, Transition)> = Vec::new();
+        self.unresolved.retain(|(_, earlier)| {
+            let mine = earlier.skaddr == skaddr;
+            if mine {
+                resolved.push((sock, earlier.clone()));
+            }
+            !mine
+        });
+        resolved.push((sock, change));
+        resolved
+    }
+
+    /// The open or closed lab socket with exactly these addresses; a peer of
+    /// 0.0.0.0:0 is a socket with no peer.
+    fn exact(&self, local: SocketAddrV4, peer: SocketAddrV4) -> Option<SockId> {
+        let local = Some(SocketAddr::V4(local));
+        let peer = (peer.port() != 0).then_some(SocketAddr::V4(peer));
+        self.open
+            .iter()
+            .find(|(_, socket)| socket.local == local && socket.peer == peer)
+            .map(|(sock, _)| *sock)
+            .or_else(|| {
+                self.ghosts
+                    .iter()
+                    .find(|ghost| ghost.local == local && ghost.peer == peer)
+                    .map(|ghost| ghost.sock)
+            })
     }
 
     /// Whether `sock` was ever this lab's and is closed now.
@@ -118,15 +205,28 @@ impl SocketTable {
     }
 
     /// The lab's ports: those the capture should route to it.
-    pub fn ports(&self) -> std::collections::BTreeSet<u16> {
-        self.open
+    /// The lab's ports, each with when its oldest socket was made: the
+    /// capture hands over nothing of a port from before the lab had it.
+    pub fn ports(&self) -> BTreeMap<u16, Stamp> {
+        let mut ports: BTreeMap<u16, Stamp> = BTreeMap::new();
+        let held = self
+            .open
             .values()
-            .filter_map(|socket| socket.local)
-            .chain(self.ghosts.iter().map(|ghost| ghost.local))
-            .chain(self.recent_closed.iter().filter_map(|closed| closed.local))
-            .map(|addr| addr.port())
-            .filter(|port| *port != 0)
-            .collect()
+            .map(|socket| (socket.local, socket.since))
+            .chain(self.ghosts.iter().map(|ghost| (ghost.local, ghost.since)))
+            .chain(
+                self.recent_closed
+                    .iter()
+                    .map(|closed| (closed.local, closed.since)),
+            );
+        for (local, since) in held {
+            let Some(port) = local.map(|addr| addr.port()).filter(|port| *port != 0) else {
+                continue;
+            };
+            let oldest = ports.entry(port).or_insert(since);
+            *oldest = (*oldest).min(since);
+        }
+        ports
     }
 
     /// The lab socket whose end of a connection is `local`, talking to `peer`:
@@ -141,7 +241,7 @@ impl SocketTable {
             .or_else(|| {
                 self.ghosts
                     .iter()
-                    .find(|ghost| ghost.local == local && ghost.peer == peer)
+                    .find(|ghost| ghost.local == Some(local) && ghost.peer == Some(peer))
                     .map(|ghost| ghost.sock)
             })
             .or_else(|| {

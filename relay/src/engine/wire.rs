@@ -2,7 +2,7 @@
 //! route to it, and how a captured segment becomes a `segment` event, with
 //! Wireshark's relative numbers and the call that caused it.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddrV4;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use protocol::{Cause, OpName, Segment, SockId};
 use tokio::sync::mpsc;
 
+use super::clock::Stamp;
 use super::render;
-use crate::capture::{Capture, LabId, WireSegment};
+use crate::capture::{Capture, LabId, Observation, WireSegment};
 
 /// A port stays routed this long after the lab stops using it, so that the
 /// last segments of a close (in flight in the capture) still arrive.
@@ -23,7 +24,7 @@ const DATA_SEEN_MAX: usize = 4096;
 pub(super) struct Wire {
     capture: Option<Arc<Capture>>,
     lab: LabId,
-    sender: mpsc::UnboundedSender<WireSegment>,
+    sender: mpsc::UnboundedSender<Observation>,
     registered: BTreeSet<u16>,
     unwanted_since: HashMap<u16, Instant>,
     /// Each direction's initial sequence number, from its SYN.
@@ -38,7 +39,7 @@ impl Wire {
     pub fn new(
         capture: Option<Arc<Capture>>,
         lab: LabId,
-    ) -> (Wire, mpsc::UnboundedReceiver<WireSegment>) {
+    ) -> (Wire, mpsc::UnboundedReceiver<Observation>) {
         let (sender, receiver) = mpsc::unbounded_channel();
         let wire = Wire {
             capture,
@@ -55,17 +56,21 @@ impl Wire {
 
     /// Routes the lab's current ports to it, and stops routing those it has
     /// not used for a while.
-    pub fn sync_ports(&mut self, wanted: &BTreeSet<u16>) {
+    pub fn sync_ports(&mut self, wanted: &BTreeMap<u16, Stamp>) {
         let Some(capture) = &self.capture else { return };
-        for port in wanted {
+        for (port, since) in wanted {
             self.unwanted_since.remove(port);
             if self.registered.insert(*port) {
-                capture.register(self.lab, *port, &self.sender);
+                capture.register(self.lab, *port, *since, &self.sender);
             }
         }
         let now = Instant::now();
         let mut released = Vec::new();
-        for port in self.registered.iter().filter(|port| !wanted.contains(port)) {
+        for port in self
+            .registered
+            .iter()
+            .filter(|port| !wanted.contains_key(port))
+        {
             let since = *self.unwanted_since.entry(*port).or_insert(now);
             if now.duration_since(since) > UNREGISTER_AFTER {
                 released.push(*port);

@@ -67,7 +67,7 @@ impl Lab {
                 let new_fd = socket.as_raw_fd();
                 let new_sock = self.next_sock;
                 self.next_sock += 1;
-                let mut conn = LabSocket::new(Role::Conn, socket, new_fd);
+                let mut conn = LabSocket::new(Role::Conn, socket, new_fd, at);
                 conn.refresh_local();
                 conn.peer = Some(peer);
                 let local = conn.local;

@@ -11,7 +11,7 @@ use super::{CallContext, refuse, timed};
 use crate::engine::clock::{self, Stamp};
 use crate::engine::lab::Lab;
 use crate::engine::render;
-use crate::engine::table::LabSocket;
+use crate::engine::table::{Ghost, LabSocket};
 
 impl Lab {
     /// The lab's sockets, counting accepts that wait: each will make one.
@@ -62,7 +62,7 @@ impl Lab {
                 self.next_sock += 1;
                 self.sockets
                     .open
-                    .insert(sock, LabSocket::new(role, socket, fd));
+                    .insert(sock, LabSocket::new(role, socket, fd, at));
                 let mut event = CallContext { fd, ..call }.answered(
                     &Ok(fd as i64),
                     format!("{c_call} = {fd}"),
@@ -96,8 +96,15 @@ impl Lab {
         if let Some(port) = socket.held_port {
             self.settings.ports.release(port);
         }
-        let (role, local, peer) = (socket.role, socket.local, socket.peer);
-        self.sockets.closed(call.sock, local, peer);
+        let ghost = Ghost {
+            sock: call.sock,
+            role: socket.role,
+            local: socket.local,
+            peer: socket.peer,
+            reported: None,
+            since: socket.since,
+        };
+        self.sockets.closed(&ghost);
         let (result, at) = timed(|| close_socket(socket));
         let mut event = call.answered(
             &result,
@@ -106,7 +113,9 @@ impl Lab {
         );
         event.note = Some(Note::FdClosed);
         self.emit(at, event);
-        self.report_closed(call.sock, role, local, peer);
+        // What the kernel still keeps of the connection is asked for at the
+        // end of this step, after the changes it traced during close().
+        self.sockets.ghosts.push(ghost);
     }
 
     /// reset: close every socket of the lab, each with its real close(2).
