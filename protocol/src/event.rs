@@ -23,6 +23,19 @@ pub enum EventBody {
     State(SockState),
     Segment(Segment),
     Error(ErrorEvent),
+    /// A `reset` command has finished: every socket it closed has its
+    /// `call` event before this one. Sent even when there was nothing to
+    /// close, so a reset always has an answer.
+    Reset(ResetDone),
+}
+
+/// The end of a reset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetDone {
+    /// The reset command's id.
+    pub id: u64,
+    /// How many sockets it closed.
+    pub closed: u32,
 }
 
 /// The first frame of every session.
@@ -368,6 +381,7 @@ mod tests {
                 code: ErrorCode::BadJson,
                 message: "no".into(),
             }),
+            EventBody::Reset(ResetDone { id: 4, closed: 2 }),
         ];
         for (seq, body) in bodies.into_iter().enumerate() {
             let event = Event {

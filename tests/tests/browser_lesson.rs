@@ -239,6 +239,43 @@ async fn the_whole_lesson_in_english() {
         "//*[local-name()='g' and contains(@class,'arrow') and contains(@class,'syn')]",
     )
     .await;
+    // The timeline draws the handshake before accept() returns, as it
+    // happened in the kernel: SYN, SYN+ACK and ACK rows come first.
+    wait_text(
+        &browser,
+        "//*[local-name()='g' and contains(@class,'call') and contains(@class,'done')]/*[local-name()='text' and starts-with(., 'accept() = ')]",
+    )
+    .await;
+    let rows = browser
+        .client
+        .execute(
+            "return Array.from(document.querySelectorAll('#diagram g[data-seq]')).map(g => \
+             (g.getAttribute('class') || '') + '|' + ((g.querySelector('text') || {}).textContent || ''));",
+            vec![],
+        )
+        .await
+        .expect("the rows");
+    let rows: Vec<String> = serde_json::from_value(rows).expect("strings");
+    let at = |what: &str, from: usize, test: &dyn Fn(&str) -> bool| {
+        from + rows[from..]
+            .iter()
+            .position(|row| test(row))
+            .unwrap_or_else(|| panic!("no {what} row after {from}: {rows:#?}"))
+    };
+    let syn = at("SYN", 0, &|row| {
+        row.contains("arrow syn") && row.contains("|SYN seq")
+    });
+    let syn_ack = at("SYN+ACK", 0, &|row| row.contains("|SYN+ACK seq"));
+    let ack = at("ACK", syn_ack, &|row| {
+        row.contains("arrow ack") && row.contains("|ACK seq=1 ack=1")
+    });
+    let accept = at("accept() = N", 0, &|row| {
+        row.contains("call done") && row.contains("|accept() = ")
+    });
+    assert!(
+        syn < syn_ack && syn_ack < ack && ack < accept,
+        "SYN {syn}, SYN+ACK {syn_ack}, ACK {ack}, accept {accept}: {rows:#?}"
+    );
     browser
         .client
         .execute("document.querySelector('.wire').scrollIntoView()", vec![])
@@ -302,6 +339,9 @@ async fn the_lesson_in_chinese_by_its_chinese_titles() {
     .await;
     let status = wait_text(&browser, "//span[@id='status']").await;
     assert_eq!(status, "已连接中继");
+    // The course material's titles stay; a gloss says what the call does.
+    let gloss = wait_text(&browser, "//li[@data-step='accept']/p[@class='gloss']").await;
+    assert!(gloss.contains("新的 fd"), "{gloss}");
     browser.screenshot("zh-closed").await;
     browser.assert_clean_console().await;
 }
@@ -388,6 +428,26 @@ async fn the_connect_before_listen_scenario_shows_econnrefused() {
     let refused = card(&browser, "Client 1", "connect", "failed").await;
     assert!(refused.contains("ECONNREFUSED"), "{refused}");
     assert!(refused.contains("Connection refused"), "{refused}");
+    // Once it has run, a summary says what was seen and why, and points at
+    // the card, the arrow and the C line.
+    let summary = wait_text(&browser, "//div[@class='summary-card']").await;
+    assert!(
+        summary.contains("connect() failed: ECONNREFUSED"),
+        "{summary}"
+    );
+    assert!(summary.contains("listen()"), "{summary}");
+    wait_text(
+        &browser,
+        "//div[@class='summary-card']//button[contains(., 'Show the card')]",
+    )
+    .await;
+    wait_text(
+        &browser,
+        "//div[@class='summary-card']//button[contains(., 'Show the arrow')]",
+    )
+    .await;
+    let line = wait_text(&browser, "//div[@class='summary-card']//button/code").await;
+    assert!(line.contains("connect(sockfd"), "{line}");
     browser.screenshot("scenario-econnrefused").await;
     browser.assert_clean_console().await;
 }

@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
 async fn the_seed_flow_is_real_system_calls() {
-    let relay = RelayProcess::start(&[]).await;
+    let relay = RelayProcess::start(&["--no-capture"]).await;
     let pid = relay.pid();
     let mut lab = LabClient::connect(&relay.ws_url()).await;
 
@@ -195,6 +195,12 @@ async fn the_seed_flow_is_real_system_calls() {
         "ss shows the TIME_WAIT the relay reported"
     );
 
+    // The listener's last word: the kernel forgot it at close.
+    lab.until("the listener's CLOSE", |event| {
+        matches!(&event.body, EventBody::State(state)
+            if state.sock == server && state.tcp == TcpState::Close && !state.fd_open)
+    })
+    .await;
     // Keep the whole stream as an artifact: docs/protocol.md quotes it.
     let lines: Vec<String> = lab.events.iter().map(protocol::encode_event).collect();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts");

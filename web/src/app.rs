@@ -264,7 +264,7 @@ fn send_action(app: &mut App, action: &Action) -> Option<u64> {
 }
 
 fn start_player(app: &mut App, scenario: Scenario) {
-    app.player = Some(Player::new(scenario, now_ms()));
+    app.player = Some(Player::new(scenario, now_ms(), app.model.last_seq + 1));
     app.ui.playing = Some((scenario, false));
     app.dirty = true;
 }
@@ -617,11 +617,10 @@ fn tick(app: &Shared, now: f64) {
         .as_mut()
         .and_then(|player| player.due(now, delay, &app.model));
     if let Some(action) = due {
-        let is_reset = action == Action::Reset;
         match send_action(app, &action) {
             Some(id) => {
                 if let Some(player) = &mut app.player {
-                    player.sent(id, is_reset);
+                    player.sent(id);
                 }
             }
             // The step has no command (it says why): stop, do not guess.
@@ -634,7 +633,10 @@ fn tick(app: &Shared, now: f64) {
         }
     }
     if app.player.as_ref().is_some_and(Player::finished) {
-        app.player = None;
+        if let Some(player) = app.player.take() {
+            app.model
+                .summarise_scenario(player.scenario, player.started_at_seq);
+        }
         app.ui.playing = None;
         app.dirty = true;
     }
@@ -710,6 +712,9 @@ fn render(app: &mut App) -> Result<(), JsValue> {
     }
     if let Some(lanes) = by_id("lanes") {
         lanes.set_inner_html(&view::lanes(&app.model, &app.ui));
+    }
+    if let Some(summary) = by_id("summary") {
+        summary.set_inner_html(&view::summary(&app.model));
     }
     if let Some(note) = by_id("wire-note") {
         note.set_inner_html(&view::wire_note(&app.model));

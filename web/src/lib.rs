@@ -12,6 +12,7 @@
 pub mod i18n;
 pub mod listing;
 pub mod model;
+pub mod notes;
 pub mod script;
 pub mod view;
 

@@ -326,8 +326,13 @@ pub struct Mistake {
 
 pub const MISTAKES: &[Mistake] = &[
     Mistake {
-        en: "The material says socket() and accept() \"return 0 on success\". They return a new fd (watch the cards: 12, 13, 14…); only -1 means failure.",
-        zh: "原文说 socket() 和 accept()“成功返回 0”。实际上它们返回新的 fd（看卡片上的 12、13、14…），只有 -1 表示失败。",
+        en: "The material says socket() and accept() \"return 0 on success\". They return a new fd (watch the number each card shows); only -1 means failure.",
+        zh: "原文说 socket() 和 accept()“成功返回 0”。实际上它们返回新的 fd（看每张卡片上显示的数字），只有 -1 表示失败。",
+        scenario: None,
+    },
+    Mistake {
+        en: "Its words mislead: \"connect the client\" (连接客户端) is the client connecting to the server; \"accept the device\" (接受设备) takes one finished connection off the queue and returns a new fd; \"close the device\" (关闭设备) closes one fd, not the connection's other end, and not the accepted connections.",
+        zh: "原文的用词容易误导：“连接客户端”其实是客户端去连接服务端；“接受设备”是从队列中取出一个已完成握手的连接、返回新的 fd；“关闭设备”只关闭一个 fd，既不关闭对方，也不关闭已接受的连接。",
         scenario: None,
     },
     Mistake {

@@ -12,6 +12,9 @@ use protocol::{
 };
 
 use crate::i18n::Lang;
+use crate::listing;
+use crate::notes;
+use crate::script::Scenario;
 
 /// The state of the page's link to the relay.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +94,22 @@ impl Step {
             Step::Send => lang.pick("Send data", "发送数据"),
             Step::Close if side == Side::Server => lang.pick("Close", "关闭设备"),
             Step::Close => lang.pick("Close", "关闭设备"),
+        }
+    }
+
+    /// A short gloss under the course material's Chinese title, where the
+    /// title alone could teach a mistake. English titles say it already.
+    pub fn gloss(self, lang: Lang) -> Option<&'static str> {
+        if lang != Lang::Zh {
+            return None;
+        }
+        match self {
+            Step::Connect => Some("客户端调用 connect() 去连接服务端：发出 SYN，完成三次握手。"),
+            Step::Accept => Some(
+                "accept() 从队列中取出一个已完成握手的连接，返回一个新的 fd；握手本身由内核完成。",
+            ),
+            Step::Close => Some("close() 关闭一个 fd；关闭监听 fd 不会关闭已接受的连接。"),
+            _ => None,
         }
     }
 
@@ -229,6 +248,8 @@ pub struct SockView {
     pub backlog: Option<u32>,
     /// What this socket's last read returned, for the message view.
     pub last_read: Option<String>,
+    /// How many resets came before the socket was made.
+    pub generation: u32,
 }
 
 /// Where a segment's arrow starts or ends.
@@ -261,14 +282,32 @@ pub enum Row {
         /// Every field, for the tooltip and the inspector.
         detail: String,
     },
+    /// A reset: the rows above are the last run and its teardown.
+    Divider { seq: u64, label: String },
 }
 
 impl Row {
     pub fn seq(&self) -> u64 {
         match self {
-            Row::Call { seq, .. } | Row::State { seq, .. } | Row::Segment { seq, .. } => *seq,
+            Row::Call { seq, .. }
+            | Row::State { seq, .. }
+            | Row::Segment { seq, .. }
+            | Row::Divider { seq, .. } => *seq,
         }
     }
+}
+
+/// What an error scenario showed: the card, the arrow and the C line to
+/// look at, shown in a card above the stage once it has run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    pub scenario: Scenario,
+    /// The call event that shows the lesson (a failure, or read's 0).
+    pub call_seq: Option<u64>,
+    /// The segment that caused it (RST, FIN), when the wire was seen.
+    pub segment_seq: Option<u64>,
+    /// The line of the C listing that made that call.
+    pub c_line: Option<&'static str>,
 }
 
 /// One line of the event log.
@@ -318,6 +357,14 @@ pub enum Action {
     BindToServerPort(LaneId),
     /// Connect a client lane to the server's bound port, listening or not.
     ConnectToServerPort(LaneId),
+    /// Bind the server lane's new socket to the port its last server had:
+    /// a server restarted.
+    RebindServer,
+    /// SO_REUSEADDR on a lane's socket.
+    ReuseAddr(LaneId),
+    /// TCP_LINGER2 on a lane's socket: its orphaned FIN_WAIT2 lasts this
+    /// many seconds.
+    FinWait2Timeout(LaneId, i32),
     Reset,
 }
 
@@ -344,6 +391,13 @@ pub struct Model {
     pub out_of_order: u32,
     /// Rows already animated; the rest wait their turn.
     pub revealed: usize,
+    /// The address the server lane last bound, kept after it closes, so a
+    /// restarted server can ask for the same port.
+    last_server_addr: Option<String>,
+    /// Resets seen; sockets made before the last one are drawn as such.
+    generation: u32,
+    /// What the last error scenario showed.
+    pub summary: Option<Summary>,
 }
 
 /// The first retry waits this long; each failure doubles it up to the cap.
@@ -374,6 +428,9 @@ impl Model {
             last_seq: 0,
             out_of_order: 0,
             revealed: 0,
+            last_server_addr: None,
+            generation: 0,
+            summary: None,
         }
     }
 
@@ -407,19 +464,21 @@ impl Model {
         self.revealed = 0;
         self.code = CodeFocus::default();
         self.last_error = None;
+        self.last_server_addr = None;
+        self.summary = None;
     }
 
-    /// Clears the lanes for a reset: the sockets' own events still arrive
-    /// and keep the socket table true.
+    /// Clears the lanes for a reset. The timeline keeps the last run: the
+    /// reset's closes are drawn as its teardown, then a divider, and the
+    /// sockets' own later events keep the socket table true.
     fn start_over(&mut self) {
         for lane in &mut self.lanes {
             let (id, side) = (lane.id, lane.side);
             *lane = Lane::new(id, side);
         }
-        self.rows.clear();
-        self.revealed = 0;
         self.code = CodeFocus::default();
         self.last_error = None;
+        self.summary = None;
     }
 
     fn free_client_lane(&self) -> LaneId {
@@ -473,6 +532,16 @@ impl Model {
                 self.last_error = Some(error.message.clone());
                 self.announcements.push(error.message.clone());
             }
+            EventBody::Reset(done) => {
+                self.issued.remove(&done.id);
+                self.generation += 1;
+                let label = notes::reset_divider(done.closed, self.lang);
+                self.announcements.push(label.clone());
+                self.rows.push(Row::Divider {
+                    seq: event.seq,
+                    label,
+                });
+            }
         }
         if self.rows.len() > MAX_ROWS {
             let excess = self.rows.len() - MAX_ROWS;
@@ -502,6 +571,7 @@ impl Model {
                 None,
                 format!("{:?}: {}", error.code, error.message),
             ),
+            EventBody::Reset(done) => ("reset", None, notes::reset_divider(done.closed, self.lang)),
         }
     }
 
@@ -530,6 +600,21 @@ impl Model {
                 view.fd_open = false;
                 view.fd = None;
             }
+            // The reset's teardown, on the lifeline of the socket it closed.
+            let lane = call
+                .sock
+                .and_then(|sock| self.lane_of_sock(sock))
+                .unwrap_or(lane);
+            self.rows.push(Row::Call {
+                seq,
+                lane,
+                label: format!(
+                    "{} · {}",
+                    short_call(call, self.lang),
+                    self.lang.pick("reset", "重置")
+                ),
+                phase: call.phase.unwrap_or(Phase::Done),
+            });
             self.announcements.push(call.c.clone());
             return;
         }
@@ -541,13 +626,16 @@ impl Model {
 
         if phase == Phase::Done {
             match call.op {
+                Some(OpName::Bind) if lane == SERVER_LANE => {
+                    self.last_server_addr = call.local.clone();
+                }
                 Some(OpName::Socket) => {
                     if let (Some(sock), Some(lane_entry)) = (call.sock, self.lanes.get_mut(lane)) {
                         lane_entry.sock = Some(sock);
-                        self.sockets.insert(
-                            sock,
-                            new_sock_view(sock, call.role.unwrap_or(Role::Client), lane, call.fd),
-                        );
+                        let mut view =
+                            new_sock_view(sock, call.role.unwrap_or(Role::Client), lane, call.fd);
+                        view.generation = self.generation;
+                        self.sockets.insert(sock, view);
                     }
                 }
                 Some(OpName::Accept) => {
@@ -556,6 +644,7 @@ impl Model {
                             new_sock_view(new_sock, Role::Conn, SERVER_LANE, call.new_fd);
                         view.peer = call.peer.clone();
                         view.local = call.local.clone();
+                        view.generation = self.generation;
                         self.sockets.insert(new_sock, view);
                         let server = &mut self.lanes[SERVER_LANE];
                         server.conns.push(new_sock);
@@ -612,7 +701,7 @@ impl Model {
         self.rows.push(Row::Call {
             seq,
             lane,
-            label: short_call(call),
+            label: short_call(call, self.lang),
             phase,
         });
         self.announcements.push(call.c.clone());
@@ -623,10 +712,12 @@ impl Model {
             Role::Client => 1,
             _ => SERVER_LANE,
         });
-        let view = self
-            .sockets
-            .entry(state.sock)
-            .or_insert_with(|| new_sock_view(state.sock, state.role, lane, state.fd));
+        let generation = self.generation;
+        let view = self.sockets.entry(state.sock).or_insert_with(|| {
+            let mut view = new_sock_view(state.sock, state.role, lane, state.fd);
+            view.generation = generation;
+            view
+        });
         let changed = view.tcp != Some(state.tcp) || view.fd_open != state.fd_open;
         view.tcp = Some(state.tcp);
         view.fd = state.fd;
@@ -636,11 +727,11 @@ impl Model {
         view.queue = state.queue;
         view.backlog = state.backlog;
         if changed {
-            self.rows.push(Row::State {
-                seq,
-                lane,
-                label: format!("{} {}", sock_name(view), state_label(state, self.lang)),
-            });
+            let mut label = format!("{} {}", sock_name(view), state_label(state, self.lang));
+            if view.generation < self.generation {
+                label = format!("{label} {}", notes::before_reset(self.lang));
+            }
+            self.rows.push(Row::State { seq, lane, label });
         }
     }
 
@@ -655,7 +746,7 @@ impl Model {
             from: column(segment.src_sock),
             to: column(segment.dst_sock),
             label: segment_label(segment),
-            detail: segment_detail(segment),
+            detail: segment_detail(segment, self.lang),
         });
     }
 
@@ -730,6 +821,47 @@ impl Model {
                     Op::Connect {
                         sock,
                         addr: Some(addr),
+                    },
+                )
+            }
+            Action::RebindServer => {
+                let sock = self
+                    .lane_sock(SERVER_LANE)
+                    .ok_or_else(|| need_socket(lang))?;
+                let addr = self.last_server_addr.clone().ok_or_else(|| {
+                    lang.pick("No server has been bound yet.", "还没有绑定过服务端。")
+                        .to_string()
+                })?;
+                (
+                    SERVER_LANE,
+                    Some(Step::Bind),
+                    Op::Bind {
+                        sock,
+                        addr: Some(addr),
+                    },
+                )
+            }
+            Action::ReuseAddr(lane) => {
+                let sock = self.lane_sock(*lane).ok_or_else(|| need_socket(lang))?;
+                (
+                    *lane,
+                    None,
+                    Op::Setsockopt {
+                        sock,
+                        name: SockOptName::ReuseAddr,
+                        value: SockOptValue::Flag(true),
+                    },
+                )
+            }
+            Action::FinWait2Timeout(lane, seconds) => {
+                let sock = self.lane_sock(*lane).ok_or_else(|| need_socket(lang))?;
+                (
+                    *lane,
+                    None,
+                    Op::Setsockopt {
+                        sock,
+                        name: SockOptName::Linger2,
+                        value: SockOptValue::Number(*seconds),
                     },
                 )
             }
@@ -871,6 +1003,58 @@ impl Model {
         self.rows.len().saturating_sub(self.revealed)
     }
 
+    /// Finds what a scenario that has just run showed, among the events
+    /// from `since_seq` on, for its summary card.
+    pub fn summarise_scenario(&mut self, scenario: Scenario, since_seq: u64) {
+        if notes::scenario_summary(scenario, self.lang).is_none() {
+            return;
+        }
+        let recent = || self.log.iter().filter(|entry| entry.seq >= since_seq);
+        let call = |entry: &LogEntry| match &entry.event.body {
+            EventBody::Call(call) => Some(call.clone()),
+            _ => None,
+        };
+        // The call that shows it: the last failure, else the last read.
+        let key_call = recent()
+            .filter_map(|entry| call(entry).map(|call| (entry.seq, call)))
+            .rfind(|(_, call)| call.phase == Some(Phase::Failed))
+            .or_else(|| {
+                let wanted = match scenario {
+                    Scenario::BindReuseAddr => OpName::Bind,
+                    Scenario::NeverClose => OpName::Close,
+                    _ => OpName::Read,
+                };
+                recent()
+                    .filter_map(|entry| call(entry).map(|call| (entry.seq, call)))
+                    .rfind(|(_, call)| call.op == Some(wanted) && call.phase == Some(Phase::Done))
+            });
+        let segment_seq = recent()
+            .filter(|entry| {
+                matches!(&entry.event.body, EventBody::Segment(segment)
+                    if segment.flags.iter().any(|flag| flag == "RST" || flag == "FIN"))
+            })
+            .map(|entry| entry.seq)
+            .next_back();
+        let c_line = key_call.as_ref().and_then(|(_, call)| {
+            let step = call.op.and_then(Step::from_op)?;
+            let side = match call.sock.and_then(|sock| self.sockets.get(&sock)) {
+                Some(view) if view.role == Role::Client => Side::Client,
+                _ => Side::Server,
+            };
+            // The step's line that makes the call: the one whose value it shows.
+            listing::c_listing(side)
+                .iter()
+                .find(|line| line.step == Some(step) && line.value.is_some())
+                .map(|line| line.code)
+        });
+        self.summary = Some(Summary {
+            scenario,
+            call_seq: key_call.map(|(seq, _)| seq),
+            segment_seq,
+            c_line,
+        });
+    }
+
     pub fn take_announcements(&mut self) -> Vec<String> {
         std::mem::take(&mut self.announcements)
     }
@@ -897,6 +1081,7 @@ fn new_sock_view(sock: SockId, role: Role, lane: LaneId, fd: Option<i32>) -> Soc
         queue: None,
         backlog: None,
         last_read: None,
+        generation: 0,
     }
 }
 
@@ -925,14 +1110,15 @@ pub fn state_label(state: &SockState, lang: Lang) -> String {
 }
 
 /// `connect() = 0`, `read() = 5`, `accept() … EAGAIN`.
-fn short_call(call: &Call) -> String {
+fn short_call(call: &Call, lang: Lang) -> String {
     let op = call.op.map(|op| op.as_str()).unwrap_or("?");
     match (call.phase, &call.errno, call.ret) {
         (Some(Phase::Blocked), errno, _) => format!(
-            "{op}() … {} (waiting)",
-            errno.as_deref().unwrap_or("blocked")
+            "{op}() … {} {}",
+            errno.as_deref().unwrap_or("blocked"),
+            notes::waiting(lang)
         ),
-        (Some(Phase::Cancelled), _, _) => format!("{op}() cancelled"),
+        (Some(Phase::Cancelled), _, _) => format!("{op}() {}", notes::cancelled(lang)),
         (_, Some(errno), _) => format!("{op}() = -1 {errno}"),
         (_, None, Some(ret)) => format!("{op}() = {ret}"),
         _ => format!("{op}()"),
@@ -948,7 +1134,7 @@ pub fn segment_label(segment: &Segment) -> String {
     label
 }
 
-fn segment_detail(segment: &Segment) -> String {
+fn segment_detail(segment: &Segment, lang: Lang) -> String {
     let mut lines = vec![
         format!("{} → {}", segment.src, segment.dst),
         format!("flags: {}", segment.flags.join(", ")),
@@ -960,8 +1146,8 @@ fn segment_detail(segment: &Segment) -> String {
         lines.push(format!("payload: {payload}"));
     }
     lines.push(match (segment.cause, segment.id) {
-        (protocol::Cause::Call, Some(id)) => format!("caused by command {id}"),
-        _ => "sent by the kernel on its own".to_string(),
+        (protocol::Cause::Call, Some(id)) => notes::cause(Some(id), lang),
+        _ => notes::cause(None, lang),
     });
     lines.join("\n")
 }
@@ -1211,5 +1397,66 @@ mod tests {
         assert!(model.sockets.is_empty());
         assert_eq!(model.lanes.len(), 3, "the lanes stay, empty");
         assert!(model.lanes.iter().all(|lane| lane.cards.is_empty()));
+    }
+
+    #[test]
+    fn a_reset_draws_its_teardown_then_a_divider() {
+        let mut model = Model::new(Lang::En);
+        for event in events() {
+            model.apply(&event);
+        }
+        let reset = model.command_for(&Action::Reset).expect("reset");
+        let rows_before = model.rows.len();
+        assert!(rows_before > 0, "the last run stays on the timeline");
+        let last = model.last_seq;
+        model.apply(&Event {
+            seq: last + 1,
+            t_us: 1,
+            body: EventBody::Reset(protocol::ResetDone {
+                id: reset.id,
+                closed: 0,
+            }),
+        });
+        assert!(
+            matches!(model.rows.last(), Some(Row::Divider { label, .. }) if label.contains("new run"))
+        );
+        assert!(!model.is_outstanding(reset.id), "the reset has its answer");
+        // An old socket's later state is marked as being from before.
+        model.apply(&Event {
+            seq: last + 2,
+            t_us: 2,
+            body: EventBody::State(SockState {
+                sock: 2,
+                fd: None,
+                role: Role::Client,
+                tcp: TcpState::Close,
+                fd_open: false,
+                local: None,
+                peer: None,
+                queue: None,
+                backlog: None,
+            }),
+        });
+        assert!(
+            matches!(model.rows.last(), Some(Row::State { label, .. }) if label.contains("before the reset"))
+        );
+    }
+
+    #[test]
+    fn a_scenario_summary_points_at_the_failed_call() {
+        let mut model = Model::new(Lang::En);
+        for event in events() {
+            model.apply(&event);
+        }
+        model.summarise_scenario(Scenario::ReadAfterPeerClosed, 1);
+        let summary = model.summary.clone().expect("a summary");
+        let read = model
+            .log
+            .iter()
+            .rev()
+            .find(|entry| matches!(&entry.event.body, EventBody::Call(call) if call.op == Some(OpName::Read) && call.ret == Some(0)))
+            .expect("read = 0");
+        assert_eq!(summary.call_seq, Some(read.seq));
+        assert!(summary.c_line.is_some_and(|line| line.contains("read(")));
     }
 }

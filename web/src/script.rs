@@ -6,6 +6,8 @@ use crate::i18n::Lang;
 use crate::model::{Action, LaneId, Model, SERVER_LANE, Step};
 
 const CLIENT: LaneId = 1;
+/// The client's TCP_LINGER2 in the never-close scenario.
+const NEVER_CLOSE_FIN_WAIT2_SECONDS: i32 = 5;
 
 /// What "Run" can play.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,7 +15,10 @@ pub enum Scenario {
     /// The course material's whole flow.
     Lesson,
     ConnectBeforeListen,
+    /// A server restarted while its old connection waits in TIME_WAIT.
     BindInUse,
+    /// The same restart, with SO_REUSEADDR before bind.
+    BindReuseAddr,
     ReadAfterPeerClosed,
     LingerZero,
     NeverClose,
@@ -21,9 +26,10 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const MENU: [Scenario; 6] = [
+    pub const MENU: [Scenario; 7] = [
         Scenario::ConnectBeforeListen,
         Scenario::BindInUse,
+        Scenario::BindReuseAddr,
         Scenario::ReadAfterPeerClosed,
         Scenario::LingerZero,
         Scenario::NeverClose,
@@ -35,6 +41,7 @@ impl Scenario {
             Scenario::Lesson => "lesson",
             Scenario::ConnectBeforeListen => "connect-before-listen",
             Scenario::BindInUse => "bind-in-use",
+            Scenario::BindReuseAddr => "bind-reuseaddr",
             Scenario::ReadAfterPeerClosed => "read-after-close",
             Scenario::LingerZero => "linger-zero",
             Scenario::NeverClose => "never-close",
@@ -56,8 +63,12 @@ impl Scenario {
                 "先 connect 后 listen → ECONNREFUSED",
             ),
             Scenario::BindInUse => lang.pick(
-                "bind a port in use → EADDRINUSE",
-                "绑定已占用端口 → EADDRINUSE",
+                "restart the server while TIME_WAIT holds its port → EADDRINUSE",
+                "端口还在 TIME_WAIT 时重启服务端 → EADDRINUSE",
+            ),
+            Scenario::BindReuseAddr => lang.pick(
+                "the same restart with SO_REUSEADDR → bind succeeds",
+                "同样的重启，设置 SO_REUSEADDR → bind 成功",
             ),
             Scenario::ReadAfterPeerClosed => lang.pick(
                 "read after the peer closed → 0 (EOF)",
@@ -68,8 +79,8 @@ impl Scenario {
                 "linger 0 关闭 → RST、ECONNRESET",
             ),
             Scenario::NeverClose => lang.pick(
-                "never close → CLOSE_WAIT stays",
-                "从不 close → CLOSE_WAIT 一直存在",
+                "the server never closes → CLOSE_WAIT stays, FIN_WAIT2 expires",
+                "服务端从不 close → CLOSE_WAIT 一直存在，FIN_WAIT2 超时消失",
             ),
             Scenario::ReadListening => lang.pick(
                 "the material's read on the listening socket → ENOTCONN",
@@ -118,9 +129,23 @@ impl Scenario {
                 S(CLIENT, Step::Socket),
                 Action::ConnectToServerPort(CLIENT),
             ]),
-            Scenario::BindInUse => {
+            Scenario::BindInUse | Scenario::BindReuseAddr => {
                 actions.extend(server_up);
-                actions.extend([S(CLIENT, Step::Socket), Action::BindToServerPort(CLIENT)]);
+                actions.extend(connected);
+                actions.extend([
+                    // The server closes first, so its end waits in TIME_WAIT
+                    // on the server's port once the client closes too.
+                    S(SERVER_LANE, Step::Close),
+                    S(CLIENT, Step::Close),
+                    // The listening socket: the server has stopped.
+                    S(SERVER_LANE, Step::Close),
+                    // It starts again on the same port.
+                    S(SERVER_LANE, Step::Socket),
+                ]);
+                if self == Scenario::BindReuseAddr {
+                    actions.push(Action::ReuseAddr(SERVER_LANE));
+                }
+                actions.push(Action::RebindServer);
             }
             Scenario::ReadAfterPeerClosed => {
                 actions.extend(server_up);
@@ -139,6 +164,11 @@ impl Scenario {
             Scenario::NeverClose => {
                 actions.extend(server_up);
                 actions.extend(connected);
+                // Short, so the client's orphaned FIN_WAIT2 visibly expires.
+                actions.push(Action::FinWait2Timeout(
+                    CLIENT,
+                    NEVER_CLOSE_FIN_WAIT2_SECONDS,
+                ));
                 actions.push(S(CLIENT, Step::Close));
             }
             Scenario::ReadListening => {
@@ -161,10 +191,12 @@ pub struct Player {
     waiting_for: Option<u64>,
     /// When the next action is due, in page milliseconds.
     next_at_ms: f64,
+    /// The first event of this run: its summary looks from here on.
+    pub started_at_seq: u64,
 }
 
 impl Player {
-    pub fn new(scenario: Scenario, now_ms: f64) -> Player {
+    pub fn new(scenario: Scenario, now_ms: f64, started_at_seq: u64) -> Player {
         Player {
             scenario,
             actions: scenario.actions(),
@@ -172,6 +204,7 @@ impl Player {
             paused: false,
             waiting_for: None,
             next_at_ms: now_ms,
+            started_at_seq,
         }
     }
 
@@ -209,12 +242,10 @@ impl Player {
         Some(action)
     }
 
-    /// The command that the last due action became.
-    pub fn sent(&mut self, id: u64, is_reset: bool) {
-        // A reset of an empty lab makes no call, so there is nothing to await.
-        if !is_reset {
-            self.waiting_for = Some(id);
-        }
+    /// The command that the last due action became. Every command has an
+    /// answer, a reset too (its `reset` event), so the player awaits each.
+    pub fn sent(&mut self, id: u64) {
+        self.waiting_for = Some(id);
     }
 }
 
@@ -233,15 +264,29 @@ mod tests {
     #[test]
     fn the_player_waits_for_each_answer() {
         let mut model = Model::new(Lang::En);
-        let mut player = Player::new(Scenario::ReadListening, 0.0);
+        let mut player = Player::new(Scenario::ReadListening, 0.0, 1);
         assert_eq!(player.due(0.0, 100.0, &model), Some(Action::Reset));
         let reset = model.command_for(&Action::Reset).expect("reset");
-        player.sent(reset.id, true);
-        let action = player.due(1.0, 100.0, &model).expect("socket is due");
-        let command = model.command_for(&action).expect("socket");
-        player.sent(command.id, false);
+        player.sent(reset.id);
+        let done = protocol::Event {
+            seq: 2,
+            t_us: 1,
+            body: protocol::EventBody::Reset(protocol::ResetDone {
+                id: reset.id,
+                closed: 0,
+            }),
+        };
+        model.apply(&done);
         assert_eq!(
-            player.due(500.0, 100.0, &model),
+            player.due(1.0, 100.0, &model),
+            None,
+            "the reset's answer, then a pause"
+        );
+        let action = player.due(200.0, 100.0, &model).expect("socket is due");
+        let command = model.command_for(&action).expect("socket");
+        player.sent(command.id);
+        assert_eq!(
+            player.due(600.0, 100.0, &model),
             None,
             "waits for the answer"
         );

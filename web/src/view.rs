@@ -9,6 +9,7 @@ use protocol::{Phase, Role, TcpState};
 use crate::i18n::Lang;
 use crate::listing::{self, MISTAKES};
 use crate::model::{Card, Column, Connection, Lane, Model, Row, Side, SockView, Step};
+use crate::notes;
 use crate::script::Scenario;
 
 /// What the page shows that is no part of the lab: choices of the person
@@ -105,6 +106,7 @@ pub fn skeleton(lang: Lang) -> String {
   <span id="playing" class="playing"></span>
 </nav>
 <div id="error" class="error" role="alert" hidden></div>
+<div id="summary" class="summary"></div>
 <div class="workspace">
 <main id="lanes" class="lanes"></main>
 <section class="code" aria-label="{code}">
@@ -209,12 +211,16 @@ pub fn status(model: &Model) -> (&'static str, String) {
             retry_in_ms,
         } => (
             "lost",
-            format!(
-                "{} {:.1} s ({} {attempt})",
-                lang.pick("Relay unreachable: retrying in", "无法连接中继：重试于"),
-                *retry_in_ms as f64 / 1000.0,
-                lang.pick("attempt", "第几次：")
-            ),
+            match lang {
+                Lang::En => format!(
+                    "Relay unreachable: retrying in {:.1} s (attempt {attempt})",
+                    *retry_in_ms as f64 / 1000.0
+                ),
+                Lang::Zh => format!(
+                    "无法连接中继：{:.1} 秒后重试（第 {attempt} 次）",
+                    *retry_in_ms as f64 / 1000.0
+                ),
+            },
         ),
     }
 }
@@ -300,8 +306,7 @@ fn card_html(card: &Card, lang: Lang, selected: Option<u64>) -> String {
     }
     // The kernel's story behind the call; open while the call waits, since
     // that is when a student asks why nothing happens.
-    let detail = explain(call, lang)
-        .map(str::to_string)
+    let detail = notes::explain(call, lang)
         .map(|detail| {
             format!(
                 r#"<details class="detail"{open}><summary>{why}</summary>{text}</details>"#,
@@ -331,65 +336,6 @@ fn phase_class(phase: Phase) -> &'static str {
         Phase::Blocked => "blocked",
         Phase::Cancelled => "cancelled",
     }
-}
-
-/// The page's own Chinese words for what happened underneath the common
-/// calls. In English the relay's `detail` says it; in Chinese a classroom
-/// should not need to read English.
-fn explain(call: &protocol::Call, lang: Lang) -> Option<&'static str> {
-    use protocol::OpName;
-    if lang != Lang::Zh {
-        return None;
-    }
-    let errno = call.errno.as_deref();
-    Some(match (call.op?, call.phase?) {
-        (OpName::Socket, Phase::Done) => {
-            "中继基于 tokio，因此请求的是非阻塞套接字：会阻塞的调用立即返回 EAGAIN 或 EINPROGRESS，中继等待内核通知“就绪”后再调用，而不是让线程睡在内核里。"
-        }
-        (OpName::Listen, Phase::Done) => {
-            "backlog 是 accept 队列的长度：内核已完成握手、等待 accept() 取走的连接。队列满时新的 SYN 会被丢弃、客户端重试，而不是被拒绝。"
-        }
-        (OpName::Accept, Phase::Blocked) => {
-            "accept 队列为空，内核返回 EAGAIN。中继等待 epoll 报告监听套接字可读（队列里有完成握手的连接），然后再次调用 accept4()。"
-        }
-        (OpName::Accept, Phase::Done) => {
-            "accept() 不参与握手：内核早已完成三次握手并把连接放入队列，accept() 只是把它取出，作为新的 fd 返回。"
-        }
-        (OpName::Connect, Phase::Blocked) => {
-            "内核发出了 SYN 并返回 EINPROGRESS：握手正在进行。中继等待 epoll 报告套接字可写，再用 getsockopt(SO_ERROR) 读取结果。"
-        }
-        (OpName::Connect, Phase::Done) => {
-            "三次握手已完成：即使服务端还没有调用 accept()，套接字也已经是 ESTABLISHED，连接在内核的队列里等待。"
-        }
-        (OpName::Connect, Phase::Failed) if errno == Some("ECONNREFUSED") => {
-            "对方端口没有在监听：内核用 RST 回应了 SYN，connect() 失败，errno 为 ECONNREFUSED。"
-        }
-        (OpName::Send, Phase::Done) => {
-            "send() 在数据进入内核的发送缓冲区后就返回；何时发到线路上由内核决定。"
-        }
-        (OpName::Send, Phase::Blocked) => {
-            "发送缓冲区已满（对方没有读取），内核返回 EAGAIN。中继等待套接字可写后再发送。"
-        }
-        (OpName::Read, Phase::Blocked) => {
-            "还没有数据到达，内核返回 EAGAIN。中继等待 epoll 报告套接字可读，然后再次读取。"
-        }
-        (OpName::Read, Phase::Done) if call.ret == Some(0) => {
-            "read() 返回 0：文件结束。对方已关闭它的一端（FIN 已到达），且没有剩余数据。"
-        }
-        (OpName::Read, Phase::Failed) if errno == Some("ENOTCONN") => {
-            "这个套接字没有连接。监听套接字只能 accept：应该从 accept() 返回的 fd 读取。"
-        }
-        (OpName::Read | OpName::Send, Phase::Failed) if errno == Some("ECONNRESET") => {
-            "对方发来了 RST（例如以 linger 0 关闭），连接被重置。"
-        }
-        (OpName::Close, Phase::Done) => {
-            "fd 已经关闭。如果连接还需要收尾（FIN_WAIT、TIME_WAIT），由内核自己完成；后面的状态事件会显示出来。"
-        }
-        (_, Phase::Cancelled) => {
-            "套接字被关闭或实验被重置，中继不再等待这个调用，也没有再为它发起系统调用。"
-        }
-        _ => return None,
-    })
 }
 
 fn message_box(lane: &Lane, view: &SockView, lang: Lang) -> String {
@@ -487,7 +433,11 @@ pub fn lane(model: &Model, lane: &Lane, ui: &Ui) -> String {
         let next = model.next_step(lane.id) == Some(*step);
         let _ = write!(
             html,
-            r#"<li class="step {state}{next}" data-step="{key}"><button data-action="step" data-lane="{lane}" data-step="{key}" data-key="step-{lane}-{key}"{current}><span class="n">{n}</span> {title} <code>{call}</code></button>{card}</li>"#,
+            r#"<li class="step {state}{next}" data-step="{key}"><button data-action="step" data-lane="{lane}" data-step="{key}" data-key="step-{lane}-{key}"{current}><span class="n">{n}</span> {title} <code>{call}</code></button>{gloss}{card}</li>"#,
+            gloss = step
+                .gloss(lang)
+                .map(|gloss| format!(r#"<p class="gloss">{}</p>"#, esc(gloss)))
+                .unwrap_or_default(),
             state = state.unwrap_or("todo"),
             next = if next { " next" } else { "" },
             key = step.key(),
@@ -656,6 +606,14 @@ pub fn diagram(model: &Model, ui: &Ui, fresh_from: usize) -> String {
                     label = esc(label)
                 );
             }
+            Row::Divider { seq, label } => {
+                let _ = write!(
+                    svg,
+                    r#"<g class="divider{fresh}" data-seq="{seq}"><line x1="0" y1="{y}" x2="{width}" y2="{y}"/><text x="8" y="{ty}">{label}</text></g>"#,
+                    ty = y - 5.0,
+                    label = esc(label)
+                );
+            }
             Row::Segment {
                 seq,
                 from,
@@ -763,6 +721,46 @@ pub fn mistakes(lang: Lang) -> String {
     }
     html.push_str("</ul>");
     html
+}
+
+/// The card above the stage after an error scenario: what the student just
+/// saw, why, and where to look.
+pub fn summary(model: &Model) -> String {
+    let lang = model.lang;
+    let Some(summary) = &model.summary else {
+        return String::new();
+    };
+    let Some((title, why)) = notes::scenario_summary(summary.scenario, lang) else {
+        return String::new();
+    };
+    let mut links = String::new();
+    if let Some(seq) = summary.call_seq {
+        let _ = write!(
+            links,
+            r#"<button data-action="inspect" data-seq="{seq}">{}</button>"#,
+            lang.pick("Show the card", "查看卡片")
+        );
+    }
+    if let Some(seq) = summary.segment_seq {
+        let _ = write!(
+            links,
+            r#"<button data-action="inspect" data-seq="{seq}">{}</button>"#,
+            lang.pick("Show the arrow", "查看箭头")
+        );
+    }
+    if let (Some(seq), Some(line)) = (summary.call_seq, summary.c_line) {
+        let _ = write!(
+            links,
+            r#"<button data-action="inspect" data-seq="{seq}">{} <code>{}</code></button>"#,
+            lang.pick("The C line:", "C 代码行："),
+            esc(line)
+        );
+    }
+    format!(
+        r#"<div class="summary-card" role="note"><h2>{title}</h2><p>{why}</p><div class="links">{links}</div></div>"#,
+        title = esc(title),
+        why = esc(why)
+    )
 }
 
 /// The log's socket filter options.

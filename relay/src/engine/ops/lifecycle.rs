@@ -126,7 +126,7 @@ impl Lab {
             .iter()
             .map(|(sock, socket)| (*sock, socket.fd))
             .collect();
-        for (sock, fd) in socks {
+        for &(sock, fd) in &socks {
             let call = CallContext {
                 id,
                 op: OpName::Close,
@@ -136,6 +136,11 @@ impl Lab {
             };
             self.close_because(call, AbandonReason::LabReset).await;
         }
+        let done = protocol::ResetDone {
+            id,
+            closed: socks.len() as u32,
+        };
+        self.emit_body(clock::now(), protocol::EventBody::Reset(done));
     }
 
     /// Closes every socket without a word: the browser that would read the
