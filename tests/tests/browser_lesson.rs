@@ -401,9 +401,8 @@ async fn run_the_whole_flow_plays_the_lesson_by_itself() {
     browser.assert_clean_console().await;
 }
 
-#[tokio::test]
-async fn the_connect_before_listen_scenario_shows_econnrefused() {
-    let (_relay, browser, _) = open("en-US").await;
+/// Starts an error scenario from the menu at the fastest pace.
+async fn run_scenario(browser: &Browser, key: &str) {
     let speed = browser
         .client
         .find(Locator::Id("speed"))
@@ -421,10 +420,16 @@ async fn the_connect_before_listen_scenario_shows_econnrefused() {
         .await
         .expect("menu");
     select
-        .select_by_value("connect-before-listen")
+        .select_by_value(key)
         .await
         .expect("the scenario is in the menu");
-    click(&browser, "//button[@data-action='run-scenario']").await;
+    click(browser, "//button[@data-action='run-scenario']").await;
+}
+
+#[tokio::test]
+async fn the_connect_before_listen_scenario_shows_econnrefused() {
+    let (_relay, browser, _) = open("en-US").await;
+    run_scenario(&browser, "connect-before-listen").await;
     let refused = card(&browser, "Client 1", "connect", "failed").await;
     assert!(refused.contains("ECONNREFUSED"), "{refused}");
     assert!(refused.contains("Connection refused"), "{refused}");
@@ -498,5 +503,32 @@ async fn an_outside_peer_appears_as_an_accepted_connection() {
     let read = card(&browser, "Server", "read", "done").await;
     assert!(read.contains("from outside"), "{read}");
     browser.screenshot("outsider-accepted").await;
+    browser.assert_clean_console().await;
+}
+
+#[tokio::test]
+async fn a_restarted_server_meets_time_wait_and_so_reuseaddr_fixes_it() {
+    let (_relay, browser, _) = open("en-US").await;
+    run_scenario(&browser, "bind-in-use").await;
+    let summary = wait_text(&browser, "//div[@class='summary-card']").await;
+    assert!(summary.contains("bind() failed: EADDRINUSE"), "{summary}");
+    let refused = card(&browser, "Server", "bind", "failed").await;
+    assert!(refused.contains("EADDRINUSE"), "{refused}");
+    // The scenario starts with a reset: a divider, then the new run.
+    wait_text(
+        &browser,
+        "//*[local-name()='g' and contains(@class,'divider')]",
+    )
+    .await;
+    browser.screenshot("scenario-eaddrinuse").await;
+    run_scenario(&browser, "bind-reuseaddr").await;
+    let summary = wait_text(
+        &browser,
+        "//div[@class='summary-card']/h2[contains(., 'SO_REUSEADDR')]",
+    )
+    .await;
+    assert!(summary.contains("bind() succeeded"), "{summary}");
+    let bound = card(&browser, "Server", "bind", "done").await;
+    assert!(bound.contains("= 0"), "{bound}");
     browser.assert_clean_console().await;
 }

@@ -232,12 +232,12 @@ fn states_of(events: &[Event], sock: u32) -> Vec<TcpState> {
     states
 }
 
-/// `ss -tan`'s state of the connection from `local` to `peer`, as TCP names it.
+/// `ss`'s state of the connection from `local` to `peer`, as TCP names it.
 fn ss_state(local: &str, peer: &str) -> Option<String> {
     ss_sockets()
         .into_iter()
         .find(|socket| socket.local == local && socket.peer == peer)
-        .map(|socket| socket.state.replace('-', "_"))
+        .map(|socket| socket.state)
 }
 
 /// The time of the first segment from `src` whose flags include `flag`, and
@@ -437,4 +437,128 @@ async fn linger_zero_resets_and_leaves_nothing() {
     assert_listen_only_for_listeners(&lab.events);
     use TcpState::*;
     assert_eq!(states_of(&lab.events, conn), [Established, Close]);
+}
+
+/// The scenario students meet: the server closes first, so its end of the
+/// connection waits in TIME_WAIT on the server's port, and the restarted
+/// server's bind() fails with EADDRINUSE. With SO_REUSEADDR set before each
+/// bind, as servers do, the restart binds: Linux lets a bind share a port
+/// with TIME_WAIT only when both sockets asked for it (the TIME_WAIT keeps
+/// the option of the connection it came from, which inherits the listener's).
+async fn restart_over_time_wait(reuse: bool) -> Call {
+    let (_relay, mut lab) = traced_lab().await;
+    let server_socket = Op::Socket {
+        role: protocol::Role::Server,
+    };
+    let first = lab.ok(server_socket.clone()).await.sock.expect("sock");
+    if reuse {
+        lab.ok(Op::Setsockopt {
+            sock: first,
+            name: SockOptName::ReuseAddr,
+            value: SockOptValue::Flag(true),
+        })
+        .await;
+    }
+    let bound = lab
+        .ok(Op::Bind {
+            sock: first,
+            addr: None,
+        })
+        .await;
+    let server_addr = bound.local.expect("local");
+    lab.ok(Op::Listen {
+        sock: first,
+        backlog: None,
+    })
+    .await;
+    let (client, conn) = connected_client(&mut lab, first).await;
+    lab.ok(Op::Close { sock: conn }).await;
+    lab.ok(Op::Close { sock: client }).await;
+    lab.until(
+        "the server's end in TIME_WAIT",
+        |e| matches!(&e.body, EventBody::State(s) if s.sock == conn && s.tcp == TcpState::TimeWait),
+    )
+    .await;
+    lab.ok(Op::Close { sock: first }).await;
+    assert!(
+        ss_sockets()
+            .iter()
+            .any(|s| s.local == server_addr && s.state == "TIME_WAIT"),
+        "ss shows the TIME_WAIT on the server's port"
+    );
+    let restarted = lab.ok(server_socket).await.sock.expect("sock");
+    if reuse {
+        let set = lab
+            .ok(Op::Setsockopt {
+                sock: restarted,
+                name: SockOptName::ReuseAddr,
+                value: SockOptValue::Flag(true),
+            })
+            .await;
+        assert_eq!(set.note, Some(protocol::Note::ReuseAddress));
+    }
+    lab.call(Op::Bind {
+        sock: restarted,
+        addr: Some(server_addr),
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_restarted_server_meets_its_own_time_wait() {
+    let refused = restart_over_time_wait(false).await;
+    assert_eq!(refused.errno.as_deref(), Some("EADDRINUSE"), "{refused:?}");
+}
+
+#[tokio::test]
+async fn so_reuseaddr_lets_the_restart_bind() {
+    let bound = restart_over_time_wait(true).await;
+    assert_eq!(bound.phase, Some(Phase::Done), "{bound:?}");
+}
+
+/// The server never closes: its end stays in CLOSE_WAIT while its fd is
+/// open, and the client's orphaned FIN_WAIT2 expires after TCP_LINGER2.
+#[tokio::test]
+async fn fin_wait2_expires_while_close_wait_stays() {
+    let (_relay, mut lab) = traced_lab().await;
+    let (server, _, _) = listening_server(&mut lab).await;
+    let (client, conn) = connected_client(&mut lab, server).await;
+    let linger2 = lab
+        .ok(Op::Setsockopt {
+            sock: client,
+            name: SockOptName::Linger2,
+            value: SockOptValue::Number(1),
+        })
+        .await;
+    assert!(linger2.c.contains("TCP_LINGER2, [1]"), "{}", linger2.c);
+    lab.ok(Op::Close { sock: client }).await;
+    lab.state(conn, TcpState::CloseWait).await;
+    let fin_wait2 = lab.state(client, TcpState::FinWait2).await;
+    let from = lab.events.len();
+    let gone = lab
+        .until_from(from, "the orphaned FIN_WAIT2 expires", |e| {
+            matches!(&e.body, EventBody::State(s) if s.sock == client && s.tcp == TcpState::Close)
+        })
+        .await;
+    let waited_us = gone.t_us
+        - lab
+            .events
+            .iter()
+            .rev()
+            .find(|e| matches!(&e.body, EventBody::State(s) if s == &fin_wait2))
+            .map(|e| e.t_us)
+            .unwrap_or(0);
+    assert!(
+        (900_000..3_000_000).contains(&waited_us),
+        "FIN_WAIT2 lasted {waited_us} µs with TCP_LINGER2 1 s"
+    );
+    let local = fin_wait2.local.expect("local");
+    let peer = fin_wait2.peer.expect("peer");
+    assert_eq!(ss_state(&local, &peer), None, "the kernel dropped it");
+    assert_eq!(ss_state(&peer, &local).as_deref(), Some("CLOSE_WAIT"));
+    let still = lab.events.iter().rev().find_map(|e| match &e.body {
+        EventBody::State(s) if s.sock == conn => Some(s.tcp),
+        _ => None,
+    });
+    assert_eq!(still, Some(TcpState::CloseWait), "the server's end stays");
 }

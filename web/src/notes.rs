@@ -112,8 +112,8 @@ pub fn note_text(note: &Note, lang: Lang) -> String {
             };
         }
         Note::ReuseAddress => lang.pick(
-            "SO_REUSEADDR lets bind() take a port whose old connections only wait in TIME_WAIT. It does not let two servers listen on one port.",
-            "SO_REUSEADDR 允许 bind() 使用一个只剩 TIME_WAIT 旧连接的端口。它并不允许两个服务端监听同一个端口。",
+            "SO_REUSEADDR lets bind() take a port whose old connections only wait in TIME_WAIT. On Linux both sides must have asked: the old connection keeps the option of the listener it came from, so servers set it before every bind. It does not let two servers listen on one port.",
+            "SO_REUSEADDR 允许 bind() 使用一个只剩 TIME_WAIT 旧连接的端口。在 Linux 上双方都必须设置：旧连接沿用它所属监听套接字的选项，所以服务端应在每次 bind 之前设置。它并不允许两个服务端监听同一个端口。",
         ),
         Note::FdClosed => lang.pick(
             "The fd is gone. If the connection still needs to finish (FIN_WAIT, TIME_WAIT), the kernel does that on its own; the state events that follow show it.",
@@ -158,8 +158,8 @@ pub const LAB_ERRNOS: [&str; 17] = [
 pub fn errno_text(op: OpName, errno: &str, lang: Lang) -> Option<&'static str> {
     Some(match (errno, op) {
         ("EADDRINUSE", OpName::Bind) => lang.pick(
-            "Another socket already holds this address and port: a server that is still running, or an old connection on the port that waits in TIME_WAIT after its server closed first. Set SO_REUSEADDR before bind() to reuse a port that only TIME_WAIT holds.",
-            "这个地址和端口已被其他套接字占用：可能是仍在运行的服务端，也可能是服务端先关闭后、端口上还在 TIME_WAIT 的旧连接。在 bind() 之前设置 SO_REUSEADDR，就能复用只被 TIME_WAIT 占用的端口。",
+            "Another socket already holds this address and port: a server that is still running, or an old connection on the port that waits in TIME_WAIT after its server closed first. A server that sets SO_REUSEADDR before every bind() can reuse a port that only TIME_WAIT holds.",
+            "这个地址和端口已被其他套接字占用：可能是仍在运行的服务端，也可能是服务端先关闭后、端口上还在 TIME_WAIT 的旧连接。如果服务端每次 bind() 之前都设置 SO_REUSEADDR，就能复用只被 TIME_WAIT 占用的端口。",
         ),
         ("EADDRINUSE", _) => lang.pick(
             "The kernel found no free local port for this connection.",
@@ -290,8 +290,8 @@ pub fn scenario_summary(scenario: Scenario, lang: Lang) -> Option<(&'static str,
         Scenario::BindReuseAddr => (
             lang.pick("bind() succeeded with SO_REUSEADDR", "设置 SO_REUSEADDR 后 bind() 成功"),
             lang.pick(
-                "The old connection still waits in TIME_WAIT on the port, but SO_REUSEADDR, set before bind(), lets a new server take a port that only TIME_WAIT holds.",
-                "旧连接仍在这个端口上处于 TIME_WAIT，但在 bind() 之前设置的 SO_REUSEADDR 允许新服务端使用只被 TIME_WAIT 占用的端口。",
+                "The old connection still waits in TIME_WAIT on the port. Both servers set SO_REUSEADDR before bind() (Linux requires it of the old one too: its TIME_WAIT keeps the option), so the new server may take a port that only TIME_WAIT holds.",
+                "旧连接仍在这个端口上处于 TIME_WAIT。两次启动的服务端都在 bind() 之前设置了 SO_REUSEADDR（Linux 要求旧的那个也设置：它的 TIME_WAIT 沿用这个选项），所以新服务端可以使用只被 TIME_WAIT 占用的端口。",
             ),
         ),
         Scenario::ReadAfterPeerClosed => (

@@ -130,7 +130,15 @@ impl Scenario {
                 Action::ConnectToServerPort(CLIENT),
             ]),
             Scenario::BindInUse | Scenario::BindReuseAddr => {
-                actions.extend(server_up);
+                // Servers that want to restart at once set SO_REUSEADDR
+                // before each bind: Linux shares a port with TIME_WAIT only
+                // when the old socket asked for it too.
+                let reuse = self == Scenario::BindReuseAddr;
+                actions.push(S(SERVER_LANE, Step::Socket));
+                if reuse {
+                    actions.push(Action::ReuseAddr(SERVER_LANE));
+                }
+                actions.extend([S(SERVER_LANE, Step::Bind), S(SERVER_LANE, Step::Listen)]);
                 actions.extend(connected);
                 actions.extend([
                     // The server closes first, so its end waits in TIME_WAIT
@@ -142,7 +150,7 @@ impl Scenario {
                     // It starts again on the same port.
                     S(SERVER_LANE, Step::Socket),
                 ]);
-                if self == Scenario::BindReuseAddr {
+                if reuse {
                     actions.push(Action::ReuseAddr(SERVER_LANE));
                 }
                 actions.push(Action::RebindServer);
