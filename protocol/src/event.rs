@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use crate::{Note, OpName, Role, SockId};
 
 /// One frame from the relay. `seq` counts 1, 2, 3, … per session with no gaps;
-/// `t_us` is microseconds since the session began and never goes backwards.
+/// `t_us` is microseconds since the session began, when the thing happened in
+/// the kernel, and never goes backwards: `seq` order is `t_us` order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub seq: u64,
@@ -218,9 +219,10 @@ pub struct SockState {
     /// The fd while the process holds it; null once closed.
     pub fd: Option<i32>,
     pub role: Role,
-    /// getsockopt(TCP_INFO)'s `tcpi_state` while the fd is open; after close,
-    /// what /proc/net/tcp still shows for the connection (TIME_WAIT, say),
-    /// or CLOSE once the kernel has forgotten it too.
+    /// getsockopt(TCP_INFO)'s `tcpi_state`, or the kernel's traced change,
+    /// while the fd is open; after close, what the kernel still holds of
+    /// that exact connection (sock_diag: TIME_WAIT, say), or CLOSE, once,
+    /// when it has forgotten it.
     pub tcp: TcpState,
     /// False once close(2) has returned. A TIME_WAIT with `fd_open` false
     /// belongs to the kernel alone.

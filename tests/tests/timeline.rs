@@ -97,6 +97,11 @@ async fn the_wire_and_the_calls_come_in_kernel_order() {
     lab.state(client, TcpState::TimeWait).await;
 
     let events = lab.events.clone();
+    // Kept as an artifact: docs/protocol.md quotes it.
+    let lines: Vec<String> = events.iter().map(protocol::encode_event).collect();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts");
+    std::fs::create_dir_all(&dir).expect("artifacts folder");
+    std::fs::write(dir.join("kernel-order.jsonl"), lines.join("\n") + "\n").expect("written");
     let (client_port, server_port) = (client_addr.port(), server_addr.port());
     let ours = |event: &Event| {
         segment(event).is_some_and(|segment| {

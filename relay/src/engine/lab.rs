@@ -149,8 +149,8 @@ impl Lab {
 
     /// A captured segment of this lab, named by the lab socket at each end.
     fn segment(&mut self, segment: WireSegment) {
-        let src_sock = self.sockets.sock_at(segment.src, segment.dst);
-        let dst_sock = self.sockets.sock_at(segment.dst, segment.src);
+        let src_sock = self.sockets.sock_at(segment.src, segment.dst, segment.at);
+        let dst_sock = self.sockets.sock_at(segment.dst, segment.src, segment.at);
         let event = self.wire.event(&segment, src_sock, dst_sock);
         self.timeline.push(segment.at, EventBody::Segment(event));
     }

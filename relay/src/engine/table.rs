@@ -229,14 +229,17 @@ impl SocketTable {
         ports
     }
 
-    /// The lab socket whose end of a connection is `local`, talking to `peer`:
-    /// an open socket, a closed one the kernel still holds or that closed a
-    /// moment ago, or else the listening socket a handshake is for.
-    pub fn sock_at(&self, local: SocketAddrV4, peer: SocketAddrV4) -> Option<SockId> {
+    /// The lab socket whose end of a connection is `local`, talking to `peer`,
+    /// at `at`: an open socket made by then, a closed one the kernel still
+    /// holds or that closed a moment ago, or else the listening socket a
+    /// handshake is for (before accept() made the connection's own socket).
+    pub fn sock_at(&self, local: SocketAddrV4, peer: SocketAddrV4, at: Stamp) -> Option<SockId> {
         let (local, peer) = (SocketAddr::V4(local), SocketAddr::V4(peer));
         self.open
             .iter()
-            .find(|(_, socket)| socket.local == Some(local) && socket.peer == Some(peer))
+            .find(|(_, socket)| {
+                socket.local == Some(local) && socket.peer == Some(peer) && socket.since <= at
+            })
             .map(|(sock, _)| *sock)
             .or_else(|| {
                 self.ghosts
