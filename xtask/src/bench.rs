@@ -2,13 +2,16 @@
 //! loopback, as a page would use it, and prints the figures.
 //!
 //! - send-to-read latency: from writing a `send` command to receiving the
-//!   peer's `read` done event (the read was already waiting);
+//!   peer's `read` done event (the read was already waiting), with capture
+//!   off, and with capture and the state trace on, where the lab merges
+//!   every step in kernel time; and how long that merge held a call event
+//!   (the lab's own figure, from its closing log line);
 //! - full-lifecycle labs per second: open a session, run the whole seed flow,
 //!   close everything, leave;
 //! - memory per idle lab: the relay's RSS growth per open session;
 //! - the wire view's cost: the relay's CPU time with and without 1,000
-//!   segments/s of traffic on other ports, capture on and off, and how much
-//!   later than a send's done event its segment event arrives.
+//!   segments/s of traffic on other ports, capture on and off, and how soon
+//!   after the `send` command its segment event reaches the page.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -41,6 +44,56 @@ struct BenchRelay {
     _child: tokio::process::Child,
     ws_url: String,
     pid: u32,
+    /// Its log lines, as they come.
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl BenchRelay {
+    /// Awaits the log line a lab writes when it ends, with how long merging
+    /// held its call events: (p50, p99) in µs.
+    async fn merge_hold(&self) -> anyhow::Result<(f64, f64)> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let found = self.logs.lock().ok().and_then(|logs| {
+                logs.iter().rev().find_map(|line| {
+                    Some((
+                        number_after(line, "hold_p50_us")?,
+                        number_after(line, "hold_p99_us")?,
+                    ))
+                })
+            });
+            if let Some(hold) = found {
+                return Ok(hold);
+            }
+            if Instant::now() > deadline {
+                bail!("the relay never logged its merge hold");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The number after `key=` in a log line, without tracing's colour codes.
+fn number_after(line: &str, key: &str) -> Option<f64> {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // An escape sequence runs to its final letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    let rest = &plain[plain.find(&format!("{key}="))? + key.len() + 1..];
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
 }
 
 async fn start_relay(extra_args: &[&str]) -> anyhow::Result<BenchRelay> {
@@ -48,11 +101,31 @@ async fn start_relay(extra_args: &[&str]) -> anyhow::Result<BenchRelay> {
     let mut child = tokio::process::Command::new(&relay_path)
         .args(["--listen", "127.0.0.1:0"])
         .args(extra_args)
-        .env("RUST_LOG", "relay=warn")
+        // The lab's closing line carries the merge hold.
+        .env("RUST_LOG", "relay=warn,relay::engine::lab=debug")
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("could not start {}", relay_path.display()))?;
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    if let Some(stderr) = child.stderr.take() {
+        let logs = std::sync::Arc::clone(&logs);
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(mut logs) = logs.lock() {
+                    // Only the hold lines are read; keep the newest few.
+                    if line.contains("hold_p50_us") {
+                        if logs.len() >= 64 {
+                            logs.remove(0);
+                        }
+                        logs.push(line);
+                    }
+                }
+            }
+        });
+    }
     let stdout = child.stdout.take().context("no stdout")?;
     let line = BufReader::new(stdout)
         .lines()
@@ -69,6 +142,7 @@ async fn start_relay(extra_args: &[&str]) -> anyhow::Result<BenchRelay> {
         _child: child,
         ws_url,
         pid,
+        logs,
     })
 }
 
@@ -103,9 +177,22 @@ async fn measure(round_trips: u32, idle_labs: u32) -> anyhow::Result<()> {
         println!("wire view:            not measured: this relay may not capture (run as root)");
         return Ok(());
     }
+    let captured_latencies = send_to_read_latency(&captured.ws_url, round_trips).await?;
+    println!(
+        "send→peer read done:  p50 {:>7.1} µs   p99 {:>7.1} µs   ({} round trips, capture and state trace on)",
+        percentile(&captured_latencies, 0.50),
+        percentile(&captured_latencies, 0.99),
+        captured_latencies.len()
+    );
+    match captured.merge_hold().await {
+        Ok((hold_p50, hold_p99)) => println!(
+            "merge hold per call:  p50 {hold_p50:>7.1} µs   p99 {hold_p99:>7.1} µs   (syscall return → event released, in that lab)"
+        ),
+        Err(error) => println!("merge hold per call:  not measured: {error}"),
+    }
     let (segment_delay, segment_delay_t_us) = segment_delay(&mut probe, 300).await?;
     println!(
-        "send done→segment:    p50 {:>7.1} µs   p99 {:>7.1} µs   at the client ({} sends); in t_us p50 {:.0} µs",
+        "send cmd→segment:     p50 {:>7.1} µs   p99 {:>7.1} µs   at the client ({} sends); on the wire p50 {:.0} µs before send() returned",
         percentile(&segment_delay, 0.50),
         percentile(&segment_delay, 0.99),
         segment_delay.len(),
@@ -190,6 +277,7 @@ async fn segment_delay(session: &mut Session, sends: u32) -> anyhow::Result<(Vec
     let mut at_client = Vec::new();
     let mut in_t_us = Vec::new();
     for _ in 0..sends {
+        let sent = Instant::now();
         let id = session
             .send(Op::Send {
                 sock: client,
@@ -211,9 +299,12 @@ async fn segment_delay(session: &mut Session, sends: u32) -> anyhow::Result<(Vec
                 _ => {}
             }
         }
-        if let (Some((done_at, done_t)), Some((segment_at, segment_t))) = (done, segment) {
-            at_client.push(segment_at.saturating_duration_since(done_at).as_secs_f64() * 1e6);
-            in_t_us.push(segment_t.saturating_sub(done_t) as f64);
+        // The segment goes out inside send(), so it comes first: the page
+        // waits for the command's answer, and the segment is in kernel time
+        // this long before send() returned.
+        if let (Some((_, done_t)), Some((segment_at, segment_t))) = (done, segment) {
+            at_client.push(segment_at.saturating_duration_since(sent).as_secs_f64() * 1e6);
+            in_t_us.push(done_t.saturating_sub(segment_t) as f64);
         }
         session
             .call(Op::Read {
