@@ -17,6 +17,8 @@ pub struct Config {
     pub www_dir: Option<PathBuf>,
     /// Origins, besides the relay's own, whose pages may open `/ws`.
     pub allowed_origins: Vec<String>,
+    /// Host names, besides localhost and IP literals, the relay answers to.
+    pub allowed_hosts: Vec<String>,
     /// Targets outside this host that a lab may connect to.
     pub allowed_connect_targets: Vec<SocketAddr>,
     /// The IP that lab servers bind to by default. Loopback unless the teacher
@@ -39,6 +41,7 @@ impl Default for Config {
         Config {
             www_dir: None,
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             allowed_connect_targets: Vec::new(),
             lab_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             lab_ports: 7001..=7999,

@@ -3,7 +3,8 @@
 //! for and streaming what the kernel answered.
 //!
 //! # Layout
-//! - `server`: HTTP, the embedded page, the WebSocket upgrade and its Origin check.
+//! - `server`: HTTP, the embedded page, the WebSocket upgrade.
+//! - `access`: who may reach the relay: the Host allow-list and the Origin check.
 //! - `assets`: the page's files, embedded at compile time or read from `--www`.
 //! - `session`: one per browser; forwards commands to its lab and events back.
 //! - `labs`: the relay's lab slots, its shared lab ports and capture, and
@@ -16,6 +17,7 @@
 //!   capture hands to the labs beside their segments.
 //! - `config`: the relay's settings and limits.
 
+mod access;
 mod assets;
 pub mod capture;
 pub mod config;

@@ -27,6 +27,11 @@ struct Args {
     /// Also let pages from this origin (such as http://localhost:8000) open labs.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allowed_origins: Vec<String>,
+    /// Also answer requests that name this host (this machine's name on the
+    /// network, say). localhost, *.localhost and IP addresses always work;
+    /// any other name is refused, which keeps DNS-rebinding pages out.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    allowed_hosts: Vec<String>,
     /// Let labs connect to this address outside this host.
     #[arg(long = "allow-connect", value_name = "HOST:PORT")]
     allowed_connect_targets: Vec<SocketAddr>,
@@ -55,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
     let config = Config {
         www_dir: args.www,
         allowed_origins: args.allowed_origins,
+        allowed_hosts: args.allowed_hosts,
         allowed_connect_targets: args.allowed_connect_targets,
         lab_ip: args.lab_ip,
         labs_per_relay: args.max_labs,

@@ -3,14 +3,18 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use std::net::SocketAddr;
+
 use axum::Router;
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
+use crate::access::Access;
 use crate::assets::Assets;
 use crate::capture::Capture;
 use crate::config::Config;
@@ -25,6 +29,7 @@ struct Shared {
     pub config: Config,
     assets: Assets,
     labs: Arc<Labs>,
+    access: Access,
 }
 
 /// A relay that is ready to serve: its capture is open (or known to be
@@ -52,6 +57,7 @@ impl Relay {
         }
         let shared = Arc::new(Shared {
             labs: Arc::new(Labs::new(&config, capture)),
+            access: Access::new(&config.allowed_hosts, &config.allowed_origins),
             config,
             assets,
         });
@@ -68,6 +74,10 @@ impl Relay {
         let app = Router::new()
             .route("/ws", get(open_lab))
             .fallback(get(page_file))
+            .layer(middleware::from_fn_with_state(
+                Arc::clone(&self.shared),
+                check_host,
+            ))
             .with_state(self.shared);
         // Events are small frames that must leave at once: without
         // TCP_NODELAY, Nagle's algorithm and the browser's delayed ACK hold
@@ -77,9 +87,12 @@ impl Relay {
                 tracing::debug!(%error, "could not set TCP_NODELAY");
             }
         });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
     }
 }
 
@@ -90,6 +103,31 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     Relay::new(config).serve(listener, shutdown).await
+}
+
+/// Answers nothing, not even a page, to a request for a host name that is
+/// not allowed: that is what a DNS-rebinding page sends.
+async fn check_host(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match shared.access.check_host(request.headers(), peer) {
+        Ok(()) => next.run(request).await,
+        Err(host) => (
+            StatusCode::FORBIDDEN,
+            format!(
+                "This relay answers only to localhost, IP addresses and the names it was given. \
+                 It was asked for as \"{host}\". If that is this machine's name, start the relay \
+                 with --allow-host {name}.\n",
+                name = host
+                    .rsplit_once(':')
+                    .map_or(host.as_str(), |(name, _)| name)
+            ),
+        )
+            .into_response(),
+    }
 }
 
 async fn page_file(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
@@ -112,7 +150,7 @@ async fn open_lab(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if let Err(origin) = check_origin(&headers, &shared.config.allowed_origins) {
+    if let Err(origin) = shared.access.check_origin(&headers) {
         tracing::warn!(%origin, "refused a WebSocket from another origin");
         return (
             StatusCode::FORBIDDEN,
@@ -136,79 +174,4 @@ async fn open_lab(
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
         .on_upgrade(move |socket| session::run(socket, labs, frame_bytes))
-}
-
-/// A browser page may open `/ws` only if it came from this relay (its Origin
-/// names the Host it asked) or from an origin the teacher allowed. Clients
-/// that send no Origin are not browsers, so a page cannot hide behind them.
-fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), String> {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return Ok(());
-    };
-    let origin = origin.to_str().unwrap_or("(unreadable)").to_string();
-    let host = headers
-        .get(header::HOST)
-        .and_then(|host| host.to_str().ok())
-        .unwrap_or("");
-    let same_origin = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-        .is_some_and(|origin_host| !host.is_empty() && origin_host == host);
-    if same_origin || allowed.contains(&origin) {
-        Ok(())
-    } else {
-        Err(origin)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::HeaderValue;
-
-    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_str(host).expect("host"));
-        if let Some(origin) = origin {
-            headers.insert(
-                header::ORIGIN,
-                HeaderValue::from_str(origin).expect("origin"),
-            );
-        }
-        headers
-    }
-
-    #[test]
-    fn origin_rules() {
-        let allowed = vec!["http://teacher.example:8080".to_string()];
-        assert!(check_origin(&headers(None, "127.0.0.1:7878"), &allowed).is_ok());
-        assert!(
-            check_origin(
-                &headers(Some("http://127.0.0.1:7878"), "127.0.0.1:7878"),
-                &allowed
-            )
-            .is_ok()
-        );
-        assert!(
-            check_origin(
-                &headers(Some("http://evil.example"), "127.0.0.1:7878"),
-                &allowed
-            )
-            .is_err()
-        );
-        assert!(
-            check_origin(
-                &headers(Some("http://127.0.0.1:9999"), "127.0.0.1:7878"),
-                &allowed
-            )
-            .is_err()
-        );
-        assert!(
-            check_origin(
-                &headers(Some("http://teacher.example:8080"), "127.0.0.1:7878"),
-                &allowed
-            )
-            .is_ok()
-        );
-    }
 }

@@ -10,13 +10,23 @@ pub mod sniffer;
 
 /// GETs a URL from the relay and returns the status, content type and body.
 pub async fn http_get(url: &str) -> (u16, String, Vec<u8>) {
+    http_get_with(url, &[]).await
+}
+
+/// GETs a URL with extra headers (a Host a rebinding page would send, say).
+pub async fn http_get_with(url: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
     use http_body_util::{BodyExt, Empty};
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
 
     let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut request = http::Request::get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Empty::new()).expect("a valid request");
     let response = client
-        .get(url.parse().expect("a valid URL"))
+        .request(request)
         .await
         .expect("the relay answers HTTP");
     let status = response.status().as_u16();
