@@ -28,6 +28,16 @@ pub enum EventBody {
     /// `call` event before this one. Sent even when there was nothing to
     /// close, so a reset always has an answer.
     Reset(ResetDone),
+    /// Segments of this lab that the relay captured but could not keep, so
+    /// the page knows its wire view has a hole there.
+    Gap(Gap),
+}
+
+/// Captured segments the relay let go of.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gap {
+    /// How many segments are missing from the wire view since the last event.
+    pub segments: u64,
 }
 
 /// The end of a reset.
@@ -275,6 +285,11 @@ pub struct Segment {
     pub cause: Cause,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<u64>,
+    /// When the page falls behind, consecutive segments of one flow (data
+    /// and pure ACKs, never SYN, FIN or RST) are sent as one event: this many,
+    /// with `len` their payload in all and the numbers of the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coalesced: Option<u32>,
 }
 
 /// Why a command was refused before any system call.
@@ -377,6 +392,7 @@ mod tests {
                 dst_sock: Some(1),
                 cause: Cause::Call,
                 id: Some(9),
+                coalesced: None,
             }),
             EventBody::Error(ErrorEvent {
                 id: None,
@@ -384,6 +400,7 @@ mod tests {
                 message: "no".into(),
             }),
             EventBody::Reset(ResetDone { id: 4, closed: 2 }),
+            EventBody::Gap(Gap { segments: 12 }),
         ];
         for (seq, body) in bodies.into_iter().enumerate() {
             let event = Event {

@@ -10,6 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -96,9 +97,31 @@ struct Reader {
     loopback_index: i32,
 }
 
+/// Where a lab takes its observations, and how many it had to let go.
+#[derive(Clone)]
+pub struct LabRoute {
+    /// Bounded ([`OBSERVATIONS_QUEUE`]): the capture never waits for a lab.
+    pub sender: mpsc::Sender<Observation>,
+    /// Observations dropped because the lab's queue was full.
+    pub dropped: Arc<AtomicU64>,
+}
+
+impl LabRoute {
+    fn deliver(&self, observation: Observation) {
+        if self.sender.try_send(observation).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Observations queued for one lab at most. A lab drains its queue at every
+/// step, so only a lab starved of CPU fills it; what does not fit is counted
+/// and reported to the page as a gap.
+pub const OBSERVATIONS_QUEUE: usize = 4096;
+
 #[derive(Default)]
 struct Routes {
-    by_port: HashMap<u16, Vec<(LabId, mpsc::UnboundedSender<Observation>)>>,
+    by_port: HashMap<u16, Vec<(LabId, LabRoute)>>,
     unmatched: VecDeque<(Instant, Observation)>,
 }
 
@@ -212,13 +235,7 @@ impl Capture {
     /// Sends what concerns `port` to this lab, including what arrived in the
     /// last moments before the lab knew the port, but nothing from before
     /// `since`, when the lab's socket on it was made.
-    pub fn register(
-        &self,
-        lab: LabId,
-        port: u16,
-        since: Stamp,
-        segments: &mpsc::UnboundedSender<Observation>,
-    ) {
+    pub fn register(&self, lab: LabId, port: u16, since: Stamp, route: &LabRoute) {
         let Ok(mut routes) = self.routes.lock() else {
             return;
         };
@@ -226,13 +243,13 @@ impl Capture {
         if owners.iter().any(|(owner, _)| *owner == lab) {
             return;
         }
-        owners.push((lab, segments.clone()));
+        owners.push((lab, route.clone()));
         let now = Instant::now();
         let Routes { unmatched, .. } = &mut *routes;
         unmatched.retain(|(seen, observation)| {
             let mine = observation.ports().contains(&port) && observation.at() >= since;
             if mine && now.duration_since(*seen) < UNMATCHED_KEEP {
-                let _ = segments.send(observation.clone());
+                route.deliver(observation.clone());
             }
             !mine
         });
@@ -269,11 +286,11 @@ impl Capture {
             if port == 0 {
                 continue;
             }
-            for (lab, sender) in routes.by_port.get(&port).into_iter().flatten() {
+            for (lab, route) in routes.by_port.get(&port).into_iter().flatten() {
                 // A segment between two ports of one lab goes to it once.
                 if !delivered.contains(lab) {
                     delivered.push(*lab);
-                    let _ = sender.send(observation.clone());
+                    route.deliver(observation.clone());
                 }
             }
         }
@@ -512,8 +529,13 @@ mod tests {
             }),
             transitions: Err("not in this test".into()),
         };
-        let (lab_a, mut from_a) = mpsc::unbounded_channel();
-        let (lab_b, mut from_b) = mpsc::unbounded_channel();
+        let route = |capacity: usize| {
+            let (sender, receiver) = mpsc::channel(capacity);
+            let dropped = Arc::new(AtomicU64::new(0));
+            (LabRoute { sender, dropped }, receiver)
+        };
+        let (lab_a, mut from_a) = route(16);
+        let (lab_b, mut from_b) = route(16);
         capture.register(1, 7001, 0, &lab_a);
         capture.register(2, 7002, 0, &lab_b);
         let segment = |src: u16, dst: u16| {
@@ -544,5 +566,12 @@ mod tests {
         capture.unregister_lab(1);
         capture.route(segment(50000, 7001));
         assert!(from_a.try_recv().is_err());
+        // A full lab queue drops and counts; the capture never waits.
+        let (lab_c, _from_c) = route(1);
+        capture.register(3, 7003, 0, &lab_c);
+        for _ in 0..3 {
+            capture.route(segment(50003, 7003));
+        }
+        assert_eq!(lab_c.dropped.load(Ordering::Relaxed), 2);
     }
 }

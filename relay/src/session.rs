@@ -5,8 +5,8 @@
 //! expected endings; `forward` returns them as errors.
 
 use std::sync::Arc;
-
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use protocol::{ErrorCode, EventBody, Refusal};
@@ -29,7 +29,32 @@ pub(crate) async fn run(mut socket: WebSocket, labs: Arc<Labs>, frame_bytes: u32
         }
     };
     let mut lab = open.handle;
-    match forward(&mut socket, &lab.inputs, &mut lab.events, frame_bytes).await {
+    let overflowed = Arc::clone(&lab.overflowed);
+    match forward(
+        &mut socket,
+        &lab.inputs,
+        &mut lab.events,
+        &overflowed,
+        frame_bytes,
+    )
+    .await
+    {
+        Ok(()) if overflowed.load(Ordering::Relaxed) => {
+            // The lab stopped sending; say why and end the session.
+            let close = Message::Close(Some(CloseFrame {
+                code: close_code::POLICY,
+                reason: "the page fell too far behind the lab's events".into(),
+            }));
+            let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(close)).await;
+        }
+        Err(error) if error.to_string() == IDLE => {
+            tracing::info!("a browser went silent; closing its lab");
+            let close = Message::Close(Some(CloseFrame {
+                code: close_code::AWAY,
+                reason: IDLE.into(),
+            }));
+            let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(close)).await;
+        }
         Ok(()) => tracing::debug!("browser left"),
         Err(error) if is_invalid_utf8(&error) => {
             // RFC 6455 requires failing the connection on a text frame that
@@ -59,16 +84,30 @@ pub(crate) async fn run(mut socket: WebSocket, labs: Arc<Labs>, frame_bytes: u32
     let _ = lab.task.await;
 }
 
+/// How often the relay pings a browser that has been quiet.
+const PING_EVERY: Duration = Duration::from_secs(15);
+/// A browser that has sent nothing, not even a pong, for this long has gone.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+/// A frame the browser does not take within this long means it has stopped
+/// reading.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+const IDLE: &str = "the browser stopped answering";
+
 async fn forward(
     socket: &mut WebSocket,
     inputs: &mpsc::Sender<LabInput>,
-    events: &mut mpsc::UnboundedReceiver<protocol::Event>,
+    events: &mut mpsc::Receiver<protocol::Event>,
+    overflowed: &AtomicBool,
     frame_bytes: u32,
 ) -> Result<(), axum::Error> {
+    let mut last_heard = Instant::now();
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             frame = socket.recv() => {
                 let Some(frame) = frame else { return Ok(()) };
+                last_heard = Instant::now();
                 let input = match frame? {
                     Message::Text(text) => read_command(text.as_bytes(), frame_bytes),
                     Message::Binary(bytes) => read_command(&bytes, frame_bytes),
@@ -81,17 +120,32 @@ async fn forward(
             }
             event = events.recv() => {
                 let Some(event) = event else { return Ok(()) };
-                socket.send(Message::Text(protocol::encode_event(&event).into())).await?;
+                if overflowed.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                let frame = Message::Text(protocol::encode_event(&event).into());
+                send_in_time(socket, frame).await?;
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > IDLE_TIMEOUT {
+                    return Err(axum::Error::new(IDLE));
+                }
+                send_in_time(socket, Message::Ping(Default::default())).await?;
             }
         }
     }
 }
 
+/// Sends a frame, or fails if the browser has not taken it in time.
+async fn send_in_time(socket: &mut WebSocket, frame: Message) -> Result<(), axum::Error> {
+    match tokio::time::timeout(SEND_TIMEOUT, socket.send(frame)).await {
+        Ok(sent) => sent,
+        Err(_) => Err(axum::Error::new("the browser stopped reading")),
+    }
+}
+
 /// Forwards events until the lab has reported an `error`, for at most a second.
-async fn forward_until_error(
-    socket: &mut WebSocket,
-    events: &mut mpsc::UnboundedReceiver<protocol::Event>,
-) {
+async fn forward_until_error(socket: &mut WebSocket, events: &mut mpsc::Receiver<protocol::Event>) {
     let forwarding = async {
         while let Some(event) = events.recv().await {
             let is_error = matches!(event.body, EventBody::Error(_));

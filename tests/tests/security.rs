@@ -57,3 +57,150 @@ async fn a_rebinding_host_gets_neither_the_page_nor_a_lab() {
     .await;
     assert_eq!(status, 101, "an allowed name opens a lab");
 }
+
+/// The relay's resident memory, from /proc.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
+}
+
+/// A client opens a lab, then stops reading its WebSocket while its lab and
+/// two outsiders on the lab's port number move bulk data. Every queue is
+/// bounded, so the relay's memory stays flat, the client is cut off, and
+/// the memory comes back once it has gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_cannot_grow_the_relay() {
+    use futures_util::SinkExt;
+    use protocol::{Command, Op, Role};
+    use tokio_tungstenite::tungstenite::Message;
+
+    const FLOOD: std::time::Duration = std::time::Duration::from_secs(30);
+    const PORT: u16 = 7977;
+    let relay = RelayProcess::start(&[]).await;
+    let pid = relay.pid();
+    let baseline = rss_bytes(pid);
+    let (mut socket, _) = tokio_tungstenite::connect_async(relay.ws_url())
+        .await
+        .expect("a lab");
+    // The lab's commands, sent blind: its sockets are numbered 1, 2, 3.
+    let setup = [
+        Op::Socket { role: Role::Server },
+        Op::Bind {
+            sock: 1,
+            addr: Some(format!("127.0.0.1:{PORT}")),
+        },
+        Op::Listen {
+            sock: 1,
+            backlog: None,
+        },
+        Op::Socket { role: Role::Client },
+        Op::Connect {
+            sock: 2,
+            addr: Some(format!("127.0.0.1:{PORT}")),
+        },
+        Op::Accept { sock: 1 },
+    ];
+    let mut id = 0;
+    for op in setup {
+        id += 1;
+        let text = protocol::encode_command(&Command { id, op });
+        socket.send(Message::Text(text.into())).await.expect("sent");
+    }
+    // Two ordinary programs move bulk data on the same port number, on
+    // another loopback address, for the length of the flood.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let outsiders = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let listener = std::net::TcpListener::bind(("127.0.0.2", PORT)).expect("outsider");
+            let mut writer = std::net::TcpStream::connect(("127.0.0.2", PORT)).expect("connect");
+            let (mut reader, _) = listener.accept().expect("accept");
+            let reading = std::thread::spawn(move || {
+                let mut buffer = vec![0u8; 1 << 16];
+                while reader.read(&mut buffer).is_ok_and(|count| count > 0) {}
+            });
+            let chunk = vec![7u8; 1 << 16];
+            let started = std::time::Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && started.elapsed() < FLOOD {
+                if writer.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+            drop(writer);
+            let _ = reading.join();
+        })
+    };
+    // The lab floods too, while nobody reads its events.
+    let started = std::time::Instant::now();
+    let mut peak = baseline;
+    let mut cut_off = false;
+    let payload = "x".repeat(16 * 1024);
+    while started.elapsed() < FLOOD {
+        peak = peak.max(rss_bytes(pid));
+        for op in [
+            Op::Send {
+                sock: 2,
+                data: Some(payload.clone()),
+                hex: None,
+            },
+            Op::Read {
+                sock: 3,
+                max: Some(65536),
+            },
+        ] {
+            id += 1;
+            let text = protocol::encode_command(&Command { id, op });
+            let sent = tokio::time::timeout(
+                std::time::Duration::from_secs(1),
+                socket.send(Message::Text(text.into())),
+            )
+            .await;
+            match sent {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => cut_off = true,
+                // The relay no longer reads us: its side is full or closed.
+                Err(_) => {}
+            }
+        }
+        if cut_off {
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    outsiders.join().expect("the outsiders end");
+    eprintln!(
+        "flood: relay RSS {} KiB before, {} KiB at most; cut off after {:.1} s",
+        baseline >> 10,
+        peak >> 10,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        peak < 100 * 1024 * 1024,
+        "relay RSS peaked at {} MiB (baseline {} MiB)",
+        peak >> 20,
+        baseline >> 20
+    );
+    drop(socket);
+    // Once the client has gone, its lab ends and the memory comes back.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let now = rss_bytes(pid);
+        if now < baseline + 16 * 1024 * 1024 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "RSS stayed at {} MiB (baseline {} MiB)",
+            now >> 20,
+            baseline >> 20
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

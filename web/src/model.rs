@@ -532,6 +532,14 @@ impl Model {
                 self.last_error = Some(error.message.clone());
                 self.announcements.push(error.message.clone());
             }
+            EventBody::Gap(gap) => {
+                let label = notes::gap(gap.segments, self.lang);
+                self.announcements.push(label.clone());
+                self.rows.push(Row::Divider {
+                    seq: event.seq,
+                    label,
+                });
+            }
             EventBody::Reset(done) => {
                 self.issued.remove(&done.id);
                 self.generation += 1;
@@ -572,6 +580,7 @@ impl Model {
                 format!("{:?}: {}", error.code, error.message),
             ),
             EventBody::Reset(done) => ("reset", None, notes::reset_divider(done.closed, self.lang)),
+            EventBody::Gap(gap) => ("gap", None, notes::gap(gap.segments, self.lang)),
         }
     }
 
@@ -1127,6 +1136,9 @@ fn short_call(call: &Call, lang: Lang) -> String {
 
 pub fn segment_label(segment: &Segment) -> String {
     let mut label = segment.flags.join("+");
+    if let Some(count) = segment.coalesced {
+        label.push_str(&format!(" ×{count}"));
+    }
     label.push_str(&format!(" seq={} ack={}", segment.rel_seq, segment.rel_ack));
     if segment.len > 0 {
         label.push_str(&format!(" len={}", segment.len));
@@ -1351,6 +1363,7 @@ mod tests {
                 dst_sock: Some(3),
                 cause: protocol::Cause::Call,
                 id: Some(7),
+                coalesced: None,
             }),
         };
         model.apply(&segment);

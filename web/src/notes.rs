@@ -264,6 +264,15 @@ pub fn reset_divider(closed: u32, lang: Lang) -> String {
     }
 }
 
+/// A hole in the wire view: segments the relay captured but let go of,
+/// because it fell behind.
+pub fn gap(segments: u64, lang: Lang) -> String {
+    match lang {
+        Lang::En => format!("{segments} segments not shown: the relay fell behind the wire here"),
+        Lang::Zh => format!("有 {segments} 个报文段没有显示：中继在这里跟不上线路"),
+    }
+}
+
 /// A row of a socket from before the last reset.
 pub fn before_reset(lang: Lang) -> &'static str {
     lang.pick("(from before the reset)", "（重置之前的套接字）")

@@ -7,6 +7,7 @@
 //! time.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use protocol::{
@@ -36,7 +37,9 @@ pub(super) struct Lab {
     timeline: Timeline,
     wire: Wire,
     capture: Option<Arc<Capture>>,
-    observations: mpsc::UnboundedReceiver<Observation>,
+    observations: mpsc::Receiver<Observation>,
+    /// Unbounded, yet never long: each pending wait sends one completion,
+    /// and a lab has at most two waits per socket (one each way).
     completion_tx: mpsc::UnboundedSender<Completion>,
     completions: mpsc::UnboundedReceiver<Completion>,
 }
@@ -44,9 +47,10 @@ pub(super) struct Lab {
 pub(super) async fn run(
     settings: LabSettings,
     mut inputs: mpsc::Receiver<LabInput>,
-    events: mpsc::UnboundedSender<Event>,
+    events: mpsc::Sender<Event>,
+    overflowed: Arc<AtomicBool>,
 ) {
-    let mut lab = Lab::new(settings, events);
+    let mut lab = Lab::new(settings, events, overflowed);
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -66,13 +70,13 @@ pub(super) async fn run(
 }
 
 impl Lab {
-    fn new(settings: LabSettings, events: mpsc::UnboundedSender<Event>) -> Lab {
+    fn new(settings: LabSettings, events: mpsc::Sender<Event>, overflowed: Arc<AtomicBool>) -> Lab {
         let capture = settings.capture.clone().ok();
         let (wire, observations) = Wire::new(capture.clone(), settings.lab_id);
         let (completion_tx, completions) = mpsc::unbounded_channel();
         let started = clock::now();
         let mut lab = Lab {
-            timeline: Timeline::new(events, started),
+            timeline: Timeline::new(events, overflowed, started),
             wire,
             capture,
             observations,
@@ -174,6 +178,11 @@ impl Lab {
         }
         while let Ok(observation) = self.observations.try_recv() {
             self.observed(observation);
+        }
+        let dropped = self.wire.take_dropped();
+        if dropped > 0 {
+            let gap = protocol::Gap { segments: dropped };
+            self.timeline.push(clock::now(), EventBody::Gap(gap));
         }
         self.observe();
         self.timeline.release();

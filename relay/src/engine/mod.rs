@@ -39,7 +39,7 @@ mod wire;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use protocol::{Command, ErrorEvent, Event, EventBody, Limits, Refusal};
 use tokio::sync::mpsc;
@@ -93,20 +93,33 @@ impl LabSettings {
 /// it; `task` finishes once every socket of the lab is closed.
 pub struct LabHandle {
     pub inputs: mpsc::Sender<LabInput>,
-    pub events: mpsc::UnboundedReceiver<Event>,
+    /// Bounded ([`EVENT_QUEUE`]); see `timeline` for what gives way.
+    pub events: mpsc::Receiver<Event>,
+    /// Set when the browser fell so far behind that the queue overflowed;
+    /// the lab then sends nothing more, and the session should close.
+    pub overflowed: Arc<AtomicBool>,
     pub task: JoinHandle<()>,
 }
+
+pub use timeline::EVENT_QUEUE;
 
 /// Starts a lab. Its first event is `hello`.
 pub fn spawn_lab(settings: LabSettings) -> LabHandle {
     // A browser sends one command at a time and waits for its answer; 64
     // covers a page that queues a scenario's clicks.
     let (inputs, input_rx) = mpsc::channel(64);
-    let (event_tx, events) = mpsc::unbounded_channel();
-    let task = tokio::spawn(lab::run(settings, input_rx, event_tx));
+    let (event_tx, events) = mpsc::channel(EVENT_QUEUE);
+    let overflowed = Arc::new(AtomicBool::new(false));
+    let task = tokio::spawn(lab::run(
+        settings,
+        input_rx,
+        event_tx,
+        Arc::clone(&overflowed),
+    ));
     LabHandle {
         inputs,
         events,
+        overflowed,
         task,
     }
 }

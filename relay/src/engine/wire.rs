@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddrV4;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use protocol::{Cause, OpName, Segment, SockId};
@@ -12,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::clock::Stamp;
 use super::render;
-use crate::capture::{Capture, LabId, Observation, WireSegment};
+use crate::capture::{Capture, LabId, LabRoute, OBSERVATIONS_QUEUE, Observation, WireSegment};
 
 /// A port stays routed this long after the lab stops using it, so that the
 /// last segments of a close (in flight in the capture) still arrive.
@@ -24,7 +25,7 @@ const DATA_SEEN_MAX: usize = 4096;
 pub(super) struct Wire {
     capture: Option<Arc<Capture>>,
     lab: LabId,
-    sender: mpsc::UnboundedSender<Observation>,
+    route: LabRoute,
     registered: BTreeSet<u16>,
     unwanted_since: HashMap<u16, Instant>,
     /// Each direction's initial sequence number, from its SYN.
@@ -36,15 +37,16 @@ pub(super) struct Wire {
 }
 
 impl Wire {
-    pub fn new(
-        capture: Option<Arc<Capture>>,
-        lab: LabId,
-    ) -> (Wire, mpsc::UnboundedReceiver<Observation>) {
-        let (sender, receiver) = mpsc::unbounded_channel();
+    pub fn new(capture: Option<Arc<Capture>>, lab: LabId) -> (Wire, mpsc::Receiver<Observation>) {
+        let (sender, receiver) = mpsc::channel(OBSERVATIONS_QUEUE);
+        let route = LabRoute {
+            sender,
+            dropped: Arc::new(AtomicU64::new(0)),
+        };
         let wire = Wire {
             capture,
             lab,
-            sender,
+            route,
             registered: BTreeSet::new(),
             unwanted_since: HashMap::new(),
             isn: HashMap::new(),
@@ -61,7 +63,7 @@ impl Wire {
         for (port, since) in wanted {
             self.unwanted_since.remove(port);
             if self.registered.insert(*port) {
-                capture.register(self.lab, *port, *since, &self.sender);
+                capture.register(self.lab, *port, *since, &self.route);
             }
         }
         let now = Instant::now();
@@ -168,7 +170,14 @@ impl Wire {
                 Cause::Kernel
             },
             id,
+            coalesced: None,
         }
+    }
+
+    /// How many observations the capture dropped for this lab since the last
+    /// call, because its queue was full.
+    pub fn take_dropped(&self) -> u64 {
+        self.route.dropped.swap(0, Ordering::Relaxed)
     }
 
     pub fn shut_down(&self) {
