@@ -86,6 +86,10 @@ pub struct Limits {
     pub frame_bytes: u32,
     /// The first and last port a lab may bind, both included.
     pub port_range: [u16; 2],
+    /// How many ports of the range one lab may hold at once; a port held
+    /// by one lab may not be bound by another, on any address.
+    #[serde(default)]
+    pub ports_per_lab: u32,
 }
 
 /// How far a system call got.
@@ -331,6 +335,7 @@ mod tests {
                     read_bytes: 65536,
                     frame_bytes: 65536,
                     port_range: [7001, 7999],
+                    ports_per_lab: 8,
                 },
                 capture: false,
                 capture_reason: Some("not root".into()),

@@ -17,6 +17,12 @@ pub enum Note {
     PortsSkipped { ports: Vec<u16> },
     /// bind() to port 0: the kernel picked the port.
     KernelPickedPort,
+    /// A bind the relay made before listen() on an unbound socket, so that
+    /// the kernel does not bind it to 0.0.0.0 (every interface).
+    BoundBeforeListen,
+    /// A bind the relay made before connect() on an unbound socket, so that
+    /// the connection leaves from the lab's address.
+    BoundBeforeConnect,
     /// listen(): the backlog is the length of the accept queue.
     AcceptQueueLength { backlog: i32 },
     /// accept() answered EAGAIN: the queue is empty; the relay waits for epoll.

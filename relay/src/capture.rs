@@ -1,23 +1,25 @@
 //! The wire view: one packet socket for the whole relay, which reads every
 //! TCP segment on the labs' interfaces, with the kernel's timestamp of each
-//! frame, and hands each to the labs that own one of its ports. A task reads
-//! it whenever frames arrive; a lab also drains it at the end of each step
-//! ([`Capture::drain`]), so that every frame up to that moment is in the
-//! lab's hands before it releases its events in kernel time. A lab only ever
-//! receives segments to or from its own ports.
+//! frame, and hands each to the lab whose connection or listening address it
+//! belongs to ([`RouteKey`]): by the full 4-tuple, never by a port number
+//! alone. A task reads it whenever frames arrive; a lab also drains it at
+//! the end of each step ([`Capture::drain`]), so that every frame up to that
+//! moment is in the lab's hands before it releases its events in kernel time.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::ops::RangeInclusive;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
+use crate::bpf;
 use crate::engine::clock::{self, Stamp};
 use crate::transitions::{Transition, TransitionTrace};
 
@@ -52,20 +54,47 @@ pub enum Observation {
     Transition(Transition),
 }
 
+/// What a lab is routed: its connections, its listening addresses, and
+/// the targets of its connects in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RouteKey {
+    /// A connection, from this end's address to the peer's.
+    Connection(SocketAddrV4, SocketAddrV4),
+    /// A listening socket's address (0.0.0.0 for every address): the
+    /// segments of handshakes to it, before accept() names the connection.
+    Listener(SocketAddrV4),
+    /// A connect() in flight to this address: the kernel traces the
+    /// socket's SYN_SENT before it has a port of its own.
+    Connecting(SocketAddrV4),
+}
+
 impl Observation {
+    /// Every key under which a lab may have asked for it.
+    fn keys(&self) -> Vec<RouteKey> {
+        let (a, b) = match self {
+            Observation::Segment(segment) => (segment.src, segment.dst),
+            Observation::Transition(change) => (change.local, change.peer),
+        };
+        let any = |end: SocketAddrV4| SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, end.port());
+        let mut keys = vec![
+            RouteKey::Connection(a, b),
+            RouteKey::Connection(b, a),
+            RouteKey::Listener(a),
+            RouteKey::Listener(b),
+            RouteKey::Listener(any(a)),
+            RouteKey::Listener(any(b)),
+        ];
+        if matches!(self, Observation::Transition(_)) && a.port() == 0 {
+            keys.push(RouteKey::Connecting(b));
+        }
+        keys
+    }
+
     /// When the kernel stamped it.
     fn at(&self) -> Stamp {
         match self {
             Observation::Segment(segment) => segment.at,
             Observation::Transition(change) => change.at,
-        }
-    }
-
-    /// The ports it concerns, by which it is routed; 0 is no port.
-    fn ports(&self) -> [u16; 2] {
-        match self {
-            Observation::Segment(segment) => [segment.src.port(), segment.dst.port()],
-            Observation::Transition(change) => [change.local.port(), change.peer.port()],
         }
     }
 }
@@ -121,7 +150,7 @@ pub const OBSERVATIONS_QUEUE: usize = 4096;
 
 #[derive(Default)]
 struct Routes {
-    by_port: HashMap<u16, Vec<(LabId, LabRoute)>>,
+    by_key: HashMap<RouteKey, Vec<(LabId, LabRoute)>>,
     unmatched: VecDeque<(Instant, Observation)>,
 }
 
@@ -131,9 +160,9 @@ impl std::fmt::Debug for Capture {
         let ports = self
             .routes
             .lock()
-            .map(|routes| routes.by_port.len())
+            .map(|routes| routes.by_key.len())
             .unwrap_or(0);
-        write!(f, "Capture({ports} ports routed)")
+        write!(f, "Capture({ports} routes)")
     }
 }
 
@@ -142,9 +171,9 @@ impl Capture {
     /// interfaces: loopback alone, or every interface when lab servers are
     /// reachable from outside. Fails with the reason when the relay lacks
     /// CAP_NET_RAW.
-    pub fn start(lab_ip: IpAddr) -> Result<Arc<Capture>, String> {
+    pub fn start(lab_ip: IpAddr, lab_ports: &RangeInclusive<u16>) -> Result<Arc<Capture>, String> {
         let everywhere = !lab_ip.is_loopback();
-        let socket = open_packet_socket(everywhere).map_err(|error| {
+        let socket = open_packet_socket(everywhere, lab_ports).map_err(|error| {
             if matches!(error.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
                 "The relay may not capture packets (it lacks CAP_NET_RAW). Run it as root, or \
                  grant it with `sudo setcap cap_net_raw+ep target/release/relay`."
@@ -157,7 +186,7 @@ impl Capture {
         // the fd stays open, and the same, for the registration's whole life.
         let io = unsafe { AsyncFd::register(PacketFd(socket.as_raw_fd())) }
             .map_err(|error| format!("The relay could not watch its packet socket: {error}."))?;
-        let transitions = TransitionTrace::open();
+        let transitions = TransitionTrace::open(lab_ports);
         match &transitions {
             Ok(_) => tracing::info!("tracing the kernel's TCP state changes"),
             Err(reason) => tracing::warn!("state changes are polled only: {reason}"),
@@ -232,14 +261,14 @@ impl Capture {
         }
     }
 
-    /// Sends what concerns `port` to this lab, including what arrived in the
-    /// last moments before the lab knew the port, but nothing from before
-    /// `since`, when the lab's socket on it was made.
-    pub fn register(&self, lab: LabId, port: u16, since: Stamp, route: &LabRoute) {
+    /// Sends what belongs under `key` to this lab, including what arrived in
+    /// the last moments before the lab asked, but nothing from before
+    /// `since`, when the lab's socket was made.
+    pub fn register(&self, lab: LabId, key: RouteKey, since: Stamp, route: &LabRoute) {
         let Ok(mut routes) = self.routes.lock() else {
             return;
         };
-        let owners = routes.by_port.entry(port).or_default();
+        let owners = routes.by_key.entry(key).or_default();
         if owners.iter().any(|(owner, _)| *owner == lab) {
             return;
         }
@@ -247,7 +276,7 @@ impl Capture {
         let now = Instant::now();
         let Routes { unmatched, .. } = &mut *routes;
         unmatched.retain(|(seen, observation)| {
-            let mine = observation.ports().contains(&port) && observation.at() >= since;
+            let mine = observation.at() >= since && observation.keys().contains(&key);
             if mine && now.duration_since(*seen) < UNMATCHED_KEEP {
                 route.deliver(observation.clone());
             }
@@ -255,14 +284,14 @@ impl Capture {
         });
     }
 
-    pub fn unregister(&self, lab: LabId, port: u16) {
+    pub fn unregister(&self, lab: LabId, key: RouteKey) {
         let Ok(mut routes) = self.routes.lock() else {
             return;
         };
-        if let Some(owners) = routes.by_port.get_mut(&port) {
+        if let Some(owners) = routes.by_key.get_mut(&key) {
             owners.retain(|(owner, _)| *owner != lab);
             if owners.is_empty() {
-                routes.by_port.remove(&port);
+                routes.by_key.remove(&key);
             }
         }
     }
@@ -271,7 +300,7 @@ impl Capture {
         let Ok(mut routes) = self.routes.lock() else {
             return;
         };
-        routes.by_port.retain(|_, owners| {
+        routes.by_key.retain(|_, owners| {
             owners.retain(|(owner, _)| *owner != lab);
             !owners.is_empty()
         });
@@ -282,12 +311,9 @@ impl Capture {
             return;
         };
         let mut delivered: Vec<LabId> = Vec::new();
-        for port in observation.ports() {
-            if port == 0 {
-                continue;
-            }
-            for (lab, route) in routes.by_port.get(&port).into_iter().flatten() {
-                // A segment between two ports of one lab goes to it once.
+        for key in observation.keys() {
+            for (lab, route) in routes.by_key.get(&key).into_iter().flatten() {
+                // A segment between two sockets of one lab goes to it once.
                 if !delivered.contains(lab) {
                     delivered.push(*lab);
                     route.deliver(observation.clone());
@@ -309,9 +335,15 @@ impl Capture {
     }
 }
 
+/// How much the kernel may queue for the packet socket before it drops
+/// frames (SO_RCVBUFFORCE; the relay captures as root or with CAP_NET_RAW,
+/// and only lab-port frames pass the filter).
+const CAPTURE_BUFFER_BYTES: libc::c_int = 8 << 20;
+
 /// socket(AF_PACKET, SOCK_RAW, ETH_P_ALL), bound to `lo` unless
-/// `everywhere`, with the kernel's timestamp on every frame.
-fn open_packet_socket(everywhere: bool) -> io::Result<OwnedFd> {
+/// `everywhere`, with the kernel's timestamp on every frame and a filter
+/// that lets through only the lab ports' TCP frames.
+fn open_packet_socket(everywhere: bool, lab_ports: &RangeInclusive<u16>) -> io::Result<OwnedFd> {
     let protocol = (libc::ETH_P_ALL as u16).to_be() as i32;
     // SAFETY: plain socket(2); the result is checked before use.
     let fd = unsafe {
@@ -342,21 +374,37 @@ fn open_packet_socket(everywhere: bool) -> io::Result<OwnedFd> {
     if status < 0 {
         return Err(io::Error::last_os_error());
     }
-    let on: libc::c_int = 1;
-    // SAFETY: the pointer and length describe `on`.
+    // Filter first: frames queued before the filter would still arrive.
+    bpf::attach(socket.as_raw_fd(), &bpf::lab_ports(lab_ports, !everywhere))?;
+    set_int(socket.as_raw_fd(), libc::SO_TIMESTAMPNS, 1)?;
+    if set_int(
+        socket.as_raw_fd(),
+        libc::SO_RCVBUFFORCE,
+        CAPTURE_BUFFER_BYTES,
+    )
+    .is_err()
+    {
+        let _ = set_int(socket.as_raw_fd(), libc::SO_RCVBUF, CAPTURE_BUFFER_BYTES);
+    }
+    Ok(socket)
+}
+
+/// setsockopt(SOL_SOCKET, `name`, `value`).
+fn set_int(fd: RawFd, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `value`.
     let status = unsafe {
         libc::setsockopt(
-            socket.as_raw_fd(),
+            fd,
             libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&on as *const libc::c_int).cast(),
+            name,
+            (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
     if status < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(socket)
+    Ok(())
 }
 
 fn loopback_index() -> i32 {
@@ -451,9 +499,12 @@ async fn read_loop(io: AsyncFd<PacketFd>, capture: Arc<Capture>) {
 }
 
 /// The TCP segment in an Ethernet frame, if it carries IPv4 and TCP.
+///
+/// The frame may be cut after its headers and the preview (the filter keeps
+/// [`bpf::SNAP_BYTES`]); the payload's length comes from the IP header.
 pub fn parse(frame: &[u8], at: Stamp) -> Option<WireSegment> {
-    let packet = SlicedPacket::from_ethernet(frame).ok()?;
-    let Some(NetSlice::Ipv4(ip)) = &packet.net else {
+    let packet = LaxSlicedPacket::from_ethernet(frame).ok()?;
+    let Some(LaxNetSlice::Ipv4(ip)) = &packet.net else {
         return None;
     };
     let Some(TransportSlice::Tcp(tcp)) = &packet.transport else {
@@ -478,6 +529,9 @@ pub fn parse(frame: &[u8], at: Stamp) -> Option<WireSegment> {
         }
     }
     let payload = tcp.payload();
+    let len = usize::from(header.total_len())
+        .saturating_sub(usize::from(header.ihl()) * 4)
+        .saturating_sub(usize::from(tcp.data_offset()) * 4);
     Some(WireSegment {
         at,
         src: SocketAddrV4::new(src_ip, tcp.source_port()),
@@ -486,7 +540,7 @@ pub fn parse(frame: &[u8], at: Stamp) -> Option<WireSegment> {
         seq: tcp.sequence_number(),
         ack: tcp.acknowledgment_number(),
         win: tcp.window_size(),
-        len: payload.len() as u32,
+        len: len as u32,
         payload: payload[..payload.len().min(PREVIEW_BYTES)].to_vec(),
     })
 }
@@ -514,10 +568,14 @@ mod tests {
         assert_eq!((segment.seq, segment.ack, segment.len), (1000, 2000, 5));
         assert_eq!(segment.payload, b"hello");
         assert!(parse(&frame[..20], 7).is_none());
+        // Cut after the headers and two payload bytes, as the filter cuts
+        // big frames: the length still comes from the IP header.
+        let cut = parse(&frame[..frame.len() - 3], 7).expect("a cut segment");
+        assert_eq!((cut.len, cut.payload.as_slice()), (5, &b"he"[..]));
     }
 
     #[test]
-    fn routes_only_to_the_labs_that_own_a_port() {
+    fn routes_by_connection_never_by_port_alone() {
         // Routing never reads the socket, so any socket stands in for it.
         let socket = OwnedFd::from(std::net::UdpSocket::bind("127.0.0.1:0").expect("a socket"));
         let capture = Capture {
@@ -534,16 +592,13 @@ mod tests {
             let dropped = Arc::new(AtomicU64::new(0));
             (LabRoute { sender, dropped }, receiver)
         };
-        let (lab_a, mut from_a) = route(16);
-        let (lab_b, mut from_b) = route(16);
-        capture.register(1, 7001, 0, &lab_a);
-        capture.register(2, 7002, 0, &lab_b);
-        let segment = |src: u16, dst: u16| {
+        let addr = |text: &str| -> SocketAddrV4 { text.parse().expect("addr") };
+        let segment = |src: &str, dst: &str| {
             Observation::Segment(WireSegment {
                 at: 0,
-                src: SocketAddrV4::new(Ipv4Addr::LOCALHOST, src),
-                dst: SocketAddrV4::new(Ipv4Addr::LOCALHOST, dst),
-                flags: vec!["SYN"],
+                src: addr(src),
+                dst: addr(dst),
+                flags: vec!["ACK"],
                 seq: 1,
                 ack: 0,
                 win: 0,
@@ -551,26 +606,45 @@ mod tests {
                 payload: Vec::new(),
             })
         };
-        capture.route(segment(50000, 7001));
-        capture.route(segment(50001, 9999));
-        assert_eq!(from_a.try_recv().map(|s| s.ports()), Ok([50000, 7001]));
+        let (lab_a, mut from_a) = route(16);
+        let (lab_b, mut from_b) = route(16);
+        // Lab A listens on 127.0.0.1:7002; lab B has 127.0.0.2:7002 bound.
+        capture.register(1, RouteKey::Listener(addr("127.0.0.1:7002")), 0, &lab_a);
+        capture.register(2, RouteKey::Listener(addr("127.0.0.2:7002")), 0, &lab_b);
+        capture.route(segment("127.0.0.1:50000", "127.0.0.1:7002"));
+        assert!(from_a.try_recv().is_ok());
+        assert!(
+            from_b.try_recv().is_err(),
+            "the same port elsewhere is not B's"
+        );
+        // A connection of lab B, both ways.
+        capture.register(
+            2,
+            RouteKey::Connection(addr("127.0.0.1:50001"), addr("127.0.0.1:9000")),
+            0,
+            &lab_b,
+        );
+        capture.route(segment("127.0.0.1:9000", "127.0.0.1:50001"));
+        assert!(from_b.try_recv().is_ok());
         assert!(from_a.try_recv().is_err());
-        assert!(from_b.try_recv().is_err());
-        // A port registered just after its SYN still gets it.
-        capture.register(2, 50001, 0, &lab_b);
-        assert_eq!(from_b.try_recv().map(|s| s.ports()), Ok([50001, 9999]));
-        // Nothing from before the lab's socket on the port was made.
-        capture.route(segment(50002, 9999));
-        capture.register(2, 50002, 1, &lab_b);
-        assert!(from_b.try_recv().is_err());
+        // Something that was nobody's is handed over once it becomes A's,
+        // but nothing from before its socket was made.
+        capture.route(segment("127.0.0.1:50002", "127.0.0.1:9001"));
+        let key = RouteKey::Connection(addr("127.0.0.1:50002"), addr("127.0.0.1:9001"));
+        capture.register(1, key, 1, &lab_a);
+        assert!(from_a.try_recv().is_err());
+        capture.route(segment("127.0.0.1:50003", "127.0.0.1:9001"));
+        let key = RouteKey::Connection(addr("127.0.0.1:50003"), addr("127.0.0.1:9001"));
+        capture.register(1, key, 0, &lab_a);
+        assert!(from_a.try_recv().is_ok());
         capture.unregister_lab(1);
-        capture.route(segment(50000, 7001));
+        capture.route(segment("127.0.0.1:50000", "127.0.0.1:7002"));
         assert!(from_a.try_recv().is_err());
         // A full lab queue drops and counts; the capture never waits.
         let (lab_c, _from_c) = route(1);
-        capture.register(3, 7003, 0, &lab_c);
+        capture.register(3, RouteKey::Listener(addr("0.0.0.0:7003")), 0, &lab_c);
         for _ in 0..3 {
-            capture.route(segment(50003, 7003));
+            capture.route(segment("127.0.0.1:50004", "127.0.0.9:7003"));
         }
         assert_eq!(lab_c.dropped.load(Ordering::Relaxed), 2);
     }

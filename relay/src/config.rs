@@ -27,6 +27,8 @@ pub struct Config {
     /// The ports a lab server may bind.
     pub lab_ports: RangeInclusive<u16>,
     pub sockets_per_lab: u32,
+    /// How many lab ports one lab may hold at once.
+    pub ports_per_lab: u32,
     pub labs_per_relay: u32,
     pub send_bytes: u32,
     pub read_bytes: u32,
@@ -46,6 +48,7 @@ impl Default for Config {
             lab_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             lab_ports: 7001..=7999,
             sockets_per_lab: 16,
+            ports_per_lab: 8,
             labs_per_relay: 64,
             send_bytes: 16 * 1024,
             read_bytes: 64 * 1024,
@@ -65,6 +68,7 @@ impl Config {
             read_bytes: self.read_bytes,
             frame_bytes: self.frame_bytes,
             port_range: [*self.lab_ports.start(), *self.lab_ports.end()],
+            ports_per_lab: self.ports_per_lab,
         }
     }
 }

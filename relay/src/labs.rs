@@ -30,7 +30,10 @@ impl Labs {
     pub fn new(config: &Config, capture: Result<Arc<Capture>, String>) -> Labs {
         Labs {
             slots: Arc::new(Semaphore::new(config.labs_per_relay as usize)),
-            ports: Arc::new(PortPool::new(config.lab_ports.clone())),
+            ports: Arc::new(PortPool::new(
+                config.lab_ports.clone(),
+                config.ports_per_lab as usize,
+            )),
             capture,
             config: config.clone(),
         }

@@ -12,13 +12,15 @@
 //! - `engine`: the labs; performs the real socket calls and emits protocol
 //!   events into a channel. It knows nothing of WebSocket or JSON.
 //! - `capture`: the wire view; one packet socket that hands each lab the
-//!   TCP segments of its own ports.
+//!   TCP segments of its own connections.
+//! - `bpf`: the filter that lets only lab-port TCP frames reach it.
 //! - `transitions`: the kernel's trace of TCP state changes, which the
 //!   capture hands to the labs beside their segments.
 //! - `config`: the relay's settings and limits.
 
 mod access;
 mod assets;
+mod bpf;
 pub mod capture;
 pub mod config;
 pub mod engine;

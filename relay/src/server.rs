@@ -47,7 +47,7 @@ impl Relay {
             None => Assets::Embedded,
         };
         let capture = if config.capture {
-            Capture::start(config.lab_ip)
+            Capture::start(config.lab_ip, &config.lab_ports)
         } else {
             Err("The wire view was turned off with --no-capture.".to_string())
         };

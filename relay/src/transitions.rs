@@ -50,7 +50,7 @@ pub struct TransitionTrace {
 
 impl TransitionTrace {
     /// Makes the instance and starts tracing, or says why it cannot.
-    pub fn open() -> Result<TransitionTrace, String> {
+    pub fn open(lab_ports: &std::ops::RangeInclusive<u16>) -> Result<TransitionTrace, String> {
         let root = TRACEFS
             .iter()
             .map(Path::new)
@@ -66,14 +66,17 @@ impl TransitionTrace {
             .join(format!("{INSTANCE_PREFIX}{}", std::process::id()));
         fs::create_dir(&instance)
             .map_err(|error| format!("could not make a tracefs instance: {error}"))?;
-        let trace = TransitionTrace::configure(instance.clone());
+        let trace = TransitionTrace::configure(instance.clone(), lab_ports);
         if trace.is_err() {
             let _ = fs::remove_dir(&instance);
         }
         trace
     }
 
-    fn configure(instance: PathBuf) -> Result<TransitionTrace, String> {
+    fn configure(
+        instance: PathBuf,
+        lab_ports: &std::ops::RangeInclusive<u16>,
+    ) -> Result<TransitionTrace, String> {
         let write = |file: &str, value: &str| {
             fs::write(instance.join(file), value)
                 .map_err(|error| format!("could not set tracefs {file}: {error}"))
@@ -84,7 +87,13 @@ impl TransitionTrace {
         // Wake a reader at the first event, not when the buffer is half full.
         write("buffer_percent", "0")?;
         write("buffer_size_kb", "256")?;
-        write(&format!("{EVENT}/filter"), "family == 2 && protocol == 6")?;
+        // Only changes of sockets on a lab port reach the relay.
+        let (low, high) = (lab_ports.start(), lab_ports.end());
+        let filter = format!(
+            "family == 2 && protocol == 6 && ((sport >= {low} && sport <= {high}) || \
+             (dport >= {low} && dport <= {high}))"
+        );
+        write(&format!("{EVENT}/filter"), &filter)?;
         write(&format!("{EVENT}/enable"), "1")?;
         let pipe = fs::OpenOptions::new()
             .read(true)

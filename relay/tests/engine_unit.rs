@@ -12,7 +12,10 @@ fn lab() -> LabHandle {
     let config = Config::default();
     spawn_lab(LabSettings::from_config(
         &config,
-        Arc::new(PortPool::new(config.lab_ports.clone())),
+        Arc::new(PortPool::new(
+            config.lab_ports.clone(),
+            config.ports_per_lab as usize,
+        )),
         Err("no capture in this test".into()),
     ))
 }

@@ -16,6 +16,9 @@ pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct LabClient {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
     next_id: u64,
+    /// The op of each command sent, so that its outcome is the event of that
+    /// call (a listen or connect on an unbound socket has a bind before it).
+    ops: std::collections::HashMap<u64, protocol::OpName>,
     /// Every event received so far, in order.
     pub events: Vec<Event>,
     pub hello: Hello,
@@ -30,6 +33,7 @@ impl LabClient {
         let mut client = LabClient {
             socket,
             next_id: 1,
+            ops: std::collections::HashMap::new(),
             events: Vec::new(),
             hello: Hello {
                 protocol: 0,
@@ -42,6 +46,7 @@ impl LabClient {
                     read_bytes: 0,
                     frame_bytes: 0,
                     port_range: [0, 0],
+                    ports_per_lab: 0,
                 },
                 capture: false,
                 capture_reason: None,
@@ -62,9 +67,15 @@ impl LabClient {
     pub async fn send(&mut self, op: Op) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
+        self.ops.insert(id, op.name());
         let text = protocol::encode_command(&Command { id, op });
         self.send_raw(Message::Text(text.into())).await;
         id
+    }
+
+    /// The id of the last command sent.
+    pub fn last_id(&self) -> u64 {
+        self.next_id - 1
     }
 
     pub async fn send_raw(&mut self, message: Message) {
@@ -121,12 +132,16 @@ impl LabClient {
         }
     }
 
-    /// Awaits the final call event (done or failed) of command `id`.
+    /// Awaits the final call event (done or failed) of command `id`: the
+    /// event of the call the command named.
     pub async fn outcome(&mut self, id: u64) -> Call {
+        let op = self.ops.get(&id).copied();
         let event = self
             .until(&format!("the outcome of command {id}"), |event| {
                 matches!(&event.body, EventBody::Call(call)
-                    if call.id == Some(id) && matches!(call.phase, Some(Phase::Done | Phase::Failed)))
+                    if call.id == Some(id)
+                        && (op.is_none() || call.op == op)
+                        && matches!(call.phase, Some(Phase::Done | Phase::Failed)))
             })
             .await;
         match event.body {

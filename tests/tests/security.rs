@@ -204,3 +204,137 @@ async fn a_client_that_stops_reading_cannot_grow_the_relay() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// A lab port is one lab's on every address, and the capture hands a lab
+/// only its own connections: not another address's traffic on the same port.
+#[tokio::test]
+async fn one_lab_never_sees_another_on_the_same_port_number() {
+    use protocol::{ErrorCode, EventBody, Op, Role};
+    use socket_flow_tests::flows::{connected_client, listening_server};
+    use socket_flow_tests::lab_client::LabClient;
+
+    let relay = RelayProcess::start(&[]).await;
+    let mut lab_a = LabClient::connect(&relay.ws_url()).await;
+    let mut lab_b = LabClient::connect(&relay.ws_url()).await;
+    assert!(lab_a.hello.capture, "{:?}", lab_a.hello.capture_reason);
+    let (server, _, server_addr) = listening_server(&mut lab_a).await;
+    let port = server_addr.port();
+    // Lab B may not take A's port, on any address.
+    let other = lab_b
+        .ok(Op::Socket { role: Role::Server })
+        .await
+        .sock
+        .expect("sock");
+    let from = lab_b.events.len();
+    lab_b
+        .send(Op::Bind {
+            sock: other,
+            addr: Some(format!("127.0.0.2:{port}")),
+        })
+        .await;
+    let refused = lab_b.error_from(from, Some(lab_b.last_id())).await;
+    assert_eq!(refused.code, ErrorCode::Limit);
+    assert!(
+        refused.message.contains("another lab"),
+        "{}",
+        refused.message
+    );
+
+    // Ordinary programs on another address with the same port number.
+    {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind(("127.0.0.3", port)).expect("outsider");
+        let mut writer = std::net::TcpStream::connect(("127.0.0.3", port)).expect("connect");
+        let (mut reader, _) = listener.accept().expect("accept");
+        writer.write_all(b"not for any lab").expect("written");
+        let mut buffer = [0u8; 64];
+        let _ = reader.read(&mut buffer).expect("read");
+    }
+    // Lab A's own conversation, then every segment it got is its own.
+    let (client, conn) = connected_client(&mut lab_a, server).await;
+    lab_a
+        .ok(Op::Send {
+            sock: client,
+            data: Some("mine".into()),
+            hex: None,
+        })
+        .await;
+    lab_a
+        .ok(Op::Read {
+            sock: conn,
+            max: None,
+        })
+        .await;
+    let strangers: Vec<String> = lab_a
+        .events
+        .iter()
+        .filter_map(|event| match &event.body {
+            EventBody::Segment(segment)
+                if segment.src.starts_with("127.0.0.3") || segment.dst.starts_with("127.0.0.3") =>
+            {
+                Some(format!("{} → {}", segment.src, segment.dst))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        strangers.is_empty(),
+        "lab A saw others' segments: {strangers:?}"
+    );
+    assert!(
+        lab_a
+            .events
+            .iter()
+            .any(|event| matches!(&event.body, EventBody::Segment(s) if s.payload.as_deref() == Some("mine"))),
+        "lab A sees its own"
+    );
+    assert!(
+        !lab_b
+            .events
+            .iter()
+            .any(|event| matches!(event.body, EventBody::Segment(_))),
+        "lab B sees nothing of A's"
+    );
+}
+
+/// listen() on an unbound socket: the kernel would bind 0.0.0.0, every
+/// address of the machine. The relay binds the lab's address first, with a
+/// real bind() it reports, as `ss` confirms.
+#[tokio::test]
+async fn an_unbound_listen_binds_the_lab_address_first() {
+    use protocol::{EventBody, Note, Op, OpName, Role};
+    use socket_flow_tests::kernel::ss_socket_of;
+    use socket_flow_tests::lab_client::LabClient;
+
+    let relay = RelayProcess::start(&[]).await;
+    let mut lab = LabClient::connect(&relay.ws_url()).await;
+    let created = lab.ok(Op::Socket { role: Role::Server }).await;
+    let sock = created.sock.expect("sock");
+    let listened = lab
+        .ok(Op::Listen {
+            sock,
+            backlog: None,
+        })
+        .await;
+    let bind = lab
+        .events
+        .iter()
+        .find_map(|event| match &event.body {
+            EventBody::Call(call) if call.op == Some(OpName::Bind) => Some(call.clone()),
+            _ => None,
+        })
+        .expect("the relay's bind is reported");
+    assert_eq!(
+        bind.id, listened.id,
+        "the bind belongs to the listen command"
+    );
+    assert_eq!(bind.note, Some(Note::BoundBeforeListen));
+    let local = listened.local.expect("local");
+    assert!(local.starts_with("127.0.0.1:"), "{local}");
+    let ss = ss_socket_of(relay.pid(), created.fd.expect("fd")).expect("ss sees it");
+    assert_eq!(ss.state, "LISTEN");
+    assert_eq!(
+        ss.local, local,
+        "the kernel agrees: the lab address, not 0.0.0.0"
+    );
+}

@@ -600,9 +600,19 @@ impl Model {
                 _ => None,
             })
             .unwrap_or(SERVER_LANE);
-        let step = issued
-            .and_then(|issued| issued.step)
-            .or_else(|| call.op.and_then(Step::from_op));
+        // The bind the relay makes first for an unbound socket's listen or
+        // connect shares that command's id; the command's own call follows.
+        let bound_first = matches!(
+            call.note,
+            Some(protocol::Note::BoundBeforeListen | protocol::Note::BoundBeforeConnect)
+        );
+        let step = if bound_first {
+            Some(Step::Bind)
+        } else {
+            issued
+                .and_then(|issued| issued.step)
+                .or_else(|| call.op.and_then(Step::from_op))
+        };
         let phase = call.phase.unwrap_or(Phase::Done);
         if issued.is_some_and(|issued| issued.quiet) {
             if let Some(view) = call.sock.and_then(|sock| self.sockets.get_mut(&sock)) {
@@ -627,7 +637,7 @@ impl Model {
             self.announcements.push(call.c.clone());
             return;
         }
-        if phase != Phase::Blocked {
+        if phase != Phase::Blocked && !bound_first {
             if let Some(id) = call.id {
                 self.issued.remove(&id);
             }

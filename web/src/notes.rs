@@ -51,6 +51,14 @@ pub fn note_text(note: &Note, lang: Lang) -> String {
             "Port 0 asks the kernel to pick a free port; getsockname() shows which.",
             "端口 0 表示让内核挑选一个空闲端口；用 getsockname() 可以看到是哪个。",
         ),
+        Note::BoundBeforeListen => lang.pick(
+            "listen() on an unbound socket would let the kernel bind it to 0.0.0.0, every address of the machine. The relay bound it to the lab's address first, with this real bind().",
+            "在未绑定的套接字上调用 listen()，内核会把它绑定到 0.0.0.0，也就是本机的所有地址。中继先用这次真实的 bind() 把它绑定到实验的地址。",
+        ),
+        Note::BoundBeforeConnect => lang.pick(
+            "The socket was not bound, so before connect() the relay bound it to the lab's address (the kernel picks the port), with this real bind().",
+            "这个套接字还没有绑定，所以在 connect() 之前，中继先用这次真实的 bind() 把它绑定到实验的地址（端口由内核挑选）。",
+        ),
         Note::AcceptQueueLength { backlog } => {
             return match lang {
                 Lang::En => format!(
@@ -356,6 +364,8 @@ mod tests {
             Note::NonBlockingSocket,
             Note::PortsSkipped { ports: vec![7001] },
             Note::KernelPickedPort,
+            Note::BoundBeforeListen,
+            Note::BoundBeforeConnect,
             Note::AcceptQueueLength { backlog: 5 },
             Note::AcceptQueueEmpty,
             Note::AcceptTookConnection,

@@ -22,7 +22,7 @@ use super::timeline::Timeline;
 use super::wait::{Completion, Pending};
 use super::wire::Wire;
 use super::{LabInput, LabSettings};
-use crate::capture::{Capture, Observation, WireSegment};
+use crate::capture::{Capture, Observation, RouteKey, WireSegment};
 
 /// How often the lab asks the kernel for its sockets' states while any exist.
 /// TCP_INFO is one cheap getsockopt per socket, sock_diag one netlink request
@@ -168,11 +168,23 @@ impl Lab {
         while let Ok(completion) = self.completions.try_recv() {
             self.complete(completion);
         }
-        // Route the ports this step gave the lab (connect's ephemeral one)
-        // before draining, so that their first segments are in this step.
+        // Route what this step gave the lab (a connect's connection) before
+        // draining, so that its first segments are in this step.
         self.sockets.forget_old();
-        let wanted = self.sockets.ports();
-        self.wire.sync_ports(&wanted);
+        let mut wanted = self.sockets.routes();
+        for pending in &self.pending {
+            let connecting = self
+                .sockets
+                .open
+                .get(&pending.call.sock)
+                .filter(|_| pending.call.op == protocol::OpName::Connect);
+            if let Some(socket) = connecting {
+                if let Some(std::net::SocketAddr::V4(peer)) = socket.peer {
+                    wanted.insert(RouteKey::Connecting(peer), socket.since);
+                }
+            }
+        }
+        self.wire.sync_routes(&wanted);
         if let Some(capture) = &self.capture {
             capture.drain();
         }

@@ -14,6 +14,7 @@ use tokio::io::unix::AsyncFd;
 
 use super::clock::Stamp;
 use super::wait::SharedSocket;
+use crate::capture::RouteKey;
 use crate::transitions::Transition;
 
 /// How many traced changes the lab keeps while it does not yet know whose
@@ -205,28 +206,40 @@ impl SocketTable {
     }
 
     /// The lab's ports: those the capture should route to it.
-    /// The lab's ports, each with when its oldest socket was made: the
-    /// capture hands over nothing of a port from before the lab had it.
-    pub fn ports(&self) -> BTreeMap<u16, Stamp> {
-        let mut ports: BTreeMap<u16, Stamp> = BTreeMap::new();
-        let held = self
-            .open
-            .values()
-            .map(|socket| (socket.local, socket.since))
-            .chain(self.ghosts.iter().map(|ghost| (ghost.local, ghost.since)))
-            .chain(
-                self.recent_closed
-                    .iter()
-                    .map(|closed| (closed.local, closed.since)),
-            );
-        for (local, since) in held {
-            let Some(port) = local.map(|addr| addr.port()).filter(|port| *port != 0) else {
-                continue;
-            };
-            let oldest = ports.entry(port).or_insert(since);
+    /// What the capture should route to the lab: each connection by its
+    /// 4-tuple and each listener by its address, with when its socket was
+    /// made: nothing from before that is the lab's.
+    pub fn routes(&self) -> BTreeMap<RouteKey, Stamp> {
+        let mut routes: BTreeMap<RouteKey, Stamp> = BTreeMap::new();
+        let mut add = |key: RouteKey, since: Stamp| {
+            let oldest = routes.entry(key).or_insert(since);
             *oldest = (*oldest).min(since);
+        };
+        let connection = |local: Option<SocketAddr>, peer: Option<SocketAddr>| match (local, peer) {
+            (Some(SocketAddr::V4(local)), Some(SocketAddr::V4(peer))) if local.port() != 0 => {
+                Some(RouteKey::Connection(local, peer))
+            }
+            _ => None,
+        };
+        for socket in self.open.values() {
+            if let Some(key) = connection(socket.local, socket.peer) {
+                add(key, socket.since);
+            }
+            if let (true, Some(SocketAddr::V4(local))) = (socket.listening, socket.local) {
+                add(RouteKey::Listener(local), socket.since);
+            }
         }
-        ports
+        for ghost in &self.ghosts {
+            if let Some(key) = connection(ghost.local, ghost.peer) {
+                add(key, ghost.since);
+            }
+        }
+        for closed in &self.recent_closed {
+            if let Some(key) = connection(closed.local, closed.peer) {
+                add(key, closed.since);
+            }
+        }
+        routes
     }
 
     /// The lab socket whose end of a connection is `local`, talking to `peer`,

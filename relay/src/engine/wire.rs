@@ -1,5 +1,5 @@
-//! A lab's side of the wire view: which of its ports the capture should
-//! route to it, and how a captured segment becomes a `segment` event, with
+//! A lab's side of the wire view: which of its connections and listeners
+//! the capture should route to it, and how a captured segment becomes a `segment` event, with
 //! Wireshark's relative numbers and the call that caused it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -13,9 +13,11 @@ use tokio::sync::mpsc;
 
 use super::clock::Stamp;
 use super::render;
-use crate::capture::{Capture, LabId, LabRoute, OBSERVATIONS_QUEUE, Observation, WireSegment};
+use crate::capture::{
+    Capture, LabId, LabRoute, OBSERVATIONS_QUEUE, Observation, RouteKey, WireSegment,
+};
 
-/// A port stays routed this long after the lab stops using it, so that the
+/// A route stays this long after the lab stops using it, so that the
 /// last segments of a close (in flight in the capture) still arrive.
 const UNREGISTER_AFTER: Duration = Duration::from_secs(2);
 /// Enough data segments to recognise retransmissions in a lesson; the set is
@@ -26,8 +28,8 @@ pub(super) struct Wire {
     capture: Option<Arc<Capture>>,
     lab: LabId,
     route: LabRoute,
-    registered: BTreeSet<u16>,
-    unwanted_since: HashMap<u16, Instant>,
+    registered: BTreeSet<RouteKey>,
+    unwanted_since: HashMap<RouteKey, Instant>,
     /// Each direction's initial sequence number, from its SYN.
     isn: HashMap<(SocketAddrV4, SocketAddrV4), u32>,
     /// (source, seq) of data segments seen, to tell retransmissions.
@@ -56,32 +58,32 @@ impl Wire {
         (wire, receiver)
     }
 
-    /// Routes the lab's current ports to it, and stops routing those it has
-    /// not used for a while.
-    pub fn sync_ports(&mut self, wanted: &BTreeMap<u16, Stamp>) {
+    /// Routes the lab's current connections and listeners to it, and stops
+    /// routing those it has not had for a while.
+    pub fn sync_routes(&mut self, wanted: &BTreeMap<RouteKey, Stamp>) {
         let Some(capture) = &self.capture else { return };
-        for (port, since) in wanted {
-            self.unwanted_since.remove(port);
-            if self.registered.insert(*port) {
-                capture.register(self.lab, *port, *since, &self.route);
+        for (key, since) in wanted {
+            self.unwanted_since.remove(key);
+            if self.registered.insert(*key) {
+                capture.register(self.lab, *key, *since, &self.route);
             }
         }
         let now = Instant::now();
         let mut released = Vec::new();
-        for port in self
+        for key in self
             .registered
             .iter()
-            .filter(|port| !wanted.contains_key(port))
+            .filter(|key| !wanted.contains_key(key))
         {
-            let since = *self.unwanted_since.entry(*port).or_insert(now);
+            let since = *self.unwanted_since.entry(*key).or_insert(now);
             if now.duration_since(since) > UNREGISTER_AFTER {
-                released.push(*port);
+                released.push(*key);
             }
         }
-        for port in released {
-            capture.unregister(self.lab, port);
-            self.registered.remove(&port);
-            self.unwanted_since.remove(&port);
+        for key in released {
+            capture.unregister(self.lab, key);
+            self.registered.remove(&key);
+            self.unwanted_since.remove(&key);
         }
     }
 

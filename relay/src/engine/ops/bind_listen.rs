@@ -7,6 +7,7 @@ use protocol::{ErrorCode, Note, Refusal};
 
 use super::{CallContext, refuse, timed};
 use crate::engine::lab::Lab;
+use crate::engine::ports::Denied;
 use crate::engine::render::{self, SOCKADDR_IN_LEN};
 
 /// The seed's backlog.
@@ -19,18 +20,37 @@ impl Lab {
         call: CallContext,
         addr: Option<String>,
     ) -> Result<(), Refusal> {
-        let ports = Arc::clone(&self.settings.ports);
         let requested = match addr {
             Some(text) => Some(self.parse_bind_addr(call.id, &text)?),
             None => None,
         };
-        let lab_ip = self.settings.lab_ip;
+        self.bind_to(call, requested, None)
+    }
+
+    /// bind(2) to `requested`, or to a free lab port of the lab's address.
+    /// A lab-range port must be free or already this lab's.
+    fn bind_to(
+        &mut self,
+        call: CallContext,
+        requested: Option<SocketAddr>,
+        note: Option<Note>,
+    ) -> Result<(), Refusal> {
+        let ports = Arc::clone(&self.settings.ports);
+        let (lab, lab_ip) = (self.settings.lab_id, self.settings.lab_ip);
         let Some(socket) = self.sockets.open.get_mut(&call.sock) else {
             return Ok(());
         };
         let ((target, result, skipped), at) = match requested {
             Some(target) => {
+                ports
+                    .claim(lab, target.port())
+                    .map_err(|denied| refuse_port(call.id, target.port(), denied))?;
                 let (result, at) = timed(|| socket.socket.bind(&target.into()));
+                if result.is_ok() && ports.contains(target.port()) {
+                    socket.held_port = Some(target.port());
+                } else if ports.contains(target.port()) {
+                    ports.release(target.port());
+                }
                 ((target, result, Vec::new()), at)
             }
             None => {
@@ -38,13 +58,9 @@ impl Lab {
                 // answer EADDRINUSE and are skipped; the event says which.
                 let mut skipped = Vec::new();
                 loop {
-                    let Some(port) = ports.reserve(&skipped) else {
-                        return Err(refuse(
-                            call.id,
-                            ErrorCode::Limit,
-                            "Every port of this relay's lab range is in use. Close a server, or name a port.",
-                        ));
-                    };
+                    let port = ports
+                        .reserve(lab, &skipped)
+                        .map_err(|denied| refuse_port(call.id, 0, denied))?;
                     let target = SocketAddr::new(lab_ip, port);
                     let (result, at) = timed(|| socket.socket.bind(&target.into()));
                     match &result {
@@ -66,12 +82,6 @@ impl Lab {
         };
         if result.is_ok() {
             socket.refresh_local();
-            if let Some(port) = socket.local.map(|addr| addr.port()) {
-                if socket.held_port.is_none() && ports.contains(port) {
-                    ports.hold(port);
-                    socket.held_port = Some(port);
-                }
-            }
         }
         let local = socket.local;
         let result = result.map(|()| 0);
@@ -86,13 +96,46 @@ impl Lab {
             at,
         );
         event.local = local.map(|addr| addr.to_string());
-        if !skipped.is_empty() {
-            event.note = Some(Note::PortsSkipped { ports: skipped });
+        event.note = if note.is_some() {
+            note
+        } else if !skipped.is_empty() {
+            Some(Note::PortsSkipped { ports: skipped })
         } else if target.port() == 0 && result.is_ok() {
-            event.note = Some(Note::KernelPickedPort);
-        }
+            Some(Note::KernelPickedPort)
+        } else {
+            None
+        };
         self.emit(at, event);
         Ok(())
+    }
+
+    /// Binds an unbound socket before listen() or connect(), so that the
+    /// kernel never binds it to 0.0.0.0 on its own: a listener to a free
+    /// lab port, a client to the lab's address with a port the kernel picks.
+    pub(super) fn bind_first(
+        &mut self,
+        call: CallContext,
+        for_listen: bool,
+    ) -> Result<(), Refusal> {
+        let unbound = self
+            .sockets
+            .open
+            .get(&call.sock)
+            .is_some_and(|socket| socket.local.is_none_or(|addr| addr.port() == 0));
+        let lab_ip = self.settings.lab_ip;
+        if !unbound || (!for_listen && lab_ip.is_unspecified()) {
+            return Ok(());
+        }
+        let bind_call = CallContext {
+            op: protocol::OpName::Bind,
+            ..call
+        };
+        if for_listen {
+            self.bind_to(bind_call, None, Some(Note::BoundBeforeListen))
+        } else {
+            let target = SocketAddr::new(lab_ip, 0);
+            self.bind_to(bind_call, Some(target), Some(Note::BoundBeforeConnect))
+        }
     }
 
     fn parse_bind_addr(&self, id: u64, text: &str) -> Result<SocketAddr, Refusal> {
@@ -150,6 +193,7 @@ impl Lab {
                 format!("The backlog must be between 0 and {MAX_BACKLOG}; the seed uses 5."),
             ));
         }
+        self.bind_first(call, true)?;
         let Some(socket) = self.sockets.open.get_mut(&call.sock) else {
             return Ok(());
         };
@@ -172,4 +216,23 @@ impl Lab {
         self.emit(at, event);
         Ok(())
     }
+}
+
+/// The refusal for a lab port the lab may not have.
+fn refuse_port(id: u64, port: u16, denied: Denied) -> Refusal {
+    let message = match denied {
+        Denied::OtherLab => format!(
+            "Port {port} belongs to another lab on this relay. A lab port is one lab's on every \
+             address, so that no lab sees another's traffic. Pick another port, or leave the \
+             address empty to get a free one."
+        ),
+        Denied::LabFull(most) => {
+            format!("A lab may hold {most} lab ports at once. Close a server socket first.")
+        }
+        Denied::RangeFull => {
+            "Every port of this relay's lab range is in use. Close a server, or name a port."
+                .to_string()
+        }
+    };
+    refuse(id, ErrorCode::Limit, message)
 }

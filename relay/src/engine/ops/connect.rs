@@ -66,6 +66,7 @@ impl Lab {
     ) -> Result<(), Refusal> {
         let target = self.resolve_connect_target(call.id, addr)?;
         self.check_not_waiting(&call, Direction::Outbound)?;
+        self.bind_first(call, false)?;
         let Some(socket) = self.sockets.open.get_mut(&call.sock) else {
             return Ok(());
         };
