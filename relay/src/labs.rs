@@ -1,10 +1,13 @@
-//! The labs of one relay: the slots that bound how many run at once, the lab
-//! ports they share, the capture they all read, and opening one for a browser.
+//! The labs of one relay: the slots that bound how many run at once, in all
+//! and per browser address, the lab ports they share, the capture they all
+//! read, opening one for a browser, and closing them all at shutdown.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use protocol::{ErrorCode, Refusal};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::capture::Capture;
 use crate::config::Config;
@@ -14,49 +17,106 @@ pub(crate) struct Labs {
     config: Config,
     /// One permit per lab, so that a relay never runs more labs than its limit.
     slots: Arc<Semaphore>,
+    /// Labs open per browser address, so that one client cannot take them all.
+    per_ip: Arc<Mutex<HashMap<IpAddr, u32>>>,
     /// The lab ports in use, shared so that two labs never pick the same one.
     ports: Arc<PortPool>,
     /// The packet capture every lab shares, or why the relay has none.
     capture: Result<Arc<Capture>, String>,
+    /// Becomes true when the relay shuts down; every session watches it.
+    shutdown: watch::Sender<bool>,
 }
 
-/// A running lab and the slot it holds until it is dropped.
+/// A running lab and the slots it holds until it is dropped.
 pub(crate) struct OpenLab {
     pub handle: LabHandle,
+    /// Tells the session when the relay shuts down.
+    pub shutdown: watch::Receiver<bool>,
     _slot: OwnedSemaphorePermit,
+    _per_ip: PerIpSlot,
+}
+
+/// One lab counted against its browser's address, until dropped.
+struct PerIpSlot {
+    counts: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    ip: IpAddr,
+}
+
+impl Drop for PerIpSlot {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.counts.lock() {
+            if let Some(count) = counts.get_mut(&self.ip) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(&self.ip);
+                }
+            }
+        }
+    }
 }
 
 impl Labs {
     pub fn new(config: &Config, capture: Result<Arc<Capture>, String>) -> Labs {
         Labs {
             slots: Arc::new(Semaphore::new(config.labs_per_relay as usize)),
+            per_ip: Arc::new(Mutex::new(HashMap::new())),
             ports: Arc::new(PortPool::new(
                 config.lab_ports.clone(),
                 config.ports_per_lab as usize,
             )),
             capture,
+            shutdown: watch::Sender::new(false),
             config: config.clone(),
         }
     }
 
-    /// Starts a lab, or says why the relay has no room for one.
-    pub fn open(&self) -> Result<OpenLab, Refusal> {
+    /// Starts a lab for a browser at `ip`, or says why the relay has no room
+    /// for one.
+    pub fn open(&self, ip: IpAddr) -> Result<OpenLab, String> {
         let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
-            return Err(Refusal::new(
-                None,
-                ErrorCode::Limit,
-                format!(
-                    "This relay already runs its limit of {} labs. Close another tab, or ask the \
-                     teacher to raise --max-labs.",
-                    self.config.labs_per_relay
-                ),
+            return Err(format!(
+                "This relay already runs its limit of {} labs. Close another tab, or ask the \
+                 teacher to raise --max-labs.",
+                self.config.labs_per_relay
             ));
+        };
+        let per_ip = {
+            let mut counts = self
+                .per_ip
+                .lock()
+                .map_err(|_| "the relay is failing".to_string())?;
+            let count = counts.entry(ip).or_insert(0);
+            if *count >= self.config.labs_per_ip {
+                return Err(format!(
+                    "This computer ({ip}) already has {} labs open, the most one computer may \
+                     have. Close another tab, or ask the teacher to raise --labs-per-ip.",
+                    self.config.labs_per_ip
+                ));
+            }
+            *count += 1;
+            PerIpSlot {
+                counts: Arc::clone(&self.per_ip),
+                ip,
+            }
         };
         let settings =
             LabSettings::from_config(&self.config, Arc::clone(&self.ports), self.capture.clone());
         Ok(OpenLab {
             handle: engine::spawn_lab(settings),
+            shutdown: self.shutdown.subscribe(),
             _slot: slot,
+            _per_ip: per_ip,
         })
+    }
+
+    /// Tells every session to close, and waits, for at most `within`, until
+    /// every lab has closed its sockets.
+    pub async fn close_all(&self, within: Duration) {
+        self.shutdown.send_replace(true);
+        let everyone = self.config.labs_per_relay;
+        let all_free = Arc::clone(&self.slots).acquire_many_owned(everyone);
+        if tokio::time::timeout(within, all_free).await.is_err() {
+            tracing::warn!("some labs were still closing when the relay stopped");
+        }
     }
 }

@@ -16,7 +16,8 @@
 //! - `bpf`: the filter that lets only lab-port TCP frames reach it.
 //! - `transitions`: the kernel's trace of TCP state changes, which the
 //!   capture hands to the labs beside their segments.
-//! - `config`: the relay's settings and limits.
+//! - `config`: the relay's settings and limits, checked at start.
+//! - `host`: this host's addresses, from its interfaces.
 
 mod access;
 mod assets;
@@ -24,6 +25,7 @@ mod bpf;
 pub mod capture;
 pub mod config;
 pub mod engine;
+mod host;
 mod labs;
 mod server;
 mod session;

@@ -1,4 +1,5 @@
-//! The `relay` binary: parses flags, sets up logging, binds, and serves until Ctrl-C.
+//! The `relay` binary: parses and checks flags, sets up logging, binds, and
+//! serves until SIGINT or SIGTERM, then closes every lab and exits 0.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -45,6 +46,13 @@ struct Args {
     /// The most labs (browser tabs) the relay runs at once.
     #[arg(long, default_value_t = Config::default().labs_per_relay)]
     max_labs: u32,
+    /// The most labs one computer (one browser address) may have open at once.
+    #[arg(long, default_value_t = Config::default().labs_per_ip)]
+    labs_per_ip: u32,
+    /// Seconds after which a browser that sent nothing, not even an answer
+    /// to the relay's pings, counts as gone and its lab is closed.
+    #[arg(long, value_name = "SECS", default_value_t = 45, value_parser = clap::value_parser!(u64).range(3..=3600))]
+    idle_timeout: u64,
 }
 
 #[tokio::main]
@@ -57,16 +65,25 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let config = Config {
+    let mut config = Config {
         www_dir: args.www,
         allowed_origins: args.allowed_origins,
         allowed_hosts: args.allowed_hosts,
         allowed_connect_targets: args.allowed_connect_targets,
         lab_ip: args.lab_ip,
         labs_per_relay: args.max_labs,
+        labs_per_ip: args.labs_per_ip,
+        idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
         capture: !args.no_capture,
         ..Config::default()
     };
+    if let Err(message) = config.check() {
+        eprintln!("relay: {message}");
+        std::process::exit(2);
+    }
+    if let Some(warning) = config.fit_open_files() {
+        tracing::warn!("{warning}");
+    }
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("could not listen on {}", args.listen))?;
@@ -75,6 +92,13 @@ async fn main() -> anyhow::Result<()> {
     let url = format!("http://{}/", listener.local_addr()?);
     // The first line of stdout is the URL, so that scripts and tests can read it.
     println!("socket-flow is running: open {url}");
+    if !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            "listening on {}: anyone who can reach this machine at that address can open the \
+             page and run labs on it, not only this machine's browser",
+            args.listen
+        );
+    }
     if !config.lab_ip.is_loopback() {
         tracing::warn!(lab_ip = %config.lab_ip, "lab servers are reachable from the network");
     }
@@ -83,11 +107,24 @@ async fn main() -> anyhow::Result<()> {
     }
     relay
         .serve(listener, async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down");
+            stop_signal().await;
+            tracing::info!("shutting down: closing every lab");
         })
         .await?;
     Ok(())
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM (systemd, kill).
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
 }
 
 fn open_browser(url: &str) {

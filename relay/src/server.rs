@@ -11,7 +11,6 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::access::Access;
@@ -20,6 +19,9 @@ use crate::capture::Capture;
 use crate::config::Config;
 use crate::labs::Labs;
 use crate::session;
+
+/// How long a shutdown waits for the labs to close their sockets.
+pub const SHUTDOWN_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The WebSocket read buffer a session starts with.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
@@ -65,12 +67,19 @@ impl Relay {
     }
 
     /// Serves the page and the labs on an already-bound listener until
-    /// `shutdown` completes. Taking the listener lets tests bind port 0.
+    /// `shutdown` completes; then every lab closes its sockets and every
+    /// browser is told (1001), within [`SHUTDOWN_WITHIN`]. Taking the
+    /// listener lets tests bind port 0.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let labs = Arc::clone(&self.shared.labs);
+        let shutdown = async move {
+            shutdown.await;
+            labs.close_all(SHUTDOWN_WITHIN).await;
+        };
         let app = Router::new()
             .route("/ws", get(open_lab))
             .fallback(get(page_file))
@@ -79,20 +88,48 @@ impl Relay {
                 check_host,
             ))
             .with_state(self.shared);
-        // Events are small frames that must leave at once: without
-        // TCP_NODELAY, Nagle's algorithm and the browser's delayed ACK hold
-        // them for ~40 ms.
-        let listener = listener.tap_io(|stream| {
-            if let Err(error) = stream.set_nodelay(true) {
-                tracing::debug!(%error, "could not set TCP_NODELAY");
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        tokio::spawn(serve_connection(stream, peer, app.clone()));
+                    }
+                    Err(error) => {
+                        // Out of fds, say: never silent, and no spin.
+                        tracing::warn!(%error, "could not accept a connection");
+                        tokio::time::sleep(ACCEPT_RETRY).await;
+                    }
+                },
+                () = &mut shutdown => return Ok(()),
             }
-        });
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        }
+    }
+}
+
+/// How long the relay waits after an accept error before trying again.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+/// A request's headers must all arrive within this long.
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One HTTP/1.1 connection: its requests, and the WebSocket it may become.
+async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, app: Router) {
+    // Events are small frames that must leave at once: without TCP_NODELAY,
+    // Nagle's algorithm and the browser's delayed ACK hold them for ~40 ms.
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "could not set TCP_NODELAY");
+    }
+    // The handlers learn the peer as axum::serve would tell them.
+    let app = app.layer(axum::Extension(ConnectInfo(peer)));
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .with_upgrades()
+        .await;
+    if let Err(error) = served {
+        tracing::debug!(%peer, %error, "connection ended");
     }
 }
 
@@ -147,6 +184,7 @@ async fn page_file(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
 
 async fn open_lab(
     State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -166,12 +204,23 @@ async fn open_lab(
     // buffer without bound.
     let frame_bytes = shared.config.frame_bytes;
     let hard_limit = frame_bytes as usize * 16;
-    let labs = Arc::clone(&shared.labs);
+    let pace = session::Pace {
+        frame_bytes,
+        idle_timeout: shared.config.idle_timeout,
+    };
+    // No room: say so in HTTP, before any WebSocket exists.
+    let lab = match shared.labs.open(peer.ip()) {
+        Ok(lab) => lab,
+        Err(message) => {
+            tracing::info!(%peer, "{message}");
+            return (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+        }
+    };
     upgrade
         // tungstenite starts each session with a 128 KiB read buffer; commands
         // are tiny, and the buffer grows when a frame needs it.
         .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
-        .on_upgrade(move |socket| session::run(socket, labs, frame_bytes))
+        .on_upgrade(move |socket| session::run(socket, lab, pace))
 }

@@ -12,33 +12,42 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use protocol::{ErrorCode, EventBody, Refusal};
 use tokio::sync::mpsc;
 
-use crate::engine::{self, LabInput};
-use crate::labs::Labs;
+use crate::engine::LabInput;
+use crate::labs::OpenLab;
 
-pub(crate) async fn run(mut socket: WebSocket, labs: Arc<Labs>, frame_bytes: u32) {
-    // A relay runs at most `labs_per_relay` labs; one past that is told why.
-    let open = match labs.open() {
-        Ok(open) => open,
-        Err(refusal) => {
-            let refusal = engine::refusal_event(refusal);
-            let _ = socket
-                .send(Message::Text(protocol::encode_event(&refusal).into()))
-                .await;
-            let _ = socket.send(Message::Close(None)).await;
-            return;
-        }
-    };
-    let mut lab = open.handle;
+/// How a session keeps time with its browser.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pace {
+    pub frame_bytes: u32,
+    /// A browser that has sent nothing, not even a pong, for this long has
+    /// gone; the relay pings it three times in that span.
+    pub idle_timeout: Duration,
+}
+
+pub(crate) async fn run(mut socket: WebSocket, open: OpenLab, pace: Pace) {
+    let OpenLab {
+        handle: mut lab,
+        mut shutdown,
+        ..
+    } = open;
     let overflowed = Arc::clone(&lab.overflowed);
     match forward(
         &mut socket,
         &lab.inputs,
         &mut lab.events,
         &overflowed,
-        frame_bytes,
+        &mut shutdown,
+        pace,
     )
     .await
     {
+        Ok(()) if *shutdown.borrow() => {
+            let close = Message::Close(Some(CloseFrame {
+                code: close_code::AWAY,
+                reason: "relay shutting down".into(),
+            }));
+            let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(close)).await;
+        }
         Ok(()) if overflowed.load(Ordering::Relaxed) => {
             // The lab stopped sending; say why and end the session.
             let close = Message::Close(Some(CloseFrame {
@@ -76,7 +85,17 @@ pub(crate) async fn run(mut socket: WebSocket, labs: Arc<Labs>, frame_bytes: u32
                 })))
                 .await;
         }
-        Err(error) => tracing::debug!(%error, "session ended"),
+        Err(error) => match ending(&error) {
+            Some((code, reason)) => {
+                tracing::info!(%error, "closing a session with {code}");
+                let close = Message::Close(Some(CloseFrame {
+                    code,
+                    reason: reason.into(),
+                }));
+                let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(close)).await;
+            }
+            None => tracing::debug!(%error, "session ended"),
+        },
     }
     // Closing the input channel ends the lab, which closes its sockets; wait
     // for that so that the lab slot is only freed once the fds are gone.
@@ -84,10 +103,6 @@ pub(crate) async fn run(mut socket: WebSocket, labs: Arc<Labs>, frame_bytes: u32
     let _ = lab.task.await;
 }
 
-/// How often the relay pings a browser that has been quiet.
-const PING_EVERY: Duration = Duration::from_secs(15);
-/// A browser that has sent nothing, not even a pong, for this long has gone.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 /// A frame the browser does not take within this long means it has stopped
 /// reading.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,10 +113,13 @@ async fn forward(
     inputs: &mpsc::Sender<LabInput>,
     events: &mut mpsc::Receiver<protocol::Event>,
     overflowed: &AtomicBool,
-    frame_bytes: u32,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    pace: Pace,
 ) -> Result<(), axum::Error> {
+    let frame_bytes = pace.frame_bytes;
     let mut last_heard = Instant::now();
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    let ping_every = pace.idle_timeout / 3;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -126,8 +144,9 @@ async fn forward(
                 let frame = Message::Text(protocol::encode_event(&event).into());
                 send_in_time(socket, frame).await?;
             }
+            _ = shutdown.changed() => return Ok(()),
             _ = ping.tick() => {
-                if last_heard.elapsed() > IDLE_TIMEOUT {
+                if last_heard.elapsed() > pace.idle_timeout {
                     return Err(axum::Error::new(IDLE));
                 }
                 send_in_time(socket, Message::Ping(Default::default())).await?;
@@ -156,6 +175,27 @@ async fn forward_until_error(socket: &mut WebSocket, events: &mut mpsc::Receiver
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), forwarding).await;
+}
+
+/// The close code and reason for an ending the browser caused: a frame over
+/// the hard limit (1009), a protocol violation (1002).
+fn ending(error: &axum::Error) -> Option<(u16, &'static str)> {
+    use std::error::Error;
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let mut source = error.source();
+    while let Some(cause) = source {
+        match cause.downcast_ref() {
+            Some(WsError::Capacity(_)) => {
+                return Some((close_code::SIZE, "frame over the relay's hard limit"));
+            }
+            Some(WsError::Protocol(_)) => {
+                return Some((close_code::PROTOCOL, "WebSocket protocol violation"));
+            }
+            _ => {}
+        }
+        source = cause.source();
+    }
+    None
 }
 
 fn is_invalid_utf8(error: &axum::Error) -> bool {

@@ -11,8 +11,13 @@ use crate::lab_client::LabClient;
 
 /// Polls a kernel view until it holds. The kernel offers no event to await
 /// for these, so the test asks again every few milliseconds, within a bound.
-pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+pub async fn eventually(what: &str, check: impl FnMut() -> bool) {
+    eventually_within(Duration::from_secs(5), what, check).await;
+}
+
+/// Like [`eventually`], with a bound of its own.
+pub async fn eventually_within(bound: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + bound;
     while !check() {
         assert!(tokio::time::Instant::now() < deadline, "never true: {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -76,6 +76,21 @@ impl RelayProcess {
         RelayProcess { child, url }
     }
 
+    /// Sends the relay a signal (SIGTERM, say).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid() as i32, signal) };
+    }
+
+    /// Waits for the relay to exit, for at most `within`, and returns its code.
+    pub async fn exit_code(&mut self, within: Duration) -> Option<i32> {
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .ok()?
+            .ok()?
+            .code()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id().expect("the relay is running")
     }

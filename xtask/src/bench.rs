@@ -148,7 +148,14 @@ async fn start_relay(extra_args: &[&str]) -> anyhow::Result<BenchRelay> {
 
 async fn measure(round_trips: u32, idle_labs: u32) -> anyhow::Result<()> {
     let max_labs = (idle_labs + 8).to_string();
-    let relay = start_relay(&["--max-labs", &max_labs, "--no-capture"]).await?;
+    let relay = start_relay(&[
+        "--max-labs",
+        &max_labs,
+        "--labs-per-ip",
+        &max_labs,
+        "--no-capture",
+    ])
+    .await?;
     let latencies = send_to_read_latency(&relay.ws_url, round_trips).await?;
     let labs_per_second = lifecycles_per_second(&relay.ws_url, LIFECYCLES).await?;
     let (bytes_per_lab, fds_per_lab) =

@@ -69,6 +69,9 @@ pub struct LabSettings {
     pub capture: Result<Arc<Capture>, String>,
     /// This lab's name in the capture's routes.
     pub lab_id: LabId,
+    /// This host's addresses, read at start: connect targets must be one of
+    /// them, or allowed with --allow-connect.
+    pub host_addresses: Arc<Vec<IpAddr>>,
 }
 
 impl LabSettings {
@@ -85,6 +88,7 @@ impl LabSettings {
             ports,
             capture,
             lab_id: NEXT_LAB.fetch_add(1, Ordering::Relaxed),
+            host_addresses: Arc::clone(&config.host_addresses),
         }
     }
 }
