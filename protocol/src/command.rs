@@ -261,6 +261,17 @@ pub(crate) fn decode(text: &str) -> Result<Command, Refusal> {
             ),
         ));
     }
+    // serde's deny_unknown_fields does not reach a unit variant: `reset`
+    // checks its own, so that every op refuses what it does not know.
+    if op_name == OpName::Reset.as_str() {
+        if let Some(unknown) = fields.keys().find(|key| *key != "op") {
+            return Err(Refusal::new(
+                id,
+                ErrorCode::BadArgs,
+                format!("The fields of \"reset\" are wrong: reset takes none, not `{unknown}`."),
+            ));
+        }
+    }
     let op: Op = serde_json::from_value(Value::Object(fields)).map_err(|error| {
         Refusal::new(
             id,
@@ -278,6 +289,22 @@ pub(crate) fn decode(text: &str) -> Result<Command, Refusal> {
 mod tests {
     use super::*;
     use crate::encode_command;
+
+    #[test]
+    fn reset_refuses_unknown_fields_like_every_op() {
+        let refused =
+            decode(r#"{"id": 3, "op": "reset", "everything": true}"#).expect_err("refused");
+        assert_eq!((refused.id, refused.code), (Some(3), ErrorCode::BadArgs));
+        assert!(
+            refused.message.contains("everything"),
+            "{}",
+            refused.message
+        );
+        assert_eq!(
+            decode(r#"{"id": 3, "op": "reset"}"#).map(|command| command.op),
+            Ok(Op::Reset)
+        );
+    }
 
     #[test]
     fn every_op_round_trips() {

@@ -338,3 +338,56 @@ async fn an_unbound_listen_binds_the_lab_address_first() {
         "the kernel agrees: the lab address, not 0.0.0.0"
     );
 }
+
+/// A lab connects only to this host's own addresses (from its interface
+/// list, whatever net.ipv4.ip_nonlocal_bind says), or to what the teacher
+/// allowed. Any other target is refused before any system call: no packet
+/// leaves for it, which is why this test may name it.
+#[tokio::test]
+async fn connects_beyond_this_host_are_refused_without_a_system_call() {
+    use protocol::{ErrorCode, EventBody, Op, Role};
+    use socket_flow_tests::lab_client::LabClient;
+
+    let relay = RelayProcess::start(&[]).await;
+    let mut lab = LabClient::connect(&relay.ws_url()).await;
+    let client = lab
+        .ok(Op::Socket { role: Role::Client })
+        .await
+        .sock
+        .expect("sock");
+    for target in [
+        "192.0.2.1:80",
+        "169.254.169.254:80",
+        "8.8.8.8:53",
+        "10.1.2.3:80",
+    ] {
+        let mark = lab.events.len();
+        let id = lab
+            .send(Op::Connect {
+                sock: client,
+                addr: Some(target.into()),
+            })
+            .await;
+        let refused = lab.error_from(mark, Some(id)).await;
+        assert_eq!(refused.code, ErrorCode::Limit, "{target}");
+        assert!(
+            refused.message.contains("--allow-connect"),
+            "{}",
+            refused.message
+        );
+        assert!(
+            !lab.events[mark..]
+                .iter()
+                .any(|event| matches!(&event.body, EventBody::Call(call) if call.id == Some(id))),
+            "no system call was made for {target}"
+        );
+    }
+    // This host's own loopback is fine: a real connect, refused by the kernel.
+    let reached = lab
+        .call(Op::Connect {
+            sock: client,
+            addr: Some("127.0.0.1:7999".into()),
+        })
+        .await;
+    assert_eq!(reached.errno.as_deref(), Some("ECONNREFUSED"));
+}
