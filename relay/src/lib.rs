@@ -29,6 +29,8 @@ mod host;
 mod labs;
 mod server;
 mod session;
+
+pub use session::read_command;
 pub mod transitions;
 
 pub use config::Config;

@@ -211,7 +211,8 @@ fn is_invalid_utf8(error: &axum::Error) -> bool {
 }
 
 /// Turns one frame into a command, or into the refusal the lab will report.
-fn read_command(bytes: &[u8], frame_bytes: u32) -> LabInput {
+/// Public for `cargo xtask fuzz`, which feeds it every kind of frame.
+pub fn read_command(bytes: &[u8], frame_bytes: u32) -> LabInput {
     if bytes.len() > frame_bytes as usize {
         return LabInput::Refused(Refusal::new(
             None,

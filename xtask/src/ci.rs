@@ -1,4 +1,5 @@
-//! `cargo xtask ci`: every check CI runs, in the order that fails fastest.
+//! `cargo xtask ci`: every check CI runs, in the order that fails fastest:
+//! fmt, clippy, the relay's build, every test, a 30 s fuzz, and the bundle.
 //!
 //! This is the README's test command, and the only thing `.ci/run` calls after
 //! installing the prerequisites.
@@ -57,6 +58,10 @@ pub fn run() -> anyhow::Result<()> {
         let mut command = cargo();
         command.args(["test", "--workspace", "--locked"]);
         run_command(command)
+    })?;
+    // A short fuzz: every push meets a few hundred thousand odd frames.
+    step("cargo xtask fuzz --seconds 30", || {
+        crate::fuzz::run(30, 0x5eed)
     })?;
     step("cargo xtask web --check", || crate::web::run(true))?;
 

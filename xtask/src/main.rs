@@ -4,10 +4,12 @@
 //! - `web`: builds the wasm page into `www/pkg/`, or checks the committed one.
 //! - `ci`: everything CI runs, in order.
 //! - `bench`: the relay's latency, throughput and memory figures.
+//! - `fuzz`: generated and mutated frames through the relay's frame handling.
 //! - `tidy`: checks of the sources that run as tests.
 
 mod bench;
 mod ci;
+mod fuzz;
 mod tidy;
 mod web;
 
@@ -43,6 +45,16 @@ enum Task {
         #[arg(long, default_value_t = 200)]
         idle_labs: u32,
     },
+    /// Throw generated and mutated frames at the relay's frame handling and
+    /// at real labs, checking for panics and gaps in seq.
+    Fuzz {
+        /// How long to run.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// The random seed, to repeat a run.
+        #[arg(long, default_value_t = 0x5eed)]
+        seed: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,6 +66,7 @@ fn main() -> anyhow::Result<()> {
             round_trips,
             idle_labs,
         } => bench::run(round_trips, idle_labs),
+        Task::Fuzz { seconds, seed } => fuzz::run(seconds, seed),
     }
 }
 
