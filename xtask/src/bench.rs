@@ -29,21 +29,74 @@ use crate::{cargo, project_root, run_command};
 /// How many full lifecycles to time for the labs-per-second figure.
 const LIFECYCLES: u32 = 300;
 
-pub fn run(round_trips: u32, idle_labs: u32) -> anyhow::Result<()> {
+/// How the load section runs.
+pub struct LoadPlan {
+    pub labs: u32,
+    pub seconds: u64,
+}
+
+pub fn run(round_trips: u32, idle_labs: u32, load: LoadPlan) -> anyhow::Result<()> {
     let mut build = cargo();
     build.args(["build", "--release", "--package", "relay"]);
     run_command(build)?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(measure(round_trips, idle_labs))
+        .block_on(async {
+            measure(round_trips, idle_labs).await?;
+            measure_load(round_trips, load).await
+        })
+}
+
+/// The load section: the echo bridge's baseline, then closed-loop and paced
+/// load, with capture off and on.
+async fn measure_load(round_trips: u32, plan: LoadPlan) -> anyhow::Result<()> {
+    let bridge = crate::load::echo_bridge(round_trips).await?;
+    println!(
+        "echo bridge baseline: p50 {:>7.1} µs   p99 {:>7.1} µs   (WebSocket → TCP echo → WebSocket, {} round trips)",
+        percentile(&bridge, 0.50),
+        percentile(&bridge, 0.99),
+        bridge.len()
+    );
+    let may_capture = start_relay(&[]).await?;
+    let capture = Session::open(&may_capture.ws_url).await?.capture;
+    drop(may_capture);
+    let mut runs = vec![false];
+    if capture {
+        runs.push(true);
+    }
+    for capture in runs {
+        for (label, shape) in [
+            ("closed loop", crate::load::Shape::ClosedLoop),
+            ("paced 25/s ", crate::load::Shape::Paced { per_second: 25 }),
+        ] {
+            let figures = crate::load::run(plan.labs, plan.seconds, shape, capture).await?;
+            println!(
+                "load {label}, capture {}: {:>7.0} commands/s   p50 {:>7.1} µs   p99 {:>8.1} µs   relay {:>5.1} MiB, CPU {:>5.1} %   ({} labs, {} s{})",
+                if capture { "on " } else { "off" },
+                figures.commands_per_second,
+                figures.p50_us,
+                figures.p99_us,
+                figures.rss_mib,
+                figures.cpu_percent,
+                plan.labs,
+                plan.seconds,
+                if figures.errors > 0 {
+                    format!(", {} labs stopped", figures.errors)
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A release relay started for the benchmark.
-struct BenchRelay {
+pub(crate) struct BenchRelay {
     _child: tokio::process::Child,
-    ws_url: String,
-    pid: u32,
+    pub ws_url: String,
+    pub pid: u32,
     /// Its log lines, as they come.
     logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -96,7 +149,7 @@ fn number_after(line: &str, key: &str) -> Option<f64> {
     rest[..end].parse().ok()
 }
 
-async fn start_relay(extra_args: &[&str]) -> anyhow::Result<BenchRelay> {
+pub(crate) async fn start_relay(extra_args: &[&str]) -> anyhow::Result<BenchRelay> {
     let relay_path = project_root().join("target/release/relay");
     let mut child = tokio::process::Command::new(&relay_path)
         .args(["--listen", "127.0.0.1:0"])
@@ -225,7 +278,7 @@ async fn measure(round_trips: u32, idle_labs: u32) -> anyhow::Result<()> {
 }
 
 /// The relay's CPU time (user + system) in seconds, from /proc/PID/stat.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name, which is in parentheses.
     let rest = stat.rsplit_once(')').context("malformed stat")?.1;
@@ -325,7 +378,7 @@ async fn segment_delay(session: &mut Session, sends: u32) -> anyhow::Result<(Vec
     Ok((at_client, in_t_us))
 }
 
-fn percentile(sorted_us: &[f64], fraction: f64) -> f64 {
+pub(crate) fn percentile(sorted_us: &[f64], fraction: f64) -> f64 {
     if sorted_us.is_empty() {
         return f64::NAN;
     }
@@ -334,15 +387,15 @@ fn percentile(sorted_us: &[f64], fraction: f64) -> f64 {
 }
 
 /// A minimal protocol client for the benchmark.
-struct Session {
+pub(crate) struct Session {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
     next_id: u64,
     /// Whether this relay captures segments (from hello).
-    capture: bool,
+    pub capture: bool,
 }
 
 impl Session {
-    async fn open(ws_url: &str) -> anyhow::Result<Session> {
+    pub async fn open(ws_url: &str) -> anyhow::Result<Session> {
         // No Nagle on the client either: a page's frames leave at once too.
         let (socket, _) = tokio_tungstenite::connect_async_with_config(ws_url, None, true).await?;
         let mut session = Session {
@@ -359,7 +412,7 @@ impl Session {
         }
     }
 
-    async fn next(&mut self) -> anyhow::Result<Event> {
+    pub async fn next(&mut self) -> anyhow::Result<Event> {
         loop {
             let frame = tokio::time::timeout(Duration::from_secs(10), self.socket.next())
                 .await
@@ -371,7 +424,7 @@ impl Session {
         }
     }
 
-    async fn send(&mut self, op: Op) -> anyhow::Result<u64> {
+    pub async fn send(&mut self, op: Op) -> anyhow::Result<u64> {
         let id = self.next_id;
         self.next_id += 1;
         let text = protocol::encode_command(&Command { id, op });
@@ -379,11 +432,16 @@ impl Session {
         Ok(id)
     }
 
-    /// Waits for the final call event of `id`.
-    async fn outcome(&mut self, id: u64) -> anyhow::Result<protocol::Call> {
+    /// Waits for the final call event of `id` (not the bind the relay
+    /// makes first for an unbound socket's listen or connect).
+    pub async fn outcome(&mut self, id: u64) -> anyhow::Result<protocol::Call> {
         loop {
             if let EventBody::Call(call) = self.next().await?.body {
-                if call.id == Some(id) {
+                let bound_first = matches!(
+                    call.note,
+                    Some(protocol::Note::BoundBeforeListen | protocol::Note::BoundBeforeConnect)
+                );
+                if call.id == Some(id) && !bound_first {
                     match call.phase {
                         Some(Phase::Done) => return Ok(call),
                         Some(Phase::Failed) => bail!("call {id} failed: {}", call.c),
@@ -394,7 +452,7 @@ impl Session {
         }
     }
 
-    async fn call(&mut self, op: Op) -> anyhow::Result<protocol::Call> {
+    pub async fn call(&mut self, op: Op) -> anyhow::Result<protocol::Call> {
         let id = self.send(op).await?;
         self.outcome(id).await
     }
@@ -435,7 +493,10 @@ impl Session {
     }
 }
 
-async fn send_to_read_latency(ws_url: &str, round_trips: u32) -> anyhow::Result<Vec<f64>> {
+pub(crate) async fn send_to_read_latency(
+    ws_url: &str,
+    round_trips: u32,
+) -> anyhow::Result<Vec<f64>> {
     let mut session = Session::open(ws_url).await?;
     let (_, client, conn) = session.connected_pair().await?;
     let mut latencies = Vec::with_capacity(round_trips as usize);
@@ -507,7 +568,7 @@ async fn lifecycles_per_second(ws_url: &str, count: u32) -> anyhow::Result<f64> 
     Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 
-fn rss_bytes(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn rss_bytes(pid: u32) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib: f64 = status
         .lines()

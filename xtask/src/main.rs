@@ -3,13 +3,15 @@
 //! Each task has a module of its own:
 //! - `web`: builds the wasm page into `www/pkg/`, or checks the committed one.
 //! - `ci`: everything CI runs, in order.
-//! - `bench`: the relay's latency, throughput and memory figures.
+//! - `bench`: the relay's latency, throughput and memory figures; `load`, its
+//!   many-labs section and the echo bridge it is measured against.
 //! - `fuzz`: generated and mutated frames through the relay's frame handling.
 //! - `tidy`: checks of the sources that run as tests.
 
 mod bench;
 mod ci;
 mod fuzz;
+mod load;
 mod tidy;
 mod web;
 
@@ -44,6 +46,12 @@ enum Task {
         /// How many idle labs to open for the memory figure.
         #[arg(long, default_value_t = 200)]
         idle_labs: u32,
+        /// How many labs loop the whole lifecycle at once in the load section.
+        #[arg(long, default_value_t = 200)]
+        load_labs: u32,
+        /// How long each load run lasts.
+        #[arg(long, default_value_t = 30)]
+        load_seconds: u64,
     },
     /// Throw generated and mutated frames at the relay's frame handling and
     /// at real labs, checking for panics and gaps in seq.
@@ -65,7 +73,16 @@ fn main() -> anyhow::Result<()> {
         Task::Bench {
             round_trips,
             idle_labs,
-        } => bench::run(round_trips, idle_labs),
+            load_labs,
+            load_seconds,
+        } => bench::run(
+            round_trips,
+            idle_labs,
+            bench::LoadPlan {
+                labs: load_labs,
+                seconds: load_seconds,
+            },
+        ),
         Task::Fuzz { seconds, seed } => fuzz::run(seconds, seed),
     }
 }

@@ -9,6 +9,12 @@ use super::clock;
 use super::lab::Lab;
 use super::sys;
 use super::table::Observed;
+
+/// How long after entering TIME_WAIT a connection is first asked after
+/// again (Linux holds TIME_WAIT for TCP_TIMEWAIT_LEN, 60 s).
+const TIME_WAIT_QUIET: std::time::Duration = std::time::Duration::from_secs(59);
+/// How often, from then on.
+const TIME_WAIT_ASK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 use crate::transitions::Transition;
 
 impl Lab {
@@ -43,7 +49,11 @@ impl Lab {
                 changes.push((at, open_state(sock, socket, observed)));
             }
         }
+        let now_instant = std::time::Instant::now();
         self.sockets.ghosts.retain_mut(|ghost| {
+            if ghost.next_ask.is_some_and(|next| now_instant < next) {
+                return true;
+            }
             let now = match (ghost.local, ghost.peer) {
                 (Some(local), Some(peer)) => {
                     sys::kernel_state(local, peer).unwrap_or(TcpState::Close)
@@ -52,6 +62,16 @@ impl Lab {
                 _ => TcpState::Close,
             };
             let at = clock::now();
+            // TIME_WAIT only ends, and only after Linux's fixed 60 s: ask
+            // again near its end, then every second. A busy lab's many
+            // TIME_WAITs then cost a few questions each, not one a tick.
+            ghost.next_ask = match (ghost.reported, now) {
+                (Some(TcpState::TimeWait), TcpState::TimeWait) => {
+                    Some(now_instant + TIME_WAIT_ASK_EVERY)
+                }
+                (_, TcpState::TimeWait) => Some(now_instant + TIME_WAIT_QUIET),
+                _ => None,
+            };
             if ghost.reported != Some(now) {
                 ghost.reported = Some(now);
                 changes.push((at, closed_state(ghost, now)));

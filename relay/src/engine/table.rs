@@ -96,6 +96,8 @@ pub(super) struct Ghost {
     pub reported: Option<TcpState>,
     /// When the socket was made (see [`LabSocket::since`]).
     pub since: Stamp,
+    /// When to ask the kernel about it next; None: at every step.
+    pub next_ask: Option<Instant>,
 }
 
 /// A socket closed a moment ago: the segments of its close still name it.

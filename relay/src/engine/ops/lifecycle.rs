@@ -103,6 +103,7 @@ impl Lab {
             peer: socket.peer,
             reported: None,
             since: socket.since,
+            next_ask: None,
         };
         self.sockets.closed(&ghost);
         let (result, at) = timed(|| close_socket(socket));

@@ -1,0 +1,317 @@
+//! The load section of `cargo xtask bench`: many labs at once, each looping
+//! the whole lifecycle, driven by a Rust client so that the client is not
+//! the bottleneck; and the baseline the send→read figure must meet, a plain
+//! WebSocket-to-TCP echo bridge on tokio-tungstenite that the bench runs
+//! itself.
+//!
+//! Two shapes: closed loop (each lab sends its next command once the last
+//! is answered: the peak rate) and paced (each lab sends 25 commands a
+//! second: the latency of a classroom's load, free of queueing artefacts).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures_util::{SinkExt, StreamExt};
+use protocol::{EventBody, Op, Phase, Role};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::bench::{BenchRelay, Session, cpu_seconds, percentile, rss_bytes, start_relay};
+
+/// How a lab paces its commands.
+#[derive(Clone, Copy, Debug)]
+pub enum Shape {
+    ClosedLoop,
+    Paced { per_second: u32 },
+}
+
+/// What one load run measured.
+pub struct LoadFigures {
+    pub commands_per_second: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub rss_mib: f64,
+    pub cpu_percent: f64,
+    pub errors: u64,
+}
+
+/// Starts a relay with room for `labs` from one address and loads it.
+pub async fn run(
+    labs: u32,
+    seconds: u64,
+    shape: Shape,
+    capture: bool,
+) -> anyhow::Result<LoadFigures> {
+    let room = (labs + 8).to_string();
+    let mut flags = vec!["--max-labs", &room, "--labs-per-ip", &room];
+    if !capture {
+        flags.push("--no-capture");
+    }
+    let relay = start_relay(&flags).await?;
+    load(&relay, labs, Duration::from_secs(seconds), shape).await
+}
+
+async fn load(
+    relay: &BenchRelay,
+    labs: u32,
+    span: Duration,
+    shape: Shape,
+) -> anyhow::Result<LoadFigures> {
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut sessions = Vec::new();
+    for _ in 0..labs {
+        sessions.push(Session::open(&relay.ws_url).await?);
+    }
+    let cpu_before = cpu_seconds(relay.pid)?;
+    let started = Instant::now();
+    let deadline = started + span;
+    let mut tasks = Vec::new();
+    for (index, session) in sessions.into_iter().enumerate() {
+        let latencies = Arc::clone(&latencies);
+        let errors = Arc::clone(&errors);
+        // Spread the paced labs' ticks over the interval.
+        let offset = Duration::from_micros(index as u64 * 40_000 / u64::from(labs.max(1)));
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = lab_loop(session, shape, deadline, offset, &latencies).await {
+                errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                eprintln!("load: a lab stopped: {error:#}");
+            }
+        }));
+    }
+    let mut rss_peak = 0.0f64;
+    while Instant::now() < deadline {
+        rss_peak = rss_peak.max(rss_bytes(relay.pid).unwrap_or(0.0));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(relay.pid)? - cpu_before;
+    let mut sorted =
+        std::mem::take(&mut *latencies.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+    sorted.sort_by(f64::total_cmp);
+    Ok(LoadFigures {
+        commands_per_second: sorted.len() as f64 / elapsed,
+        p50_us: percentile(&sorted, 0.50),
+        p99_us: percentile(&sorted, 0.99),
+        rss_mib: rss_peak / (1024.0 * 1024.0),
+        cpu_percent: cpu / elapsed * 100.0,
+        errors: errors.load(std::sync::atomic::Ordering::Relaxed),
+    })
+}
+
+/// One lab's client: its session, its pace, and its latencies.
+struct Driver {
+    session: Session,
+    interval: Option<Duration>,
+    next_at: Instant,
+    latencies_us: Vec<f64>,
+}
+
+impl Driver {
+    /// Sends one command, at its time when paced, and waits for its first
+    /// answer (a `blocked` answer counts: the browser has heard back).
+    async fn step(&mut self, op: Op) -> anyhow::Result<protocol::Call> {
+        if let Some(interval) = self.interval {
+            tokio::time::sleep_until(self.next_at.into()).await;
+            self.next_at += interval;
+        }
+        let sent = Instant::now();
+        let id = self.session.send(op).await?;
+        let answer = first_answer(&mut self.session, id).await?;
+        self.latencies_us.push(sent.elapsed().as_secs_f64() * 1e6);
+        Ok(answer)
+    }
+
+    /// The whole lifecycle, once.
+    async fn lifecycle(&mut self) -> anyhow::Result<()> {
+        let server = self
+            .step(Op::Socket { role: Role::Server })
+            .await?
+            .sock
+            .context("sock")?;
+        self.step(Op::Bind {
+            sock: server,
+            addr: None,
+        })
+        .await?;
+        self.step(Op::Listen {
+            sock: server,
+            backlog: None,
+        })
+        .await?;
+        let client = self
+            .step(Op::Socket { role: Role::Client })
+            .await?
+            .sock
+            .context("sock")?;
+        let connect = self
+            .step(Op::Connect {
+                sock: client,
+                addr: None,
+            })
+            .await?;
+        let accept = self.step(Op::Accept { sock: server }).await?;
+        let conn = match accept.new_sock {
+            Some(conn) => conn,
+            None => {
+                let id = accept.id.context("id")?;
+                self.session.outcome(id).await?.new_sock.context("conn")?
+            }
+        };
+        if connect.phase == Some(Phase::Blocked) {
+            self.session.outcome(connect.id.context("id")?).await?;
+        }
+        self.step(Op::Send {
+            sock: client,
+            data: Some("ping".into()),
+            hex: None,
+        })
+        .await?;
+        self.step(Op::Read {
+            sock: conn,
+            max: None,
+        })
+        .await?;
+        self.step(Op::Send {
+            sock: conn,
+            data: Some("pong".into()),
+            hex: None,
+        })
+        .await?;
+        self.step(Op::Read {
+            sock: client,
+            max: None,
+        })
+        .await?;
+        self.step(Op::Close { sock: client }).await?;
+        self.step(Op::Read {
+            sock: conn,
+            max: None,
+        })
+        .await?;
+        self.step(Op::Close { sock: conn }).await?;
+        self.step(Op::Close { sock: server }).await?;
+        Ok(())
+    }
+}
+
+/// One lab looping the whole lifecycle until `deadline`.
+async fn lab_loop(
+    session: Session,
+    shape: Shape,
+    deadline: Instant,
+    offset: Duration,
+    latencies: &Mutex<Vec<f64>>,
+) -> anyhow::Result<()> {
+    let mut driver = Driver {
+        session,
+        interval: match shape {
+            Shape::ClosedLoop => None,
+            Shape::Paced { per_second } => Some(Duration::from_secs(1) / per_second.max(1)),
+        },
+        next_at: Instant::now() + offset,
+        latencies_us: Vec::new(),
+    };
+    let mut outcome = Ok(());
+    while Instant::now() < deadline && outcome.is_ok() {
+        outcome = driver.lifecycle().await;
+    }
+    if let Ok(mut all) = latencies.lock() {
+        all.extend(driver.latencies_us);
+    }
+    outcome
+}
+
+/// The first answer to command `id`: its call event (blocked, done or
+/// failed; not the bind the relay makes first for an unbound socket), or a
+/// refusal.
+async fn first_answer(session: &mut Session, id: u64) -> anyhow::Result<protocol::Call> {
+    loop {
+        match session.next().await?.body {
+            EventBody::Call(call) if call.id == Some(id) && !bound_first(&call) => return Ok(call),
+            EventBody::Error(error) if error.id == Some(id) => {
+                anyhow::bail!("command {id} refused: {}", error.message)
+            }
+            _ => {}
+        }
+    }
+}
+
+fn bound_first(call: &protocol::Call) -> bool {
+    matches!(
+        call.note,
+        Some(protocol::Note::BoundBeforeListen | protocol::Note::BoundBeforeConnect)
+    )
+}
+
+/// The baseline: a WebSocket-to-TCP echo bridge. A client's text frame is
+/// written to a TCP connection to an echo server, and what comes back is
+/// sent back as a frame. Returns the round trips, in µs, sorted.
+pub async fn echo_bridge(round_trips: u32) -> anyhow::Result<Vec<f64>> {
+    let echo = TcpListener::bind("127.0.0.1:0").await?;
+    let echo_addr = echo.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = echo.accept().await {
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 4096];
+                while let Ok(count) = stream.read(&mut buffer).await {
+                    if count == 0 || stream.write_all(&buffer[..count]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let bridge = TcpListener::bind("127.0.0.1:0").await?;
+    let bridge_addr = bridge.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = bridge.accept().await {
+            tokio::spawn(async move {
+                let _ = stream.set_nodelay(true);
+                let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                let Ok(mut tcp) = TcpStream::connect(echo_addr).await else {
+                    return;
+                };
+                let _ = tcp.set_nodelay(true);
+                let mut buffer = vec![0u8; 4096];
+                while let Some(Ok(Message::Text(text))) = socket.next().await {
+                    if tcp.write_all(text.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let Ok(count) = tcp.read(&mut buffer).await else {
+                        return;
+                    };
+                    let reply = String::from_utf8_lossy(&buffer[..count]).to_string();
+                    if socket.send(Message::Text(reply.into())).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let (mut client, _) =
+        tokio_tungstenite::connect_async_with_config(format!("ws://{bridge_addr}/"), None, true)
+            .await?;
+    let mut round_trip_us = Vec::with_capacity(round_trips as usize);
+    for _ in 0..round_trips {
+        let started = Instant::now();
+        client.send(Message::Text("ping".into())).await?;
+        loop {
+            match client.next().await.context("the bridge closed")?? {
+                Message::Text(_) => break,
+                _ => continue,
+            }
+        }
+        round_trip_us.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    round_trip_us.sort_by(f64::total_cmp);
+    Ok(round_trip_us)
+}
