@@ -505,6 +505,23 @@ pub fn lanes(model: &Model, ui: &Ui) -> String {
 /// The note above the diagram: whether the wire view is on.
 pub fn wire_note(model: &Model) -> String {
     let lang = model.lang;
+    let wire = wire_only_note(model);
+    // When states are polled, a state that lasts less than a poll is never
+    // seen: the page says so rather than let a student think it did not exist.
+    match &model.hello {
+        Some(hello) if !hello.states_traced => format!(
+            "{wire} {}",
+            esc(lang.pick(
+                "States are polled, not traced: one that lasts less than a poll (FIN_WAIT1, LAST_ACK on loopback) may not be shown.",
+                "状态是轮询得到的，不是内核跟踪的：持续时间短于一次轮询的状态（例如回环上的 FIN_WAIT1、LAST_ACK）可能不会显示。"
+            ))
+        ),
+        _ => wire,
+    }
+}
+
+fn wire_only_note(model: &Model) -> String {
+    let lang = model.lang;
     match &model.hello {
         Some(hello) if hello.capture => esc(lang.pick(
             "Wire view on: arrows are real TCP segments captured on the wire.",

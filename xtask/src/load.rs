@@ -110,6 +110,9 @@ struct Driver {
     interval: Option<Duration>,
     next_at: Instant,
     latencies_us: Vec<f64>,
+    /// Final answers that came while the driver waited for another command
+    /// (a blocked connect's or accept's), kept until it asks for them.
+    finished: std::collections::HashMap<u64, protocol::Call>,
 }
 
 impl Driver {
@@ -122,9 +125,36 @@ impl Driver {
         }
         let sent = Instant::now();
         let id = self.session.send(op).await?;
-        let answer = first_answer(&mut self.session, id).await?;
+        let answer = self.answer(id, false).await?;
         self.latencies_us.push(sent.elapsed().as_secs_f64() * 1e6);
         Ok(answer)
+    }
+
+    /// The first answer to command `id` (with `last`, its final one): its
+    /// call event, never the bind the relay makes first for an unbound
+    /// socket; or a refusal. Final answers of other commands are kept.
+    async fn answer(&mut self, id: u64, last: bool) -> anyhow::Result<protocol::Call> {
+        if let Some(call) = self.finished.remove(&id) {
+            return Ok(call);
+        }
+        loop {
+            match self.session.next().await?.body {
+                EventBody::Call(call) if !bound_first(&call) => {
+                    let done = matches!(call.phase, Some(Phase::Done | Phase::Failed));
+                    match call.id {
+                        Some(of) if of == id && (done || !last) => return Ok(call),
+                        Some(of) if done => {
+                            self.finished.insert(of, call);
+                        }
+                        _ => {}
+                    }
+                }
+                EventBody::Error(error) if error.id == Some(id) => {
+                    anyhow::bail!("command {id} refused: {}", error.message)
+                }
+                _ => {}
+            }
+        }
     }
 
     /// The whole lifecycle, once.
@@ -160,11 +190,11 @@ impl Driver {
             Some(conn) => conn,
             None => {
                 let id = accept.id.context("id")?;
-                self.session.outcome(id).await?.new_sock.context("conn")?
+                self.answer(id, true).await?.new_sock.context("conn")?
             }
         };
         if connect.phase == Some(Phase::Blocked) {
-            self.session.outcome(connect.id.context("id")?).await?;
+            self.answer(connect.id.context("id")?, true).await?;
         }
         self.step(Op::Send {
             sock: client,
@@ -216,6 +246,7 @@ async fn lab_loop(
         },
         next_at: Instant::now() + offset,
         latencies_us: Vec::new(),
+        finished: std::collections::HashMap::new(),
     };
     let mut outcome = Ok(());
     while Instant::now() < deadline && outcome.is_ok() {
@@ -225,21 +256,6 @@ async fn lab_loop(
         all.extend(driver.latencies_us);
     }
     outcome
-}
-
-/// The first answer to command `id`: its call event (blocked, done or
-/// failed; not the bind the relay makes first for an unbound socket), or a
-/// refusal.
-async fn first_answer(session: &mut Session, id: u64) -> anyhow::Result<protocol::Call> {
-    loop {
-        match session.next().await?.body {
-            EventBody::Call(call) if call.id == Some(id) && !bound_first(&call) => return Ok(call),
-            EventBody::Error(error) if error.id == Some(id) => {
-                anyhow::bail!("command {id} refused: {}", error.message)
-            }
-            _ => {}
-        }
-    }
 }
 
 fn bound_first(call: &protocol::Call) -> bool {

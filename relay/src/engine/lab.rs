@@ -24,10 +24,15 @@ use super::wire::Wire;
 use super::{LabInput, LabSettings};
 use crate::capture::{Capture, Observation, RouteKey, WireSegment};
 
-/// How often the lab asks the kernel for its sockets' states while any exist.
-/// TCP_INFO is one cheap getsockopt per socket, sock_diag one netlink request
-/// per closed connection.
+/// How often the lab asks the kernel for its sockets' states while any
+/// exist, when only polling can see them. TCP_INFO is one cheap getsockopt
+/// per socket, sock_diag one netlink request per closed connection.
 const POLL_INTERVAL: Duration = Duration::from_millis(25);
+/// The same, when the kernel's trace reports every change as it happens and
+/// every captured segment is followed by a question: the poll is then only a
+/// safety net, and a busy relay's many labs need not each wake 40 times a
+/// second.
+const POLL_INTERVAL_TRACED: Duration = Duration::from_millis(250);
 
 pub(super) struct Lab {
     pub settings: LabSettings,
@@ -51,7 +56,15 @@ pub(super) async fn run(
     overflowed: Arc<AtomicBool>,
 ) {
     let mut lab = Lab::new(settings, events, overflowed);
-    let mut poll = tokio::time::interval(POLL_INTERVAL);
+    let traced = lab
+        .capture
+        .as_ref()
+        .is_some_and(|capture| capture.transitions().is_ok());
+    let mut poll = tokio::time::interval(if traced {
+        POLL_INTERVAL_TRACED
+    } else {
+        POLL_INTERVAL
+    });
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         let polling = !lab.sockets.open.is_empty() || !lab.sockets.ghosts.is_empty();
