@@ -16,6 +16,16 @@ pub fn sockaddr(addr: &SocketAddr) -> String {
     format!("{{AF_INET, {addr}}}")
 }
 
+/// A call that takes an address, as bind and connect do:
+/// `connect(5, {AF_INET, 127.0.0.1:7001}, 16) = 0`.
+pub fn with_sockaddr(name: &str, fd: i32, addr: &SocketAddr, result: &io::Result<i64>) -> String {
+    format!(
+        "{name}({fd}, {}, {SOCKADDR_IN_LEN}){}",
+        sockaddr(addr),
+        self::result(result)
+    )
+}
+
 /// ` = 0`, or ` = -1 ECONNREFUSED (Connection refused)`.
 pub fn result(result: &io::Result<i64>) -> String {
     match result {

@@ -8,7 +8,7 @@ use protocol::{ErrorCode, Note, Refusal};
 use super::{CallContext, refuse, timed};
 use crate::engine::lab::Lab;
 use crate::engine::ports::Denied;
-use crate::engine::render::{self, SOCKADDR_IN_LEN};
+use crate::engine::render;
 
 /// The seed's backlog.
 const DEFAULT_BACKLOG: i32 = 5;
@@ -85,16 +85,8 @@ impl Lab {
         }
         let local = socket.local;
         let result = result.map(|()| 0);
-        let mut event = call.answered(
-            &result,
-            format!(
-                "bind({}, {}, {SOCKADDR_IN_LEN}){}",
-                call.fd,
-                render::sockaddr(&target),
-                render::result(&result)
-            ),
-            at,
-        );
+        let c = render::with_sockaddr("bind", call.fd, &target, &result);
+        let mut event = call.answered(&result, c, at);
         event.local = local.map(|addr| addr.to_string());
         event.note = if note.is_some() {
             note

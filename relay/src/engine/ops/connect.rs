@@ -8,7 +8,7 @@ use protocol::{ErrorCode, Note, Refusal, Role};
 use super::{CallContext, refuse, timed};
 use crate::engine::clock::Stamp;
 use crate::engine::lab::Lab;
-use crate::engine::render::{self, SOCKADDR_IN_LEN};
+use crate::engine::render;
 use crate::engine::sys;
 use crate::engine::wait::{Blocked, Direction};
 
@@ -78,12 +78,7 @@ impl Lab {
             (Err(error), at) if error.raw_os_error() == Some(libc::EINPROGRESS) => {
                 socket.peer = Some(target);
                 let blocked = Blocked {
-                    c: format!(
-                        "connect({}, {}, {SOCKADDR_IN_LEN}){}",
-                        call.fd,
-                        render::sockaddr(&target),
-                        render::result(&Err(error))
-                    ),
+                    c: render::with_sockaddr("connect", call.fd, &target, &Err(error)),
                     errno: libc::EINPROGRESS,
                     note: Note::HandshakeInProgress,
                     direction: Direction::Outbound,
@@ -117,16 +112,8 @@ impl Lab {
             socket.local
         });
         let result = result.map(|()| 0);
-        let mut event = call.answered(
-            &result,
-            format!(
-                "connect({}, {}, {SOCKADDR_IN_LEN}){}",
-                call.fd,
-                render::sockaddr(&target),
-                render::result(&result)
-            ),
-            at,
-        );
+        let c = render::with_sockaddr("connect", call.fd, &target, &result);
+        let mut event = call.answered(&result, c, at);
         event.peer = Some(target.to_string());
         event.local = local.map(|addr| addr.to_string());
         if result.is_ok() {
