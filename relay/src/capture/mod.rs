@@ -1,0 +1,204 @@
+//! The wire view: one packet socket for the whole relay, which reads every
+//! TCP segment on the labs' interfaces, with the kernel's timestamp of each
+//! frame, and hands each to the lab whose connection or listening address it
+//! belongs to ([`RouteKey`]): by the full 4-tuple, never by a port number
+//! alone. A task reads it whenever frames arrive; a lab also drains it at
+//! the end of each step ([`Capture::drain`]), so that every frame up to that
+//! moment is in the lab's hands before it releases its events in kernel time.
+//!
+//! - `packet`: the socket, its filter and timestamps, and parsing a frame.
+//! - `routes`: which lab gets what.
+
+mod packet;
+mod routes;
+
+use std::io;
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::unix::AsyncFd;
+
+pub use packet::{WireSegment, parse};
+pub use routes::{LabId, LabRoute, OBSERVATIONS_QUEUE, Observation, RouteKey};
+
+use crate::engine::clock::Stamp;
+use crate::transitions::TransitionTrace;
+use packet::{loopback_index, open_packet_socket, receive};
+use routes::Routes;
+
+/// The relay's capture: the packet socket, the trace of state changes, and
+/// the routes that say which lab gets what.
+pub struct Capture {
+    routes: Mutex<Routes>,
+    /// The packet socket and its buffer. Whoever drains holds the lock until
+    /// the socket answers EAGAIN and every frame read is routed, so a drain
+    /// that returns has delivered every frame queued before it began.
+    reader: Mutex<Reader>,
+    /// The kernel's trace of state changes, or why there is none.
+    transitions: Result<Mutex<TransitionTrace>, String>,
+}
+
+struct Reader {
+    socket: OwnedFd,
+    buffer: Vec<u8>,
+    loopback_index: i32,
+}
+
+impl std::fmt::Debug for Capture {
+    // The routes hold channels; their count says enough.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ports = self
+            .routes
+            .lock()
+            .map(|routes| routes.by_key.len())
+            .unwrap_or(0);
+        write!(f, "Capture({ports} routes)")
+    }
+}
+
+impl Capture {
+    /// Opens the packet socket and starts reading. `lab_ip` decides the
+    /// interfaces: loopback alone, or every interface when lab servers are
+    /// reachable from outside. Fails with the reason when the relay lacks
+    /// CAP_NET_RAW.
+    pub fn start(lab_ip: IpAddr, lab_ports: &RangeInclusive<u16>) -> Result<Arc<Capture>, String> {
+        let everywhere = !lab_ip.is_loopback();
+        let socket = open_packet_socket(everywhere, lab_ports).map_err(|error| {
+            if matches!(error.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
+                "The relay may not capture packets (it lacks CAP_NET_RAW). Run it as root, or \
+                 grant it with `sudo setcap cap_net_raw+ep target/release/relay`."
+                    .to_string()
+            } else {
+                format!("The relay could not open a packet socket: {error}.")
+            }
+        })?;
+        // SAFETY: the capture owns the fd and lives as long as the relay, so
+        // the fd stays open, and the same, for the registration's whole life.
+        let io = unsafe { AsyncFd::register(PacketFd(socket.as_raw_fd())) }
+            .map_err(|error| format!("The relay could not watch its packet socket: {error}."))?;
+        let transitions = TransitionTrace::open(lab_ports);
+        match &transitions {
+            Ok(_) => tracing::info!("tracing the kernel's TCP state changes"),
+            Err(reason) => tracing::warn!("state changes are polled only: {reason}"),
+        }
+        // SAFETY: the capture owns the trace and its fd for the relay's life.
+        let transition_io = transitions
+            .as_ref()
+            .ok()
+            .and_then(|trace| unsafe { AsyncFd::register(PacketFd(trace.fd())) }.ok());
+        let capture = Arc::new(Capture {
+            routes: Mutex::new(Routes::default()),
+            reader: Mutex::new(Reader {
+                socket,
+                buffer: vec![0u8; 65536],
+                loopback_index: loopback_index(),
+            }),
+            transitions: transitions.map(Mutex::new),
+        });
+        tokio::spawn(read_loop(io, Arc::clone(&capture)));
+        if let Some(io) = transition_io {
+            tokio::spawn(read_loop(io, Arc::clone(&capture)));
+        }
+        Ok(capture)
+    }
+
+    /// Whether the kernel's state changes are traced, or why they are only polled.
+    pub fn transitions(&self) -> Result<(), String> {
+        self.transitions.as_ref().map(|_| ()).map_err(Clone::clone)
+    }
+
+    /// Reads every frame and every state change the kernel holds for the
+    /// relay and routes each, returning once nothing more is queued.
+    pub fn drain(&self) {
+        self.drain_frames();
+        if let Ok(Ok(mut trace)) = self.transitions.as_ref().map(|trace| trace.lock()) {
+            trace.drain(|transition| self.route(Observation::Transition(transition)));
+        }
+    }
+
+    fn drain_frames(&self) {
+        let Ok(mut reader) = self.reader.lock() else {
+            return;
+        };
+        let Reader {
+            socket,
+            buffer,
+            loopback_index,
+        } = &mut *reader;
+        loop {
+            match receive(socket.as_raw_fd(), buffer) {
+                Ok(frame) => {
+                    // On lo every segment is seen twice, leaving and
+                    // arriving. Keep the leaving copy: the kernel hands it
+                    // to this socket inside the sending system call, so it
+                    // is here before that call returns. The arriving copy
+                    // waits for the receive softirq, which the kernel may
+                    // defer to ksoftirqd, and would then come after calls
+                    // that happened later.
+                    if frame.ifindex == *loopback_index && frame.packet_type == libc::PACKET_HOST {
+                        continue;
+                    }
+                    if let Some(segment) = parse(&buffer[..frame.length], frame.at) {
+                        self.route(Observation::Segment(segment));
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(error) => {
+                    tracing::debug!(%error, "packet socket read failed");
+                    return;
+                }
+            }
+        }
+    }
+    /// Sends what belongs under `key` to this lab, including what arrived in
+    /// the last moments before the lab asked, but nothing from before
+    /// `since`, when the lab's socket was made.
+    pub fn register(&self, lab: LabId, key: RouteKey, since: Stamp, route: &LabRoute) {
+        if let Ok(mut routes) = self.routes.lock() {
+            routes.register(lab, key, since, route);
+        }
+    }
+
+    pub fn unregister(&self, lab: LabId, key: RouteKey) {
+        if let Ok(mut routes) = self.routes.lock() {
+            routes.unregister(lab, key);
+        }
+    }
+
+    pub fn unregister_lab(&self, lab: LabId) {
+        if let Ok(mut routes) = self.routes.lock() {
+            routes.unregister_lab(lab);
+        }
+    }
+
+    fn route(&self, observation: Observation) {
+        if let Ok(mut routes) = self.routes.lock() {
+            routes.route(observation);
+        }
+    }
+}
+
+/// The packet socket's fd as the reactor sees it; [`Capture`] owns it.
+struct PacketFd(RawFd);
+
+impl AsRawFd for PacketFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// Drains the packet socket whenever epoll says frames are waiting.
+async fn read_loop(io: AsyncFd<PacketFd>, capture: Arc<Capture>) {
+    loop {
+        let Ok(mut guard) = io.readable().await else {
+            tracing::warn!("the packet socket failed; the wire view stops");
+            return;
+        };
+        // Clear first: a frame that lands during the drain sets readiness
+        // again, so none is left waiting for the next one.
+        guard.clear_ready();
+        capture.drain();
+    }
+}

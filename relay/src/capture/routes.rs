@@ -1,0 +1,240 @@
+//! Which lab gets what the kernel showed: each lab's connections by their
+//! 4-tuple, its listening addresses, its connects in flight; never a port
+//! number alone. What nobody has asked for yet is kept a moment, for a lab
+//! that learns its own port just after the SYN left.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::WireSegment;
+use crate::engine::clock::Stamp;
+use crate::transitions::Transition;
+
+/// Segments that matched no lab are kept this long, so that a port a lab
+/// registers right after its SYN went out (connect's ephemeral port) still
+/// gets that SYN.
+const UNMATCHED_KEEP: Duration = Duration::from_secs(2);
+const UNMATCHED_MAX: usize = 512;
+
+pub type LabId = u64;
+
+/// What the kernel showed of a lab: a segment on the wire, or a socket's
+/// change of TCP state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observation {
+    Segment(WireSegment),
+    Transition(Transition),
+}
+
+/// What a lab is routed: its connections, its listening addresses, and
+/// the targets of its connects in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RouteKey {
+    /// A connection, from this end's address to the peer's.
+    Connection(SocketAddrV4, SocketAddrV4),
+    /// A listening socket's address (0.0.0.0 for every address): the
+    /// segments of handshakes to it, before accept() names the connection.
+    Listener(SocketAddrV4),
+    /// A connect() in flight to this address: the kernel traces the
+    /// socket's SYN_SENT before it has a port of its own.
+    Connecting(SocketAddrV4),
+}
+
+impl Observation {
+    /// Every key under which a lab may have asked for it.
+    pub(super) fn keys(&self) -> Vec<RouteKey> {
+        let (a, b) = match self {
+            Observation::Segment(segment) => (segment.src, segment.dst),
+            Observation::Transition(change) => (change.local, change.peer),
+        };
+        let any = |end: SocketAddrV4| SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, end.port());
+        let mut keys = vec![
+            RouteKey::Connection(a, b),
+            RouteKey::Connection(b, a),
+            RouteKey::Listener(a),
+            RouteKey::Listener(b),
+            RouteKey::Listener(any(a)),
+            RouteKey::Listener(any(b)),
+        ];
+        if matches!(self, Observation::Transition(_)) && a.port() == 0 {
+            keys.push(RouteKey::Connecting(b));
+        }
+        keys
+    }
+
+    /// When the kernel stamped it.
+    pub(super) fn at(&self) -> Stamp {
+        match self {
+            Observation::Segment(segment) => segment.at,
+            Observation::Transition(change) => change.at,
+        }
+    }
+}
+
+/// Where a lab takes its observations, and how many it had to let go.
+#[derive(Clone)]
+pub struct LabRoute {
+    /// Bounded ([`OBSERVATIONS_QUEUE`]): the capture never waits for a lab.
+    pub sender: mpsc::Sender<Observation>,
+    /// Observations dropped because the lab's queue was full.
+    pub dropped: Arc<AtomicU64>,
+}
+
+impl LabRoute {
+    fn deliver(&self, observation: Observation) {
+        if self.sender.try_send(observation).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Observations queued for one lab at most. A lab drains its queue at every
+/// step, so only a lab starved of CPU fills it; what does not fit is counted
+/// and reported to the page as a gap.
+pub const OBSERVATIONS_QUEUE: usize = 4096;
+
+/// Every lab's routes, and what matched none yet.
+#[derive(Default)]
+pub(super) struct Routes {
+    pub(super) by_key: HashMap<RouteKey, Vec<(LabId, LabRoute)>>,
+    unmatched: VecDeque<(Instant, Observation)>,
+}
+
+impl Routes {
+    /// Sends what belongs under `key` to this lab, including what arrived in
+    /// the last moments before the lab asked, but nothing from before
+    /// `since`, when the lab's socket was made.
+    pub fn register(&mut self, lab: LabId, key: RouteKey, since: Stamp, route: &LabRoute) {
+        let owners = self.by_key.entry(key).or_default();
+        if owners.iter().any(|(owner, _)| *owner == lab) {
+            return;
+        }
+        owners.push((lab, route.clone()));
+        let now = Instant::now();
+        self.unmatched.retain(|(seen, observation)| {
+            let mine = observation.at() >= since && observation.keys().contains(&key);
+            if mine && now.duration_since(*seen) < UNMATCHED_KEEP {
+                route.deliver(observation.clone());
+            }
+            !mine
+        });
+    }
+
+    pub fn unregister(&mut self, lab: LabId, key: RouteKey) {
+        if let Some(owners) = self.by_key.get_mut(&key) {
+            owners.retain(|(owner, _)| *owner != lab);
+            if owners.is_empty() {
+                self.by_key.remove(&key);
+            }
+        }
+    }
+
+    pub fn unregister_lab(&mut self, lab: LabId) {
+        self.by_key.retain(|_, owners| {
+            owners.retain(|(owner, _)| *owner != lab);
+            !owners.is_empty()
+        });
+    }
+
+    /// Hands an observation to every lab that asked for it, or keeps it a
+    /// moment for a lab that is about to.
+    pub fn route(&mut self, observation: Observation) {
+        let mut delivered: Vec<LabId> = Vec::new();
+        for key in observation.keys() {
+            for (lab, route) in self.by_key.get(&key).into_iter().flatten() {
+                // A segment between two sockets of one lab goes to it once.
+                if !delivered.contains(lab) {
+                    delivered.push(*lab);
+                    route.deliver(observation.clone());
+                }
+            }
+        }
+        if delivered.is_empty() {
+            let now = Instant::now();
+            while self.unmatched.len() >= UNMATCHED_MAX
+                || self
+                    .unmatched
+                    .front()
+                    .is_some_and(|(seen, _)| now.duration_since(*seen) > UNMATCHED_KEEP)
+            {
+                self.unmatched.pop_front();
+            }
+            self.unmatched.push_back((now, observation));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_by_connection_never_by_port_alone() {
+        let mut capture = Routes::default();
+        let route = |capacity: usize| {
+            let (sender, receiver) = mpsc::channel(capacity);
+            let dropped = Arc::new(AtomicU64::new(0));
+            (LabRoute { sender, dropped }, receiver)
+        };
+        let addr = |text: &str| -> SocketAddrV4 { text.parse().expect("addr") };
+        let segment = |src: &str, dst: &str| {
+            Observation::Segment(WireSegment {
+                at: 0,
+                src: addr(src),
+                dst: addr(dst),
+                flags: vec!["ACK"],
+                seq: 1,
+                ack: 0,
+                win: 0,
+                len: 0,
+                payload: Vec::new(),
+            })
+        };
+        let (lab_a, mut from_a) = route(16);
+        let (lab_b, mut from_b) = route(16);
+        // Lab A listens on 127.0.0.1:7002; lab B has 127.0.0.2:7002 bound.
+        capture.register(1, RouteKey::Listener(addr("127.0.0.1:7002")), 0, &lab_a);
+        capture.register(2, RouteKey::Listener(addr("127.0.0.2:7002")), 0, &lab_b);
+        capture.route(segment("127.0.0.1:50000", "127.0.0.1:7002"));
+        assert!(from_a.try_recv().is_ok());
+        assert!(
+            from_b.try_recv().is_err(),
+            "the same port elsewhere is not B's"
+        );
+        // A connection of lab B, both ways.
+        capture.register(
+            2,
+            RouteKey::Connection(addr("127.0.0.1:50001"), addr("127.0.0.1:9000")),
+            0,
+            &lab_b,
+        );
+        capture.route(segment("127.0.0.1:9000", "127.0.0.1:50001"));
+        assert!(from_b.try_recv().is_ok());
+        assert!(from_a.try_recv().is_err());
+        // Something that was nobody's is handed over once it becomes A's,
+        // but nothing from before its socket was made.
+        capture.route(segment("127.0.0.1:50002", "127.0.0.1:9001"));
+        let key = RouteKey::Connection(addr("127.0.0.1:50002"), addr("127.0.0.1:9001"));
+        capture.register(1, key, 1, &lab_a);
+        assert!(from_a.try_recv().is_err());
+        capture.route(segment("127.0.0.1:50003", "127.0.0.1:9001"));
+        let key = RouteKey::Connection(addr("127.0.0.1:50003"), addr("127.0.0.1:9001"));
+        capture.register(1, key, 0, &lab_a);
+        assert!(from_a.try_recv().is_ok());
+        capture.unregister_lab(1);
+        capture.route(segment("127.0.0.1:50000", "127.0.0.1:7002"));
+        assert!(from_a.try_recv().is_err());
+        // A full lab queue drops and counts; the capture never waits.
+        let (lab_c, _from_c) = route(1);
+        capture.register(3, RouteKey::Listener(addr("0.0.0.0:7003")), 0, &lab_c);
+        for _ in 0..3 {
+            capture.route(segment("127.0.0.1:50004", "127.0.0.9:7003"));
+        }
+        assert_eq!(lab_c.dropped.load(Ordering::Relaxed), 2);
+    }
+}
