@@ -16,6 +16,7 @@ use std::io;
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::unix::AsyncFd;
@@ -23,7 +24,7 @@ use tokio::io::unix::AsyncFd;
 pub use packet::{WireSegment, parse};
 pub use routes::{LabId, LabRoute, OBSERVATIONS_QUEUE, Observation, RouteKey};
 
-use crate::engine::clock::Stamp;
+use crate::engine::clock::{self, Stamp};
 use crate::transitions::TransitionTrace;
 use packet::{loopback_index, open_packet_socket, receive};
 use routes::Routes;
@@ -38,6 +39,8 @@ pub struct Capture {
     reader: Mutex<Reader>,
     /// The kernel's trace of state changes, or why there is none.
     transitions: Result<Mutex<TransitionTrace>, String>,
+    /// When the latest finished drain began.
+    drained_since: AtomicU64,
 }
 
 struct Reader {
@@ -96,6 +99,7 @@ impl Capture {
                 loopback_index: loopback_index(),
             }),
             transitions: transitions.map(Mutex::new),
+            drained_since: AtomicU64::new(0),
         });
         tokio::spawn(read_loop(io, Arc::clone(&capture)));
         if let Some(io) = transition_io {
@@ -112,9 +116,21 @@ impl Capture {
     /// Reads every frame and every state change the kernel holds for the
     /// relay and routes each, returning once nothing more is queued.
     pub fn drain(&self) {
+        let began = clock::now();
         self.drain_frames();
         if let Ok(Ok(mut trace)) = self.transitions.as_ref().map(|trace| trace.lock()) {
             trace.drain(|transition| self.route(Observation::Transition(transition)));
+        }
+        self.drained_since.fetch_max(began, Ordering::Relaxed);
+    }
+
+    /// Drains unless a drain that began after `since` has already finished:
+    /// that one read every frame and change queued before it began, which
+    /// includes everything a system call that returned at `since` caused.
+    /// Many labs then share one drain instead of each making its own.
+    pub fn drain_after(&self, since: Stamp) {
+        if self.drained_since.load(Ordering::Relaxed) < since {
+            self.drain();
         }
     }
 

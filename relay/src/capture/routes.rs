@@ -46,25 +46,24 @@ pub enum RouteKey {
 }
 
 impl Observation {
-    /// Every key under which a lab may have asked for it.
-    pub(super) fn keys(&self) -> Vec<RouteKey> {
+    /// Every key under which a lab may have asked for it. An array, not a
+    /// Vec: the capture asks this of every frame.
+    pub(super) fn keys(&self) -> [Option<RouteKey>; 7] {
         let (a, b) = match self {
             Observation::Segment(segment) => (segment.src, segment.dst),
             Observation::Transition(change) => (change.local, change.peer),
         };
         let any = |end: SocketAddrV4| SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, end.port());
-        let mut keys = vec![
-            RouteKey::Connection(a, b),
-            RouteKey::Connection(b, a),
-            RouteKey::Listener(a),
-            RouteKey::Listener(b),
-            RouteKey::Listener(any(a)),
-            RouteKey::Listener(any(b)),
-        ];
-        if matches!(self, Observation::Transition(_)) && a.port() == 0 {
-            keys.push(RouteKey::Connecting(b));
-        }
-        keys
+        let connecting = matches!(self, Observation::Transition(_)) && a.port() == 0;
+        [
+            Some(RouteKey::Connection(a, b)),
+            Some(RouteKey::Connection(b, a)),
+            Some(RouteKey::Listener(a)),
+            Some(RouteKey::Listener(b)),
+            Some(RouteKey::Listener(any(a))),
+            Some(RouteKey::Listener(any(b))),
+            connecting.then_some(RouteKey::Connecting(b)),
+        ]
     }
 
     /// When the kernel stamped it.
@@ -117,7 +116,7 @@ impl Routes {
         owners.push((lab, route.clone()));
         let now = Instant::now();
         self.unmatched.retain(|(seen, observation)| {
-            let mine = observation.at() >= since && observation.keys().contains(&key);
+            let mine = observation.at() >= since && observation.keys().contains(&Some(key));
             if mine && now.duration_since(*seen) < UNMATCHED_KEEP {
                 route.deliver(observation.clone());
             }
@@ -145,7 +144,7 @@ impl Routes {
     /// moment for a lab that is about to.
     pub fn route(&mut self, observation: Observation) {
         let mut delivered: Vec<LabId> = Vec::new();
-        for key in observation.keys() {
+        for key in observation.keys().into_iter().flatten() {
             for (lab, route) in self.by_key.get(&key).into_iter().flatten() {
                 // A segment between two sockets of one lab goes to it once.
                 if !delivered.contains(lab) {

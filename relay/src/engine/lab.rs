@@ -43,6 +43,8 @@ pub(super) struct Lab {
     wire: Wire,
     capture: Option<Arc<Capture>>,
     observations: mpsc::Receiver<Observation>,
+    /// When the latest call of this step returned; 0 when it made none.
+    latest_call: Stamp,
     /// Unbounded, yet never long: each pending wait sends one completion,
     /// and a lab has at most two waits per socket (one each way).
     completion_tx: mpsc::UnboundedSender<Completion>,
@@ -93,6 +95,7 @@ impl Lab {
             wire,
             capture,
             observations,
+            latest_call: 0,
             sockets: SocketTable::default(),
             next_sock: 1,
             pending: Vec::new(),
@@ -135,6 +138,7 @@ impl Lab {
         if let (Some(sock), Some(op), Some(id)) = (call.sock, call.op, call.id) {
             self.wire.record_call(sock, op, id);
         }
+        self.latest_call = self.latest_call.max(at);
         self.timeline.push(at, EventBody::Call(call));
     }
 
@@ -198,9 +202,14 @@ impl Lab {
             }
         }
         self.wire.sync_routes(&wanted);
+        // Only this step's own calls can have queued frames the lab has not
+        // been handed yet; a step woken by the capture or a tick has none.
         if let Some(capture) = &self.capture {
-            capture.drain();
+            if self.latest_call > 0 {
+                capture.drain_after(self.latest_call);
+            }
         }
+        self.latest_call = 0;
         while let Ok(observation) = self.observations.try_recv() {
             self.observed(observation);
         }

@@ -72,6 +72,28 @@ pub fn connect_outcome(fd: RawFd) -> io::Result<()> {
         .map_err(|_| io::Error::from(io::ErrorKind::WouldBlock))
 }
 
+/// setsockopt(IP_BIND_ADDRESS_NO_PORT): a bind to port 0 leaves the port
+/// to connect(), which may share one with connections to other peers. A
+/// bind that picks its port at once must find one no socket uses at all,
+/// which costs the kernel a search through every bound port.
+pub fn set_bind_address_no_port(fd: RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: the pointer and length describe `on`.
+    let status = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if status < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// setsockopt(TCP_LINGER2): how long an orphaned FIN_WAIT2 lasts, in seconds.
 pub fn set_linger2(fd: RawFd, seconds: i32) -> io::Result<()> {
     // SAFETY: the pointer and length describe `seconds`.

@@ -25,7 +25,8 @@ const UNRESOLVED_KEEP: Duration = Duration::from_secs(2);
 const SKADDRS_MAX: usize = 64;
 
 /// How long a closed socket's addresses still name it on the wire.
-const RECENTLY_CLOSED_KEEP: Duration = Duration::from_secs(10);
+/// As long as the capture keeps routing a closed socket's connection.
+const RECENTLY_CLOSED_KEEP: Duration = Duration::from_secs(2);
 
 /// One of the lab's sockets, open in the relay.
 pub(super) struct LabSocket {
@@ -134,14 +135,11 @@ impl SocketTable {
     }
 
     pub fn forget_old(&mut self) {
+        let now = Instant::now();
         self.recent_closed
-            .retain(|closed| closed.at.elapsed() < RECENTLY_CLOSED_KEEP);
+            .retain(|closed| now.duration_since(closed.at) < RECENTLY_CLOSED_KEEP);
         self.unresolved
-            .retain(|(seen, _)| seen.elapsed() < UNRESOLVED_KEEP);
-        let known = |sock: &SockId| {
-            self.open.contains_key(sock) || self.ghosts.iter().any(|ghost| ghost.sock == *sock)
-        };
-        self.skaddrs.retain(|(_, sock)| known(sock));
+            .retain(|(seen, _)| now.duration_since(*seen) < UNRESOLVED_KEEP);
     }
 
     /// The lab socket a traced change belongs to: by its exact addresses, or
@@ -180,6 +178,11 @@ impl SocketTable {
             }
             !mine
         });
+        // A socket whose full form is gone (CLOSE) frees its kernel address
+        // for a new socket: the name must not follow it there.
+        if change.new == TcpState::Close {
+            self.skaddrs.retain(|(skaddr, _)| *skaddr != change.skaddr);
+        }
         resolved.push((sock, change));
         resolved
     }

@@ -9,6 +9,7 @@ use super::{CallContext, refuse, timed};
 use crate::engine::lab::Lab;
 use crate::engine::ports::Denied;
 use crate::engine::render;
+use crate::engine::sys;
 
 /// The seed's backlog.
 const DEFAULT_BACKLOG: i32 = 5;
@@ -24,7 +25,7 @@ impl Lab {
             Some(text) => Some(self.parse_bind_addr(call.id, &text)?),
             None => None,
         };
-        self.bind_to(call, requested, None)
+        self.bind_to(call, requested, None, "")
     }
 
     /// bind(2) to `requested`, or to a free lab port of the lab's address.
@@ -34,6 +35,7 @@ impl Lab {
         call: CallContext,
         requested: Option<SocketAddr>,
         note: Option<Note>,
+        c_before: &str,
     ) -> Result<(), Refusal> {
         let ports = Arc::clone(&self.settings.ports);
         let (lab, lab_ip) = (self.settings.lab_id, self.settings.lab_ip);
@@ -85,7 +87,10 @@ impl Lab {
         }
         let local = socket.local;
         let result = result.map(|()| 0);
-        let c = render::with_sockaddr("bind", call.fd, &target, &result);
+        let c = format!(
+            "{c_before}{}",
+            render::with_sockaddr("bind", call.fd, &target, &result)
+        );
         let mut event = call.answered(&result, c, at);
         event.local = local.map(|addr| addr.to_string());
         event.note = if note.is_some() {
@@ -123,10 +128,23 @@ impl Lab {
             ..call
         };
         if for_listen {
-            self.bind_to(bind_call, None, Some(Note::BoundBeforeListen))
+            self.bind_to(bind_call, None, Some(Note::BoundBeforeListen), "")
         } else {
+            // The port is left to connect(): see set_bind_address_no_port.
+            let c_before = match sys::set_bind_address_no_port(call.fd) {
+                Ok(()) => format!(
+                    "setsockopt({}, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, [1], 4) = 0; ",
+                    call.fd
+                ),
+                Err(_) => String::new(),
+            };
             let target = SocketAddr::new(lab_ip, 0);
-            self.bind_to(bind_call, Some(target), Some(Note::BoundBeforeConnect))
+            self.bind_to(
+                bind_call,
+                Some(target),
+                Some(Note::BoundBeforeConnect),
+                &c_before,
+            )
         }
     }
 
