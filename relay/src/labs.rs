@@ -120,3 +120,16 @@ impl Labs {
         }
     }
 }
+
+/// Hands the memory a lab that ended freed back to the system, at most once
+/// a second. The allocator keeps freed memory for reuse otherwise, so a
+/// flood a browser caused would stay in the relay's footprint after it left.
+pub(crate) fn give_memory_back() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_SECOND: AtomicU64 = AtomicU64::new(0);
+    let second = crate::engine::clock::now() / 1_000_000_000;
+    if LAST_SECOND.swap(second, Ordering::Relaxed) != second {
+        // SAFETY: malloc_trim only returns free memory to the system.
+        unsafe { libc::malloc_trim(0) };
+    }
+}

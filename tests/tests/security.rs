@@ -193,6 +193,7 @@ async fn a_client_that_stops_reading_cannot_grow_the_relay() {
     loop {
         let now = rss_bytes(pid);
         if now < baseline + 16 * 1024 * 1024 {
+            eprintln!("flood: relay RSS {} KiB once the client left", now >> 10);
             break;
         }
         assert!(
