@@ -222,5 +222,10 @@ async fn open_lab(
         .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
-        .on_upgrade(move |socket| session::run(socket, lab, pace))
+        .on_upgrade(move |socket| async move {
+            session::run(socket, lab, pace).await;
+            // Everything the session held is dropped by now: its WebSocket,
+            // its queues, its lab.
+            crate::labs::give_memory_back();
+        })
 }

@@ -101,7 +101,6 @@ pub(crate) async fn run(mut socket: WebSocket, open: OpenLab, pace: Pace) {
     // for that so that the lab slot is only freed once the fds are gone.
     drop(lab.inputs);
     let _ = lab.task.await;
-    crate::labs::give_memory_back();
 }
 
 /// A frame the browser does not take within this long means it has stopped

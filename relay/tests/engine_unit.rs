@@ -36,8 +36,15 @@ async fn run(lab: &mut LabHandle, id: u64, op: Op) -> Vec<Event> {
     let mut events = Vec::new();
     loop {
         let event = next(lab).await;
+        // The command's own call, not the bind the relay makes first for
+        // an unbound socket's listen or connect.
         let last = matches!(&event.body, EventBody::Call(call)
-            if call.id == Some(id) && matches!(call.phase, Some(Phase::Done | Phase::Failed)));
+        if call.id == Some(id)
+            && matches!(call.phase, Some(Phase::Done | Phase::Failed))
+            && !matches!(
+                call.note,
+                Some(protocol::Note::BoundBeforeListen | protocol::Note::BoundBeforeConnect)
+            ));
         events.push(event);
         if last {
             return events;
