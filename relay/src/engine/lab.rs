@@ -185,23 +185,14 @@ impl Lab {
         while let Ok(completion) = self.completions.try_recv() {
             self.complete(completion);
         }
-        // Route what this step gave the lab (a connect's connection) before
-        // draining, so that its first segments are in this step.
         self.sockets.forget_old();
-        let mut wanted = self.sockets.routes();
-        for pending in &self.pending {
-            let connecting = self
-                .sockets
-                .open
-                .get(&pending.call.sock)
-                .filter(|_| pending.call.op == protocol::OpName::Connect);
-            if let Some(socket) = connecting {
-                if let Some(std::net::SocketAddr::V4(peer)) = socket.peer {
-                    wanted.insert(RouteKey::Connecting(peer), socket.since);
-                }
-            }
+        // Route what this step gave the lab (a connect's connection) before
+        // draining, so that its first segments are in this step. Without a
+        // capture there is nothing to route.
+        if self.capture.is_some() {
+            let wanted = self.routes();
+            self.wire.sync_routes(&wanted);
         }
-        self.wire.sync_routes(&wanted);
         // Only this step's own calls can have queued frames the lab has not
         // been handed yet; a step woken by the capture or a tick has none.
         if let Some(capture) = &self.capture {
@@ -220,6 +211,25 @@ impl Lab {
         }
         self.observe();
         self.timeline.release();
+    }
+
+    /// What the capture should route to the lab: its sockets' routes, and
+    /// the target of each connect in flight.
+    fn routes(&self) -> std::collections::BTreeMap<RouteKey, Stamp> {
+        let mut wanted = self.sockets.routes();
+        for pending in &self.pending {
+            let connecting = self
+                .sockets
+                .open
+                .get(&pending.call.sock)
+                .filter(|_| pending.call.op == protocol::OpName::Connect);
+            if let Some(socket) = connecting {
+                if let Some(std::net::SocketAddr::V4(peer)) = socket.peer {
+                    wanted.insert(RouteKey::Connecting(peer), socket.since);
+                }
+            }
+        }
+        wanted
     }
 
     async fn execute(&mut self, command: Command) -> Result<(), Refusal> {
