@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use protocol::{ErrorCode, Note, Refusal};
 
-use super::{CallContext, refuse, timed};
+use super::{CallContext, parse_addr, refuse, timed};
 use crate::engine::lab::Lab;
 use crate::engine::ports::Denied;
 use crate::engine::render;
@@ -149,13 +149,7 @@ impl Lab {
     }
 
     fn parse_bind_addr(&self, id: u64, text: &str) -> Result<SocketAddr, Refusal> {
-        let target: SocketAddr = text.parse().map_err(|_| {
-            refuse(
-                id,
-                ErrorCode::BadArgs,
-                format!("\"{text}\" is not an IPv4 address and port such as 127.0.0.1:7001."),
-            )
-        })?;
+        let target = parse_addr(id, text)?;
         let ip = target.ip();
         let lab_ip = self.settings.lab_ip;
         let allowed_ip =

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use protocol::{ErrorCode, Note, Refusal, Role};
 
-use super::{CallContext, refuse, timed};
+use super::{CallContext, parse_addr, refuse, timed};
 use crate::engine::clock::Stamp;
 use crate::engine::lab::Lab;
 use crate::engine::render;
@@ -32,13 +32,7 @@ impl Lab {
                 )
             });
         };
-        let target: SocketAddr = text.parse().map_err(|_| {
-            refuse(
-                id,
-                ErrorCode::BadArgs,
-                format!("\"{text}\" is not an IPv4 address and port such as 127.0.0.1:7001."),
-            )
-        })?;
+        let target = parse_addr(id, &text)?;
         if !target.is_ipv4() {
             return Err(refuse(
                 id,

@@ -65,6 +65,17 @@ pub(super) fn refuse(id: u64, code: ErrorCode, message: impl Into<String>) -> Re
     Refusal::new(Some(id), code, message)
 }
 
+/// An `addr` field of a command, as bind and connect take it.
+fn parse_addr(id: u64, text: &str) -> Result<std::net::SocketAddr, Refusal> {
+    text.parse().map_err(|_| {
+        refuse(
+            id,
+            ErrorCode::BadArgs,
+            format!("\"{text}\" is not an IPv4 address and port such as 127.0.0.1:7001."),
+        )
+    })
+}
+
 /// Makes a system call and stamps the moment it returned.
 fn timed<T>(call: impl FnOnce() -> T) -> (T, Stamp) {
     let result = call();
