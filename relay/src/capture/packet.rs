@@ -11,6 +11,7 @@ use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
 
 use crate::bpf;
 use crate::engine::clock::{self, Stamp};
+use crate::engine::sys::set_int_option;
 
 /// How many payload bytes a segment event previews.
 const PREVIEW_BYTES: usize = 64;
@@ -82,35 +83,28 @@ pub(super) fn open_packet_socket(
     }
     // Filter first: frames queued before the filter would still arrive.
     bpf::attach(socket.as_raw_fd(), &bpf::lab_ports(lab_ports, !everywhere))?;
-    set_int(socket.as_raw_fd(), libc::SO_TIMESTAMPNS, 1)?;
-    if set_int(
+    set_int_option(
         socket.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_TIMESTAMPNS,
+        1,
+    )?;
+    if set_int_option(
+        socket.as_raw_fd(),
+        libc::SOL_SOCKET,
         libc::SO_RCVBUFFORCE,
         CAPTURE_BUFFER_BYTES,
     )
     .is_err()
     {
-        let _ = set_int(socket.as_raw_fd(), libc::SO_RCVBUF, CAPTURE_BUFFER_BYTES);
+        let _ = set_int_option(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            CAPTURE_BUFFER_BYTES,
+        );
     }
     Ok(socket)
-}
-
-/// setsockopt(SOL_SOCKET, `name`, `value`).
-fn set_int(fd: RawFd, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
-    // SAFETY: the pointer and length describe `value`.
-    let status = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            name,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if status < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 pub(super) fn loopback_index() -> i32 {

@@ -31,7 +31,7 @@ mod observe;
 mod ops;
 mod ports;
 mod render;
-mod sys;
+pub(crate) mod sys;
 mod table;
 mod timeline;
 mod wait;

@@ -72,19 +72,20 @@ pub fn connect_outcome(fd: RawFd) -> io::Result<()> {
         .map_err(|_| io::Error::from(io::ErrorKind::WouldBlock))
 }
 
-/// setsockopt(IP_BIND_ADDRESS_NO_PORT): a bind to port 0 leaves the port
-/// to connect(), which may share one with connections to other peers. A
-/// bind that picks its port at once must find one no socket uses at all,
-/// which costs the kernel a search through every bound port.
-pub fn set_bind_address_no_port(fd: RawFd) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: the pointer and length describe `on`.
+/// setsockopt(2) of an int option, as most socket options are.
+pub fn set_int_option(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `value`.
     let status = unsafe {
         libc::setsockopt(
             fd,
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&on as *const libc::c_int).cast(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
@@ -94,22 +95,17 @@ pub fn set_bind_address_no_port(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// setsockopt(IP_BIND_ADDRESS_NO_PORT): a bind to port 0 leaves the port
+/// to connect(), which may share one with connections to other peers. A
+/// bind that picks its port at once must find one no socket uses at all,
+/// which costs the kernel a search through every bound port.
+pub fn set_bind_address_no_port(fd: RawFd) -> io::Result<()> {
+    set_int_option(fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)
+}
+
 /// setsockopt(TCP_LINGER2): how long an orphaned FIN_WAIT2 lasts, in seconds.
 pub fn set_linger2(fd: RawFd, seconds: i32) -> io::Result<()> {
-    // SAFETY: the pointer and length describe `seconds`.
-    let status = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_LINGER2,
-            (&seconds as *const i32).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if status < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_LINGER2, seconds)
 }
 
 /// What getsockopt(TCP_INFO) says of a socket.
