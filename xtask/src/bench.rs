@@ -29,13 +29,37 @@ use crate::{cargo, project_root, run_command};
 /// How many full lifecycles to time for the labs-per-second figure.
 const LIFECYCLES: u32 = 300;
 
+/// The sections of the benchmark, to run one at a time while working on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    /// One client at a time: latency, lifecycles, memory, the wire view.
+    Relay,
+    /// Many labs at once, and the echo bridge baseline.
+    Load,
+}
+
 /// How the load section runs.
 pub struct LoadPlan {
     pub labs: u32,
     pub seconds: u64,
 }
 
-pub fn run(round_trips: u32, idle_labs: u32, load: LoadPlan) -> anyhow::Result<()> {
+pub fn run(
+    round_trips: u32,
+    idle_labs: u32,
+    load: LoadPlan,
+    sections: &[Section],
+) -> anyhow::Result<()> {
+    if cfg!(debug_assertions) {
+        // The load generator must not be the bottleneck: measure from an
+        // optimised xtask, with the same arguments.
+        let mut release = cargo();
+        release
+            .args(["run", "--quiet", "--release", "--package", "xtask", "--"])
+            .args(std::env::args_os().skip(1));
+        return run_command(release);
+    }
+    let wanted = |section| sections.is_empty() || sections.contains(&section);
     let mut build = cargo();
     build.args(["build", "--release", "--package", "relay"]);
     run_command(build)?;
@@ -43,8 +67,13 @@ pub fn run(round_trips: u32, idle_labs: u32, load: LoadPlan) -> anyhow::Result<(
         .enable_all()
         .build()?
         .block_on(async {
-            measure(round_trips, idle_labs).await?;
-            measure_load(round_trips, load).await
+            if wanted(Section::Relay) {
+                measure(round_trips, idle_labs).await?;
+            }
+            if wanted(Section::Load) {
+                measure_load(round_trips, load).await?;
+            }
+            Ok(())
         })
 }
 

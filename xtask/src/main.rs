@@ -52,7 +52,14 @@ enum Task {
         /// How long each load run lasts.
         #[arg(long, default_value_t = 30)]
         load_seconds: u64,
+        /// Run only these sections (repeatable); all of them when not given.
+        #[arg(long = "section", value_enum)]
+        sections: Vec<bench::Section>,
     },
+    /// The bench's baseline, in a process of its own: a WebSocket-to-TCP echo
+    /// bridge on a loopback port, printed as a ws:// URL.
+    #[command(hide = true)]
+    EchoBridge,
     /// Throw generated and mutated frames at the relay's frame handling and
     /// at real labs, checking for panics and gaps in seq.
     Fuzz {
@@ -75,6 +82,7 @@ fn main() -> anyhow::Result<()> {
             idle_labs,
             load_labs,
             load_seconds,
+            sections,
         } => bench::run(
             round_trips,
             idle_labs,
@@ -82,8 +90,10 @@ fn main() -> anyhow::Result<()> {
                 labs: load_labs,
                 seconds: load_seconds,
             },
+            &sections,
         ),
         Task::Fuzz { seconds, seed } => fuzz::run(seconds, seed),
+        Task::EchoBridge => load::serve_echo_bridge(),
     }
 }
 
