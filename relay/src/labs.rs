@@ -11,7 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::capture::Capture;
 use crate::config::Config;
-use crate::engine::{self, LabHandle, LabSettings, PortPool};
+use crate::engine::{self, LabHandle, LabRun, LabSettings, PortPool};
 
 pub(crate) struct Labs {
     config: Config,
@@ -30,6 +30,8 @@ pub(crate) struct Labs {
 /// A running lab and the slots it holds until it is dropped.
 pub(crate) struct OpenLab {
     pub handle: LabHandle,
+    /// The lab's loop, for the session to drive.
+    pub run: LabRun,
     /// Tells the session when the relay shuts down.
     pub shutdown: watch::Receiver<bool>,
     _slot: OwnedSemaphorePermit,
@@ -101,8 +103,10 @@ impl Labs {
         };
         let settings =
             LabSettings::from_config(&self.config, Arc::clone(&self.ports), self.capture.clone());
+        let (handle, run) = engine::new_lab(settings);
         Ok(OpenLab {
-            handle: engine::spawn_lab(settings),
+            handle,
+            run,
             shutdown: self.shutdown.subscribe(),
             _slot: slot,
             _per_ip: per_ip,

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use futures_util::SinkExt;
 use protocol::{ErrorCode, EventBody, Refusal};
 use tokio::sync::mpsc;
 
@@ -24,12 +25,28 @@ pub(crate) struct Pace {
     pub idle_timeout: Duration,
 }
 
-pub(crate) async fn run(mut socket: WebSocket, open: OpenLab, pace: Pace) {
+pub(crate) async fn run(socket: WebSocket, open: OpenLab, pace: Pace) {
     let OpenLab {
-        handle: mut lab,
-        mut shutdown,
+        handle: lab,
+        run: run_lab,
+        shutdown,
+        // The slots stay in `open`, and are freed when this function ends.
         ..
     } = open;
+    // One task drives both; see `engine::LabRun`. The lab's loop ends once
+    // `talk` drops its inputs and every socket is closed, and only then are
+    // the lab's slots freed.
+    tokio::join!(run_lab, talk(socket, lab, shutdown, pace));
+}
+
+/// Forwards commands and events until either side goes away, and closes the
+/// WebSocket with the reason.
+async fn talk(
+    mut socket: WebSocket,
+    mut lab: crate::engine::LabHandle,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    pace: Pace,
+) {
     let overflowed = Arc::clone(&lab.overflowed);
     match forward(
         &mut socket,
@@ -97,10 +114,8 @@ pub(crate) async fn run(mut socket: WebSocket, open: OpenLab, pace: Pace) {
             None => tracing::debug!(%error, "session ended"),
         },
     }
-    // Closing the input channel ends the lab, which closes its sockets; wait
-    // for that so that the lab slot is only freed once the fds are gone.
+    // Closing the input channel ends the lab, which closes its sockets.
     drop(lab.inputs);
-    let _ = lab.task.await;
 }
 
 /// A frame the browser does not take within this long means it has stopped
@@ -141,8 +156,7 @@ async fn forward(
                 if overflowed.load(Ordering::Relaxed) {
                     return Ok(());
                 }
-                let frame = Message::Text(protocol::encode_event(&event).into());
-                send_in_time(socket, frame).await?;
+                send_batch_in_time(socket, event, events).await?;
             }
             _ = shutdown.changed() => return Ok(()),
             _ = ping.tick() => {
@@ -152,6 +166,38 @@ async fn forward(
                 send_in_time(socket, Message::Ping(Default::default())).await?;
             }
         }
+    }
+}
+
+/// How many events one write may carry. A lab releases a step's events
+/// together (a call, its segments, the states that follow); writing them in
+/// one go costs one system call instead of one each, which is most of what
+/// the capture costs under load.
+const EVENTS_PER_WRITE: usize = 64;
+
+/// Sends `first` and the events already queued behind it in one write, or
+/// fails if the browser has not taken them in time. Order is kept: they
+/// leave in the order the lab released them.
+async fn send_batch_in_time(
+    socket: &mut WebSocket,
+    first: protocol::Event,
+    events: &mut mpsc::Receiver<protocol::Event>,
+) -> Result<(), axum::Error> {
+    let writing = async {
+        socket
+            .feed(Message::Text(protocol::encode_event(&first).into()))
+            .await?;
+        for _ in 1..EVENTS_PER_WRITE {
+            let Ok(event) = events.try_recv() else { break };
+            socket
+                .feed(Message::Text(protocol::encode_event(&event).into()))
+                .await?;
+        }
+        socket.flush().await
+    };
+    match tokio::time::timeout(SEND_TIMEOUT, writing).await {
+        Ok(sent) => sent,
+        Err(_) => Err(axum::Error::new("the browser stopped reading")),
     }
 }
 

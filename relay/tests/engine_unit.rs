@@ -8,7 +8,7 @@ use protocol::{Command, Event, EventBody, Op, Phase, Role, TcpState};
 use relay::Config;
 use relay::engine::{LabHandle, LabInput, LabSettings, PortPool, spawn_lab};
 
-fn lab() -> LabHandle {
+fn lab() -> (LabHandle, tokio::task::JoinHandle<()>) {
     let config = Config::default();
     spawn_lab(LabSettings::from_config(
         &config,
@@ -61,7 +61,7 @@ fn final_call(events: &[Event]) -> &protocol::Call {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lab_runs_the_seed_flow_without_a_websocket() {
-    let mut lab = lab();
+    let (mut lab, task) = lab();
     assert!(matches!(next(&mut lab).await.body, EventBody::Hello(_)));
     let server = final_call(&run(&mut lab, 1, Op::Socket { role: Role::Server }).await)
         .sock
@@ -175,7 +175,7 @@ async fn a_lab_runs_the_seed_flow_without_a_websocket() {
 
     // Dropping the inputs ends the lab.
     drop(lab.inputs);
-    tokio::time::timeout(Duration::from_secs(1), lab.task)
+    tokio::time::timeout(Duration::from_secs(1), task)
         .await
         .expect("the lab ends within a second")
         .expect("the lab task does not panic");

@@ -71,6 +71,8 @@ async fn fuzz(duration: Duration, seed: u64) -> anyhow::Result<()> {
         config.lab_ports.clone(),
         config.ports_per_lab as usize,
     ));
+    // Each lab runs in a task of its own, so that a panic in it is caught
+    // and reported rather than ending the fuzzer.
     let new_lab = || {
         spawn_lab(LabSettings::from_config(
             &config,
@@ -81,7 +83,7 @@ async fn fuzz(duration: Duration, seed: u64) -> anyhow::Result<()> {
     let mut random = Random(seed | 1);
     let started = Instant::now();
     let (mut frames, mut commands, mut labs) = (0u64, 0u64, 1u64);
-    let mut lab = new_lab();
+    let (mut lab, mut task) = new_lab();
     let mut expected_seq = 1u64;
     let mut in_lab = 0u32;
     while started.elapsed() < duration {
@@ -112,8 +114,8 @@ async fn fuzz(duration: Duration, seed: u64) -> anyhow::Result<()> {
                 while let Some(event) = lab.events.recv().await {
                     check(&event, &mut expected_seq)?;
                 }
-                lab.task.await.context("the lab panicked")?;
-                lab = new_lab();
+                task.await.context("the lab panicked")?;
+                (lab, task) = new_lab();
                 labs += 1;
                 expected_seq = 1;
                 in_lab = 0;
@@ -124,7 +126,7 @@ async fn fuzz(duration: Duration, seed: u64) -> anyhow::Result<()> {
     while let Some(event) = lab.events.recv().await {
         check(&event, &mut expected_seq)?;
     }
-    lab.task.await.context("the lab panicked")?;
+    task.await.context("the lab panicked")?;
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "fuzz: {frames} frames in {seconds:.1} s ({:.0}/s), {commands} commands through {labs} labs, seed {seed}: no panic, no seq gap",

@@ -159,6 +159,9 @@ impl Lab {
             };
             self.timeline.push(clock::now(), EventBody::Error(error));
         }
+        // The command may have made one of the lab's blocked calls
+        // answerable (a send, the peer's read); answer it in this step.
+        self.retry_pending();
     }
 
     fn observed(&mut self, observation: Observation) {

@@ -3,7 +3,7 @@
 //! A lab takes commands from a channel, makes the system call each one names
 //! on a real non-blocking socket, and emits protocol events into another
 //! channel. It knows nothing of WebSocket or JSON: tests drive it through
-//! [`spawn_lab`] and read its events directly.
+//! [`new_lab`] and read its events directly.
 //!
 //! Blocking is real but not literal: under tokio every socket is non-blocking,
 //! so a call that would block returns EAGAIN or EINPROGRESS from the kernel.
@@ -37,13 +37,14 @@ mod timeline;
 mod wait;
 mod wire;
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use protocol::{Command, ErrorEvent, Event, EventBody, Limits, Refusal};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 pub use ports::PortPool;
 
@@ -93,8 +94,9 @@ impl LabSettings {
     }
 }
 
-/// A running lab: send it inputs, read its events. Dropping `inputs` ends
-/// it; `task` finishes once every socket of the lab is closed.
+/// A lab: send it inputs, read its events, while its [`LabRun`] is driven.
+/// Dropping `inputs` ends it; the run finishes once every socket of the lab
+/// is closed.
 pub struct LabHandle {
     pub inputs: mpsc::Sender<LabInput>,
     /// Bounded ([`EVENT_QUEUE`]); see `timeline` for what gives way.
@@ -102,30 +104,42 @@ pub struct LabHandle {
     /// Set when the browser fell so far behind that the queue overflowed;
     /// the lab then sends nothing more, and the session should close.
     pub overflowed: Arc<AtomicBool>,
-    pub task: JoinHandle<()>,
 }
+
+/// The lab's loop. A session drives it in its own task, next to its
+/// WebSocket, rather than spawning it: a command and its events then pass
+/// between the two without waking another thread, which is most of a round
+/// trip's cost. Tests and the fuzzer may spawn it instead.
+pub type LabRun = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 pub use timeline::EVENT_QUEUE;
 
-/// Starts a lab. Its first event is `hello`.
-pub fn spawn_lab(settings: LabSettings) -> LabHandle {
+/// Makes a lab. Its first event, once its run is driven, is `hello`.
+pub fn new_lab(settings: LabSettings) -> (LabHandle, LabRun) {
     // A browser sends one command at a time and waits for its answer; 64
     // covers a page that queues a scenario's clicks.
     let (inputs, input_rx) = mpsc::channel(64);
     let (event_tx, events) = mpsc::channel(EVENT_QUEUE);
     let overflowed = Arc::new(AtomicBool::new(false));
-    let task = tokio::spawn(lab::run(
+    let run = Box::pin(lab::run(
         settings,
         input_rx,
         event_tx,
         Arc::clone(&overflowed),
     ));
-    LabHandle {
+    let handle = LabHandle {
         inputs,
         events,
         overflowed,
-        task,
-    }
+    };
+    (handle, run)
+}
+
+/// Makes a lab and runs it in a task of its own, whose end (or panic) the
+/// caller can await: for tests and the fuzzer.
+pub fn spawn_lab(settings: LabSettings) -> (LabHandle, tokio::task::JoinHandle<()>) {
+    let (handle, run) = new_lab(settings);
+    (handle, tokio::spawn(run))
 }
 
 /// The `error` event for a refusal that happened outside any lab.

@@ -8,7 +8,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use protocol::{AbandonReason, Note, Phase, SockId};
@@ -40,7 +40,20 @@ pub(super) struct Pending {
     pub call: CallContext,
     pub direction: Direction,
     task: JoinHandle<()>,
+    retry: SharedRetry,
 }
+
+/// Makes a blocked call again (with no error), or reports that waiting for
+/// it failed (with the error). It answers `None` while the kernel still says
+/// EAGAIN, and hands out the report once: after that it never calls again.
+type Retry = Box<dyn FnMut(RawFd, Option<io::Error>) -> Option<Finish> + Send>;
+
+/// Shared by the wait task, which retries on readiness, and the lab, which
+/// retries right after its own commands: a lab's send makes its other
+/// socket's read ready inside the send() call, and answering that read in
+/// the same step saves two task hops. Whichever gets the answer first
+/// reports it.
+type SharedRetry = Arc<Mutex<Retry>>;
 
 /// The kernel's second answer to a blocked call, stamped when it came, and
 /// how to report it.
@@ -99,20 +112,40 @@ impl Lab {
         };
         let completions = self.completion_sender();
         let direction = blocked.direction;
+        let retry: SharedRetry = Arc::new(Mutex::new(retry(call, attempt, finish)));
+        let shared = Arc::clone(&retry);
         let task = tokio::spawn(async move {
-            let result = wait_and_retry(&io, direction, attempt).await;
-            let at = clock::now();
-            let _ = completions.send(Completion {
-                call,
-                at,
-                finish: Box::new(move |lab, at| finish(lab, call, result, at)),
-            });
+            if let Some(finish) = wait_and_retry(&io, direction, &shared).await {
+                let at = clock::now();
+                let _ = completions.send(Completion { call, at, finish });
+            }
         });
         self.pending.push(Pending {
             call,
             direction,
             task,
+            retry,
         });
+    }
+
+    /// Makes every blocked call again once, right after a command, and
+    /// reports those the kernel now answers. An answer that is still EAGAIN
+    /// is not news: the call stays blocked, as its wait task would find it.
+    pub(super) fn retry_pending(&mut self) {
+        let mut index = 0;
+        while index < self.pending.len() {
+            let pending = &self.pending[index];
+            let answer = lock(&pending.retry)(pending.call.fd, None);
+            match answer {
+                Some(finish) => {
+                    let at = clock::now();
+                    let pending = self.pending.remove(index);
+                    pending.task.abort();
+                    finish(self, at);
+                }
+                None => index += 1,
+            }
+        }
     }
 
     /// Reports a blocked call's answer.
@@ -189,22 +222,64 @@ impl Lab {
     }
 }
 
+/// Builds a blocked call's retry from the call to make and the way its
+/// answer is reported.
+fn retry<T: Send + 'static>(
+    call: CallContext,
+    mut attempt: impl FnMut(RawFd) -> io::Result<T> + Send + 'static,
+    finish: impl FnOnce(&mut Lab, CallContext, io::Result<T>, Stamp) + Send + 'static,
+) -> Retry {
+    let mut finish = Some(finish);
+    Box::new(move |fd, failed| {
+        // Answered already: never make the call again.
+        finish.as_ref()?;
+        let result = match failed {
+            Some(error) => Err(error),
+            None => match attempt(fd) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return None,
+                result => result,
+            },
+        };
+        let finish = finish.take()?;
+        Some(Box::new(move |lab: &mut Lab, at| finish(lab, call, result, at)) as Finish)
+    })
+}
+
+/// The retry, even if another holder panicked while holding it: the state
+/// inside (whether the call was answered) is still right.
+fn lock(retry: &SharedRetry) -> std::sync::MutexGuard<'_, Retry> {
+    retry
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Waits for readiness and repeats the call until the kernel gives an answer
-/// other than EAGAIN.
-async fn wait_and_retry<T>(
+/// other than EAGAIN, and returns its report; `None` when the lab took the
+/// answer first.
+async fn wait_and_retry(
     io: &AsyncFd<SharedSocket>,
     direction: Direction,
-    mut attempt: impl FnMut(RawFd) -> io::Result<T>,
-) -> io::Result<T> {
+    retry: &SharedRetry,
+) -> Option<Finish> {
     let fd = io.get_ref().as_raw_fd();
     loop {
-        let mut guard = match direction {
-            Direction::Inbound => io.readable().await?,
-            Direction::Outbound => io.writable().await?,
+        let waited = match direction {
+            Direction::Inbound => io.readable().await,
+            Direction::Outbound => io.writable().await,
+        };
+        let mut guard = match waited {
+            Ok(guard) => guard,
+            Err(error) => return lock(retry)(fd, Some(error)),
         };
         let ready = guard.ready();
-        match guard.try_io(|_| attempt(fd)) {
-            Ok(result) => return result,
+        let answered = guard.try_io(|_| {
+            lock(retry)(fd, None).ok_or_else(|| io::Error::from(io::ErrorKind::WouldBlock))
+        });
+        match answered {
+            Ok(Ok(finish)) => return Some(finish),
+            // The retry only ever fails with WouldBlock, which try_io turns
+            // into the arm below; wait again either way.
+            Ok(Err(_)) => {}
             Err(_would_block) => {
                 if ready.is_read_closed() || ready.is_write_closed() {
                     tokio::time::sleep(STALE_READINESS_PAUSE).await;
