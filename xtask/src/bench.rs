@@ -48,6 +48,7 @@ pub fn run(
     round_trips: u32,
     idle_labs: u32,
     load: LoadPlan,
+    relay: Option<std::path::PathBuf>,
     sections: &[Section],
 ) -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
@@ -60,9 +61,18 @@ pub fn run(
         return run_command(release);
     }
     let wanted = |section| sections.is_empty() || sections.contains(&section);
-    let mut build = cargo();
-    build.args(["build", "--release", "--package", "relay"]);
-    run_command(build)?;
+    match relay {
+        Some(path) => {
+            let path = std::fs::canonicalize(&path)
+                .with_context(|| format!("no relay at {}", path.display()))?;
+            let _ = RELAY.set(path);
+        }
+        None => {
+            let mut build = cargo();
+            build.args(["build", "--release", "--package", "relay"]);
+            run_command(build)?;
+        }
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
@@ -178,8 +188,14 @@ fn number_after(line: &str, key: &str) -> Option<f64> {
     rest[..end].parse().ok()
 }
 
+/// The relay binary `--relay` named, when it named one.
+static RELAY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
 pub(crate) async fn start_relay(extra_args: &[&str]) -> anyhow::Result<BenchRelay> {
-    let relay_path = project_root().join("target/release/relay");
+    let relay_path = RELAY
+        .get()
+        .cloned()
+        .unwrap_or_else(|| project_root().join("target/release/relay"));
     let mut child = tokio::process::Command::new(&relay_path)
         .args(["--listen", "127.0.0.1:0"])
         .args(extra_args)

@@ -52,6 +52,10 @@ enum Task {
         /// How long each load run lasts.
         #[arg(long, default_value_t = 30)]
         load_seconds: u64,
+        /// Measure this relay binary instead of the release build of this tree,
+        /// to compare before and after.
+        #[arg(long)]
+        relay: Option<PathBuf>,
         /// Run only these sections (repeatable); all of them when not given.
         #[arg(long = "section", value_enum)]
         sections: Vec<bench::Section>,
@@ -82,6 +86,7 @@ fn main() -> anyhow::Result<()> {
             idle_labs,
             load_labs,
             load_seconds,
+            relay,
             sections,
         } => bench::run(
             round_trips,
@@ -90,6 +95,7 @@ fn main() -> anyhow::Result<()> {
                 labs: load_labs,
                 seconds: load_seconds,
             },
+            relay,
             &sections,
         ),
         Task::Fuzz { seconds, seed } => fuzz::run(seconds, seed),
