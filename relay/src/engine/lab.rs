@@ -45,6 +45,8 @@ pub(super) struct Lab {
     observations: mpsc::Receiver<Observation>,
     /// When the latest call of this step returned; 0 when it made none.
     latest_call: Stamp,
+    /// The fingerprint of the routes last handed to the capture.
+    synced_routes: Option<u64>,
     /// Unbounded, yet never long: each pending wait sends one completion,
     /// and a lab has at most two waits per socket (one each way).
     completion_tx: mpsc::UnboundedSender<Completion>,
@@ -96,6 +98,7 @@ impl Lab {
             capture,
             observations,
             latest_call: 0,
+            synced_routes: None,
             sockets: SocketTable::default(),
             next_sock: 1,
             pending: Vec::new(),
@@ -193,8 +196,12 @@ impl Lab {
         // draining, so that its first segments are in this step. Without a
         // capture there is nothing to route.
         if self.capture.is_some() {
-            let wanted = self.routes();
-            self.wire.sync_routes(&wanted);
+            let fingerprint = self.routes_fingerprint();
+            if self.synced_routes != Some(fingerprint) || self.wire.release_due() {
+                let wanted = self.routes();
+                self.wire.sync_routes(&wanted);
+                self.synced_routes = Some(fingerprint);
+            }
         }
         // Only this step's own calls can have queued frames the lab has not
         // been handed yet; a step woken by the capture or a tick has none.
@@ -214,6 +221,16 @@ impl Lab {
         }
         self.observe();
         self.timeline.release();
+    }
+
+    /// Changes whenever [`Self::routes`] may.
+    fn routes_fingerprint(&self) -> u64 {
+        let mut hasher = std::hash::DefaultHasher::new();
+        self.sockets.routes_fingerprint(&mut hasher);
+        for pending in &self.pending {
+            std::hash::Hash::hash(&(pending.call.sock, pending.call.id), &mut hasher);
+        }
+        std::hash::Hasher::finish(&hasher)
     }
 
     /// What the capture should route to the lab: its sockets' routes, and

@@ -3,6 +3,7 @@
 //! captured segment can be given the lab socket at each of its ends.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::net::{SocketAddr, SocketAddrV4};
 use std::os::fd::RawFd;
 use std::sync::Arc;
@@ -120,11 +121,15 @@ pub(super) struct SocketTable {
     /// Traced changes of sockets not yet known by address (a connect's
     /// SYN_SENT comes before the kernel gives the socket its port).
     unresolved: VecDeque<(Instant, Transition)>,
+    /// How many sockets were closed, ever: with the lengths of `ghosts` and
+    /// `recent_closed`, it says whether either changed.
+    closings: u64,
 }
 
 impl SocketTable {
     /// Remembers a socket that was just closed, for the segments of its close.
     pub fn closed(&mut self, ghost: &Ghost) {
+        self.closings += 1;
         self.recent_closed.push(RecentlyClosed {
             sock: ghost.sock,
             local: ghost.local,
@@ -214,6 +219,23 @@ impl SocketTable {
     /// What the capture should route to the lab: each connection by its
     /// 4-tuple and each listener by its address, with when its socket was
     /// made: nothing from before that is the lab's.
+    /// Changes whenever [`Self::routes`] may: a summary of what it reads,
+    /// cheap next to building it. A busy lab holds hundreds of TIME_WAIT
+    /// connections, and most steps change none of them.
+    pub fn routes_fingerprint(&self, hasher: &mut impl Hasher) {
+        for (sock, socket) in &self.open {
+            (
+                sock,
+                socket.local,
+                socket.peer,
+                socket.listening,
+                socket.since,
+            )
+                .hash(hasher);
+        }
+        (self.ghosts.len(), self.recent_closed.len(), self.closings).hash(hasher);
+    }
+
     pub fn routes(&self) -> BTreeMap<RouteKey, Stamp> {
         let mut routes: BTreeMap<RouteKey, Stamp> = BTreeMap::new();
         let mut add = |key: RouteKey, since: Stamp| {

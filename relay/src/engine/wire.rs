@@ -87,6 +87,15 @@ impl Wire {
         }
     }
 
+    /// Whether a route that is no longer wanted is due to be released, so
+    /// that a step that changed no socket must still sync.
+    pub fn release_due(&self) -> bool {
+        let now = Instant::now();
+        self.unwanted_since
+            .values()
+            .any(|since| now.duration_since(*since) > UNREGISTER_AFTER)
+    }
+
     pub fn record_call(&mut self, sock: SockId, op: OpName, id: u64) {
         let calls = self.calls.entry(sock).or_default();
         calls.retain(|(old_op, _)| *old_op != op);
