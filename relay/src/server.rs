@@ -7,14 +7,14 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 
 use crate::access::Access;
-use crate::assets::Assets;
+use crate::assets::{Accepts, Assets, already_has};
 use crate::capture::Capture;
 use crate::config::Config;
 use crate::labs::Labs;
@@ -167,19 +167,41 @@ async fn check_host(
     }
 }
 
-async fn page_file(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
-    match shared.assets.get(uri.path()).await {
-        Some(asset) => (
-            [
-                (header::CONTENT_TYPE, asset.content_type),
-                // The bundle changes with every build of the relay; never cache it stale.
-                (header::CACHE_CONTROL, "no-cache"),
-            ],
-            asset.bytes,
-        )
-            .into_response(),
-        None => (StatusCode::NOT_FOUND, "not found").into_response(),
+async fn page_file(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap) -> Response {
+    let header_text = |name| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("")
+    };
+    let accepts = Accepts::parse(header_text(header::ACCEPT_ENCODING));
+    let Some(asset) = shared.assets.get(uri.path(), accepts).await else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    // The bundle changes with every build of the relay, so the browser asks
+    // each time (no-cache), and the ETag makes the answer a bodiless 304
+    // when nothing changed.
+    let mut response = if already_has(header_text(header::IF_NONE_MATCH), &asset.etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut response = asset.bytes.into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(asset.content_type),
+        );
+        if let Some(encoding) = asset.encoding {
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+        }
+        response
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if let Ok(etag) = HeaderValue::from_str(&asset.etag) {
+        headers.insert(header::ETAG, etag);
     }
+    response
 }
 
 async fn open_lab(

@@ -15,6 +15,20 @@ pub async fn http_get(url: &str) -> (u16, String, Vec<u8>) {
 
 /// GETs a URL with extra headers (a Host a rebinding page would send, say).
 pub async fn http_get_with(url: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
+    let (status, response_headers, body) = http_get_headers(url, headers).await;
+    let content_type = response_headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    (status, content_type, body)
+}
+
+/// GETs a URL with extra headers, and returns every header of the answer.
+pub async fn http_get_headers(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (u16, http::HeaderMap, Vec<u8>) {
     use http_body_util::{BodyExt, Empty};
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
@@ -30,12 +44,7 @@ pub async fn http_get_with(url: &str, headers: &[(&str, &str)]) -> (u16, String,
         .await
         .expect("the relay answers HTTP");
     let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let response_headers = response.headers().clone();
     let body = response
         .into_body()
         .collect()
@@ -43,5 +52,5 @@ pub async fn http_get_with(url: &str, headers: &[(&str, &str)]) -> (u16, String,
         .expect("the body arrives")
         .to_bytes()
         .to_vec();
-    (status, content_type, body)
+    (status, response_headers, body)
 }

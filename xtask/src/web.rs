@@ -132,10 +132,15 @@ impl Toolchain {
         if let Toolchain::Debian = self {
             remaps.push((PathBuf::from(DEBIAN_RUST_SRC), "/rust".to_string()));
         }
-        let flags: Vec<String> = remaps
+        let mut flags: Vec<String> = remaps
             .iter()
             .map(|(from, to)| format!("--remap-path-prefix={}={to}", from.display()))
             .collect();
+        // Debian's wasm-opt (binaryen 108) predates externref as wasm-bindgen
+        // uses it, and its output fails in the browser (Table.set() rejects
+        // every object). Without reference types, wasm-bindgen keeps its
+        // objects in a JS array instead, and wasm-opt leaves the table alone.
+        flags.push(format!("-Ctarget-feature={WASM_FEATURES_OFF}"));
         command.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\u{1f}"));
         command.env_remove("RUSTFLAGS");
         command.env("SOURCE_DATE_EPOCH", "0");
@@ -190,14 +195,48 @@ fn build_into(root: &Path, out_dir: &Path) -> anyhow::Result<()> {
             )
         })?;
 
+    let optimiser = shrink(&out_dir.join(format!("{OUT_NAME}_bg.wasm")))?;
+
     let info = format!(
         "# Written by `cargo xtask web`; `cargo xtask web --check` compares it.\n\
-         toolchain: {}\n{}",
+         toolchain: {}\noptimiser: {optimiser}\n{}",
         toolchain.version()?,
         source_digests(root)?
     );
     fs::write(out_dir.join(BUILD_INFO), info)?;
     Ok(())
+}
+
+/// The wasm features rustc's wasm32-unknown-unknown target turns on, less
+/// [`WASM_FEATURES_OFF`]; the optimiser must accept them, and every browser
+/// the page supports has them.
+const WASM_FEATURES: [&str; 4] = [
+    "--enable-bulk-memory",
+    "--enable-nontrapping-float-to-int",
+    "--enable-sign-ext",
+    "--enable-mutable-globals",
+];
+/// The features the page is built without; see `cargo_build`.
+const WASM_FEATURES_OFF: &str = "-reference-types,-multivalue";
+
+/// Runs binaryen's wasm-opt on the bundle in place: optimised for size, and
+/// without the `name` section (function names, 40% of the file, which only
+/// a debugger reads) or the producers section. Returns wasm-opt's version,
+/// which the bytes depend on.
+fn shrink(wasm: &Path) -> anyhow::Result<String> {
+    let version = Command::new("wasm-opt").arg("--version").output().context(
+        "wasm-opt is missing. It shrinks the page's wasm: install binaryen \
+             (`sudo apt-get install binaryen`).",
+    )?;
+    let mut optimise = Command::new("wasm-opt");
+    optimise
+        .args(["-Oz", "--strip-debug", "--strip-producers"])
+        .args(WASM_FEATURES)
+        .arg(wasm)
+        .arg("-o")
+        .arg(wasm);
+    run_command(optimise)?;
+    Ok(String::from_utf8_lossy(&version.stdout).trim().to_string())
 }
 
 /// One line per source file of the page: its SHA-256 and its path.
