@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -133,6 +133,36 @@ impl Browser {
             .unwrap_or_else(|error| panic!("{css} never appeared: {error}"))
     }
 
+    /// Sizes the window so that its viewport (the page's own area, without
+    /// the browser's frame) is `width`×`height`, as a screen of that size
+    /// shows a page in full screen.
+    pub async fn set_viewport(&self, width: u32, height: u32) {
+        let (mut outer_width, mut outer_height) = (width, height);
+        for _ in 0..3 {
+            self.client
+                .set_window_size(outer_width, outer_height)
+                .await
+                .expect("the window resizes");
+            let inner: Vec<u32> = serde_json::from_value(
+                self.client
+                    .execute("return [window.innerWidth, window.innerHeight]", vec![])
+                    .await
+                    .expect("the script runs"),
+            )
+            .expect("two numbers");
+            if inner == [width, height] {
+                return;
+            }
+            // The frame's size is the difference; grow the window by it.
+            let grow = |outer: u32, want: u32, got: u32| {
+                (i64::from(outer) + i64::from(want) - i64::from(got)).max(100) as u32
+            };
+            outer_width = grow(outer_width, width, inner[0]);
+            outer_height = grow(outer_height, height, inner[1]);
+        }
+        panic!("the viewport could not be made {width}×{height}");
+    }
+
     /// Saves a screenshot under tests/artifacts/ and returns its path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.client.screenshot().await.expect("a screenshot");
@@ -199,4 +229,78 @@ impl WebDriverCompatibleCommand for BrowserLog {
             Some(r#"{"type":"browser"}"#.to_string()),
         )
     }
+}
+
+// The lesson's clicks and waits, by accessible names, for every browser test.
+
+/// Clicks the element an XPath finds, again if a redraw replaced it between
+/// the finding and the click.
+pub async fn click(browser: &Browser, xpath: &str) {
+    let deadline = Instant::now() + PAGE_TIMEOUT;
+    loop {
+        let attempt = async {
+            let element = browser.client.find(Locator::XPath(xpath)).await?;
+            element.click().await
+        };
+        match attempt.await {
+            Ok(()) => return,
+            Err(error) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "could not click {xpath}: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Waits until an XPath finds an element, and returns its text.
+pub async fn wait_text(browser: &Browser, xpath: &str) -> String {
+    let deadline = Instant::now() + PAGE_TIMEOUT;
+    loop {
+        let attempt = async {
+            let element = browser.client.find(Locator::XPath(xpath)).await?;
+            element.text().await
+        };
+        match attempt.await {
+            Ok(text) => return text,
+            Err(error) => {
+                if Instant::now() >= deadline {
+                    browser.screenshot("timeout").await;
+                    panic!("{xpath} never appeared: {error}");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+pub fn lane(label: &str) -> String {
+    format!("//section[@aria-label='{label}']")
+}
+
+/// Clicks the step button of a lane whose accessible name contains `call`.
+pub async fn step(browser: &Browser, lane_label: &str, call: &str, clicks: &mut u32) {
+    click(
+        browser,
+        &format!(
+            "{}//button[@data-action='step' and contains(., '{call}')]",
+            lane(lane_label)
+        ),
+    )
+    .await;
+    *clicks += 1;
+}
+
+/// Waits for a lane's step card in a phase (done, failed, blocked) and returns it.
+pub async fn card(browser: &Browser, lane_label: &str, step_key: &str, phase: &str) -> String {
+    wait_text(
+        browser,
+        &format!(
+            "{}//li[@data-step='{step_key}']//div[contains(@class,'card') and @data-phase='{phase}']",
+            lane(lane_label)
+        ),
+    )
+    .await
 }

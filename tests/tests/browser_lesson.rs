@@ -6,80 +6,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use fantoccini::Locator;
-use socket_flow_tests::browser::{Browser, PAGE_TIMEOUT};
+use socket_flow_tests::browser::{Browser, card, click, lane, step, wait_text};
 use socket_flow_tests::relay_process::RelayProcess;
-
-/// Clicks the element an XPath finds, again if a redraw replaced it between
-/// the finding and the click.
-async fn click(browser: &Browser, xpath: &str) {
-    let deadline = Instant::now() + PAGE_TIMEOUT;
-    loop {
-        let attempt = async {
-            let element = browser.client.find(Locator::XPath(xpath)).await?;
-            element.click().await
-        };
-        match attempt.await {
-            Ok(()) => return,
-            Err(error) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "could not click {xpath}: {error}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-/// Waits until an XPath finds an element, and returns its text.
-async fn wait_text(browser: &Browser, xpath: &str) -> String {
-    let deadline = Instant::now() + PAGE_TIMEOUT;
-    loop {
-        let attempt = async {
-            let element = browser.client.find(Locator::XPath(xpath)).await?;
-            element.text().await
-        };
-        match attempt.await {
-            Ok(text) => return text,
-            Err(error) => {
-                if Instant::now() >= deadline {
-                    browser.screenshot("timeout").await;
-                    panic!("{xpath} never appeared: {error}");
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-fn lane(label: &str) -> String {
-    format!("//section[@aria-label='{label}']")
-}
-
-/// Clicks the step button of a lane whose accessible name contains `call`.
-async fn step(browser: &Browser, lane_label: &str, call: &str, clicks: &mut u32) {
-    click(
-        browser,
-        &format!(
-            "{}//button[@data-action='step' and contains(., '{call}')]",
-            lane(lane_label)
-        ),
-    )
-    .await;
-    *clicks += 1;
-}
-
-/// Waits for a lane's step card in a phase (done, failed, blocked) and returns it.
-async fn card(browser: &Browser, lane_label: &str, step_key: &str, phase: &str) -> String {
-    wait_text(
-        browser,
-        &format!(
-            "{}//li[@data-step='{step_key}']//div[contains(@class,'card') and @data-phase='{phase}']",
-            lane(lane_label)
-        ),
-    )
-    .await
-}
 
 async fn open(language: &str) -> (RelayProcess, Browser, Duration) {
     let relay = RelayProcess::start(&[]).await;

@@ -23,6 +23,9 @@ const ROW_REVEAL_MS: f64 = 260.0;
 const BACKLOG_REVEAL_MS: f64 = 40.0;
 const BACKLOG_ROWS: usize = 6;
 
+/// A window at least this wide opens the drawer beside the stage at first.
+const DRAWER_ROOM_PX: f64 = 1600.0;
+
 /// Everything the page keeps between callbacks. The WebSocket's closures live
 /// here so that a reconnect replaces them instead of leaking them.
 struct App {
@@ -40,6 +43,8 @@ struct App {
     last_reveal_ms: f64,
     /// Rows drawn before the last reveal; later ones animate.
     fresh_from: usize,
+    /// Each lane's next step when it was last brought into view.
+    followed: Vec<Option<Step>>,
 }
 
 type Shared = Rc<RefCell<App>>;
@@ -84,6 +89,15 @@ pub fn start() -> Result<(), JsValue> {
     let ui = Ui {
         dark: storage_get("socket-flow.theme").as_deref() == Some("dark"),
         projector: storage_get("socket-flow.projector").as_deref() == Some("on"),
+        // Open beside the stage where there is room for both, unless the
+        // person closed it.
+        drawer_open: match storage_get("socket-flow.drawer").as_deref() {
+            Some(choice) => choice == "open",
+            None => web_sys::window()
+                .and_then(|window| window.inner_width().ok())
+                .and_then(|width| width.as_f64())
+                .is_some_and(|width| width >= DRAWER_ROOM_PX),
+        },
         ..Ui::default()
     };
     let app = Rc::new(RefCell::new(App {
@@ -98,6 +112,7 @@ pub fn start() -> Result<(), JsValue> {
         dirty: true,
         last_reveal_ms: 0.0,
         fresh_from: 0,
+        followed: Vec::new(),
     }));
     mount(&app.borrow())?;
     listen_to_page(&app)?;
@@ -402,6 +417,14 @@ fn on_click(app: &Shared, event: Event) {
             app.ui.help_open = !app.ui.help_open;
             app.dirty = true;
         }
+        "drawer" => {
+            app.ui.drawer_open = !app.ui.drawer_open;
+            storage_set(
+                "socket-flow.drawer",
+                if app.ui.drawer_open { "open" } else { "closed" },
+            );
+            app.dirty = true;
+        }
         "code-lang" => {
             app.ui.rust_listing = data(&element, "value").as_deref() == Some("rust");
             app.dirty = true;
@@ -579,6 +602,14 @@ fn listen_to_page(app: &Shared) -> Result<(), JsValue> {
         .add_event_listener_with_callback("keydown", on_key_closure.as_ref().unchecked_ref())?;
     on_key_closure.forget();
 
+    // A new width redraws the diagram at its new size.
+    let resized = Rc::clone(app);
+    let on_resize = Closure::<dyn FnMut()>::new(move || resized.borrow_mut().dirty = true);
+    web_sys::window()
+        .ok_or("no window")?
+        .add_event_listener_with_callback("resize", on_resize.as_ref().unchecked_ref())?;
+    on_resize.forget();
+
     for kind in ["focusin", "mouseover"] {
         let focused = Rc::clone(app);
         let closure = Closure::<dyn FnMut(Event)>::new(move |event| on_focus(&focused, event));
@@ -710,9 +741,15 @@ fn render(app: &mut App) -> Result<(), JsValue> {
     if let Some(nc) = by_id("nc").and_then(|element| element.dyn_into::<HtmlInputElement>().ok()) {
         nc.set_value(&app.model.nc_command().unwrap_or_default());
     }
-    if let Some(lanes) = by_id("lanes") {
-        lanes.set_inner_html(&view::lanes(&app.model, &app.ui));
+    for (id, side) in [
+        ("side-server-lanes", Side::Server),
+        ("side-client-lanes", Side::Client),
+    ] {
+        if let Some(lanes) = by_id(id) {
+            lanes.set_inner_html(&view::lanes(&app.model, &app.ui, side));
+        }
     }
+    follow_steps(app);
     if let Some(summary) = by_id("summary") {
         summary.set_inner_html(&view::summary(&app.model));
     }
@@ -720,9 +757,26 @@ fn render(app: &mut App) -> Result<(), JsValue> {
         note.set_inner_html(&view::wire_note(&app.model));
     }
     if let Some(diagram) = by_id("diagram") {
+        // Keep the newest rows in sight, unless the reader scrolled up to
+        // look at older ones.
+        let following = diagram.scroll_top() + diagram.client_height()
+            >= diagram.scroll_height() - FOLLOW_SLACK_PX;
+        measure(app, &diagram);
         diagram.set_inner_html(&view::diagram(&app.model, &app.ui, app.fresh_from));
-        // Keep the newest rows in sight.
-        diagram.set_scroll_top(diagram.scroll_height());
+        if following {
+            diagram.set_scroll_top(diagram.scroll_height());
+        }
+    }
+    if let Some(workspace) = by_id("workspace") {
+        workspace
+            .class_list()
+            .toggle_with_force("drawer-open", app.ui.drawer_open)?;
+    }
+    if let Some(toggle) = by_id("drawer-toggle") {
+        toggle.set_attribute(
+            "aria-expanded",
+            if app.ui.drawer_open { "true" } else { "false" },
+        )?;
     }
     if let Some(code) = by_id("code") {
         code.set_inner_html(&view::code(&app.model, &app.ui));
@@ -784,6 +838,63 @@ fn render(app: &mut App) -> Result<(), JsValue> {
         }
     }
     Ok(())
+}
+
+/// How close to its end a scrolled box must be to count as following.
+const FOLLOW_SLACK_PX: i32 = 48;
+
+/// Takes the diagram's width and the body's font size, so that the diagram
+/// is drawn one unit to a pixel, its text at the body's size.
+fn measure(app: &mut App, diagram: &Element) {
+    let width = f64::from(diagram.client_width());
+    if width > 0.0 {
+        app.ui.diagram_width = width;
+    }
+    let font = web_sys::window()
+        .zip(document().and_then(|document| document.body()))
+        .and_then(|(window, body)| window.get_computed_style(&body).ok().flatten())
+        .and_then(|style| style.get_property_value("font-size").ok())
+        .and_then(|size| size.trim_end_matches("px").parse::<f64>().ok());
+    if let Some(font) = font {
+        app.ui.font_px = font;
+    }
+}
+
+/// Brings each lane's steps into view when its next step changes, inside
+/// the lane's own scrolling column: the step just run at the top, with its
+/// card, and the next step below it when there is room.
+fn follow_steps(app: &mut App) {
+    let next: Vec<Option<Step>> = app
+        .model
+        .lanes
+        .iter()
+        .map(|lane| app.model.next_step(lane.id))
+        .collect();
+    for (lane, step) in next.iter().enumerate() {
+        if app.followed.get(lane) == Some(step) {
+            continue;
+        }
+        let Some(step) = step else { continue };
+        let selector = format!("[data-lane='{lane}'] li[data-step='{}']", step.key());
+        let Some(next) =
+            document().and_then(|document| document.query_selector(&selector).ok().flatten())
+        else {
+            continue;
+        };
+        let options = web_sys::ScrollIntoViewOptions::new();
+        options.set_inline(web_sys::ScrollLogicalPosition::Nearest);
+        match next.previous_element_sibling() {
+            Some(just_run) => {
+                options.set_block(web_sys::ScrollLogicalPosition::Start);
+                just_run.scroll_into_view_with_scroll_into_view_options(&options);
+            }
+            None => {
+                options.set_block(web_sys::ScrollLogicalPosition::Nearest);
+                next.scroll_into_view_with_scroll_into_view_options(&options);
+            }
+        }
+    }
+    app.followed = next;
 }
 
 /// Offers the whole event log as a JSON file.

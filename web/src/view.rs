@@ -31,6 +31,12 @@ pub struct Ui {
     pub playing: Option<(Scenario, bool)>,
     /// Milliseconds between the player's steps.
     pub step_delay_ms: u32,
+    /// Whether the drawer beside the stage (code and log) is open.
+    pub drawer_open: bool,
+    /// The width the diagram is drawn in, and the body's font size, both in
+    /// CSS pixels, as the page measured them.
+    pub diagram_width: f64,
+    pub font_px: f64,
 }
 
 impl Default for Ui {
@@ -47,6 +53,9 @@ impl Default for Ui {
             help_open: false,
             playing: None,
             step_delay_ms: 900,
+            drawer_open: false,
+            diagram_width: 600.0,
+            font_px: 16.0,
         }
     }
 }
@@ -104,11 +113,22 @@ pub fn skeleton(lang: Lang) -> String {
   <button data-action="add-client">+ {add_client}</button>
   <button data-action="reset" aria-keyshortcuts="R">⟲ {reset}</button>
   <span id="playing" class="playing"></span>
+  <span class="spacer"></span>
+  <button data-action="drawer" id="drawer-toggle" aria-controls="drawer" aria-expanded="false">{code_and_log}</button>
 </nav>
 <div id="error" class="error" role="alert" hidden></div>
 <div id="summary" class="summary"></div>
-<div class="workspace">
-<main id="lanes" class="lanes"></main>
+<div id="workspace" class="workspace">
+<main id="lanes" class="stage">
+<div id="side-server-lanes" class="side server-side"></div>
+<section class="wire" aria-label="{wire}">
+  <h2>{wire}</h2>
+  <div id="wire-note" class="note"></div>
+  <div id="diagram" class="diagram"></div>
+</section>
+<div id="side-client-lanes" class="side client-side"></div>
+</main>
+<aside id="drawer" class="drawer" aria-label="{code}">
 <section class="code" aria-label="{code}">
   <div class="tabs" role="tablist">
     <button data-action="code-lang" data-value="c" role="tab" id="tab-c">C</button>
@@ -119,11 +139,6 @@ pub fn skeleton(lang: Lang) -> String {
   </div>
   <div id="code"></div>
   <details class="mistakes-box" open><summary>{mistakes}</summary><div id="mistakes"></div></details>
-</section>
-<section class="wire" aria-label="{wire}">
-  <h2>{wire}</h2>
-  <div id="wire-note" class="note"></div>
-  <div id="diagram" class="diagram"></div>
 </section>
 <section class="log" aria-label="{log}">
   <h2>{log}</h2>
@@ -138,6 +153,7 @@ pub fn skeleton(lang: Lang) -> String {
   <ol id="log-list" class="log-list"></ol>
   <pre id="inspector" class="inspector" tabindex="0" aria-label="{inspector}"></pre>
 </section>
+</aside>
 </div>
 <div id="help" class="help" role="dialog" aria-label="{help}" hidden>
   <h2>{help}</h2>
@@ -168,6 +184,7 @@ pub fn skeleton(lang: Lang) -> String {
         reset = t("Reset lab", "重置实验"),
         wire = t("Timeline and wire", "时间线与线路"),
         code = t("Code", "代码"),
+        code_and_log = t("Code and log", "代码与日志"),
         server = t("Server", "服务端"),
         client = t("Client", "客户端"),
         mistakes = t(
@@ -494,10 +511,13 @@ pub fn lane(model: &Model, lane: &Lane, ui: &Ui) -> String {
     html
 }
 
-pub fn lanes(model: &Model, ui: &Ui) -> String {
+/// The lanes of one side of the stage: the server's, left of the wire, or
+/// the clients', right of it, as the textbook draws them.
+pub fn lanes(model: &Model, ui: &Ui, side: Side) -> String {
     model
         .lanes
         .iter()
+        .filter(|entry| entry.side == side)
         .map(|entry| lane(model, entry, ui))
         .collect()
 }
@@ -540,27 +560,215 @@ fn wire_only_note(model: &Model) -> String {
     }
 }
 
-const COLUMN_WIDTH: f64 = 190.0;
-const ROW_HEIGHT: f64 = 26.0;
-const HEAD_HEIGHT: f64 = 30.0;
-const LABEL_MARGIN: f64 = 170.0;
+/// The diagram's geometry, in CSS pixels: its width is the width of the
+/// space it is drawn in, so one unit of its viewBox is one pixel and its
+/// text is exactly the body's size, never scaled below it.
+struct Geometry {
+    width: f64,
+    font: f64,
+}
+
+impl Geometry {
+    fn new(ui: &Ui) -> Geometry {
+        Geometry {
+            width: ui.diagram_width.max(MIN_DIAGRAM_WIDTH),
+            font: ui.font_px.max(12.0),
+        }
+    }
+
+    /// Room between a lifeline and the diagram's edge.
+    fn margin(&self) -> f64 {
+        self.font * 0.75
+    }
+
+    fn row_height(&self) -> f64 {
+        self.font * 1.9
+    }
+
+    fn head_height(&self) -> f64 {
+        self.font * 2.0
+    }
+
+    /// How wide `text` is, at most: the widest glyphs of the fonts the page
+    /// uses are about 0.62 em (Latin monospace), and a CJK glyph 1 em.
+    fn text_width(&self, text: &str) -> f64 {
+        text.chars()
+            .map(|c| if c.is_ascii() { 0.62 } else { 1.0 })
+            .sum::<f64>()
+            * self.font
+    }
+}
+
+/// Narrower than this, the diagram scrolls sideways inside its own box
+/// rather than squeeze its lifelines together.
+const MIN_DIAGRAM_WIDTH: f64 = 260.0;
+
+/// Where each column's lifeline stands: the server's at the left edge, under
+/// the server lane; the clients' (and an outside peer's) at the right, under
+/// theirs. Returns (x, whether its marks are written to the left).
+fn lifeline_x(model: &Model, geometry: &Geometry, column: Column, outside: bool) -> (f64, bool) {
+    let right: Vec<Column> = model
+        .lanes
+        .iter()
+        .filter(|lane| lane.side == Side::Client)
+        .map(|lane| Column::Lane(lane.id))
+        .chain(outside.then_some(Column::Outside))
+        .collect();
+    let left_x = geometry.margin();
+    let right_x = geometry.width - geometry.margin();
+    let is_server = |column: Column| matches!(column, Column::Lane(id) if model.lanes.get(id).is_some_and(|lane| lane.side == Side::Server));
+    if is_server(column) {
+        return (left_x, false);
+    }
+    let index = right.iter().position(|c| *c == column).unwrap_or(0);
+    // One right-hand column stands at the right edge; several share the
+    // right half, the first nearest the middle.
+    let count = right.len().max(1);
+    if count == 1 {
+        return (right_x, true);
+    }
+    let from = geometry.width * 0.5;
+    let x = from + (right_x - from) * index as f64 / (count - 1) as f64;
+    (x, true)
+}
+
+/// An arrow's label, in one line when it fits between the lifelines and in
+/// two (the flags, then the numbers) when it does not, so it is never
+/// clipped and never runs over the arrowhead.
+fn label_lines<'a>(label: &'a str, span: f64, geometry: &Geometry) -> Vec<&'a str> {
+    if geometry.text_width(label) <= span {
+        return vec![label];
+    }
+    match label.split_once(' ') {
+        Some((flags, rest)) => vec![flags, rest],
+        None => vec![label],
+    }
+}
 
 /// The timeline as an SVG sequence diagram: a lifeline per lane, call and
 /// state marks on it, and segments as arrows between lanes.
 pub fn diagram(model: &Model, ui: &Ui, fresh_from: usize) -> String {
     let lang = model.lang;
+    let geometry = Geometry::new(ui);
     let shown = &model.rows[..model.revealed.min(model.rows.len())];
     let outside = shown.iter().any(|row| {
         matches!(row, Row::Segment { from, to, .. } if *from == Column::Outside || *to == Column::Outside)
     });
-    let columns = model.lanes.len() + usize::from(outside);
-    // Room right of the last lifeline for its labels.
-    let width = COLUMN_WIDTH * columns as f64 + LABEL_MARGIN;
-    let height = HEAD_HEIGHT + ROW_HEIGHT * (shown.len() as f64 + 1.0);
-    let x = |column: Column| match column {
-        Column::Lane(lane) => COLUMN_WIDTH * (lane as f64 + 0.5),
-        Column::Outside => COLUMN_WIDTH * (model.lanes.len() as f64 + 0.5),
-    };
+    let x = |column: Column| lifeline_x(model, &geometry, column, outside);
+    let (width, font) = (geometry.width, geometry.font);
+    let head_arrow = font * 0.7;
+
+    // Rows first, to know the height: an arrow whose label takes two lines
+    // takes a taller row.
+    let mut body = String::new();
+    let mut y_top = geometry.head_height();
+    for (index, row) in shown.iter().enumerate() {
+        let fresh = if index >= fresh_from && !ui.skip_animation {
+            " fresh"
+        } else {
+            ""
+        };
+        let highlight = if ui.selected_seq == Some(row.seq()) {
+            " highlight"
+        } else {
+            ""
+        };
+        let mut row_height = geometry.row_height();
+        match row {
+            Row::Call {
+                seq,
+                lane,
+                label,
+                phase,
+            } => {
+                let (cx, leftward) = x(Column::Lane(*lane));
+                let y = y_top + row_height * 0.65;
+                let class = phase_class(*phase);
+                let (tx, anchor) = if leftward {
+                    (cx - font * 0.6, "end")
+                } else {
+                    (cx + font * 0.6, "start")
+                };
+                let _ = write!(
+                    body,
+                    r#"<g class="mark call {class}{fresh}{highlight}" data-seq="{seq}" tabindex="0"><title>{title}</title><circle cx="{cx}" cy="{cy}" r="{r}"/><text x="{tx}" y="{y}" text-anchor="{anchor}">{label}</text></g>"#,
+                    title = esc(label),
+                    cy = y - font * 0.3,
+                    r = font * 0.3,
+                    label = esc(label)
+                );
+            }
+            Row::State { seq, lane, label } => {
+                let (cx, leftward) = x(Column::Lane(*lane));
+                let y = y_top + row_height * 0.65;
+                let (tx, anchor, text) = if leftward {
+                    (cx - font * 0.6, "end", format!("{label} ◂"))
+                } else {
+                    (cx + font * 0.6, "start", format!("▸ {label}"))
+                };
+                let _ = write!(
+                    body,
+                    r#"<g class="mark state{fresh}{highlight}" data-seq="{seq}"><text x="{tx}" y="{y}" text-anchor="{anchor}">{text}</text></g>"#,
+                    text = esc(&text)
+                );
+            }
+            Row::Divider { seq, label } => {
+                let y = y_top + row_height * 0.65;
+                let _ = write!(
+                    body,
+                    r#"<g class="divider{fresh}" data-seq="{seq}"><line x1="0" y1="{y}" x2="{width}" y2="{y}"/><text x="{tx}" y="{ty}">{label}</text></g>"#,
+                    tx = geometry.margin(),
+                    ty = y - font * 0.3,
+                    label = esc(label)
+                );
+            }
+            Row::Segment {
+                seq,
+                from,
+                to,
+                label,
+                detail,
+            } => {
+                let ((x1, _), (x2, _)) = (x(*from), x(*to));
+                let span = (x2 - x1).abs() - 2.0 * head_arrow;
+                let lines = label_lines(label, span, &geometry);
+                row_height += font * 1.2 * (lines.len() as f64 - 1.0);
+                let y = y_top + row_height * 0.8;
+                let flags = label.split_whitespace().next().unwrap_or("");
+                let kind = if flags.contains("RST") {
+                    "rst"
+                } else if flags.contains("SYN") {
+                    "syn"
+                } else if flags.contains("FIN") {
+                    "fin"
+                } else if label.contains("len=") {
+                    "data"
+                } else {
+                    "ack"
+                };
+                let mut text = String::new();
+                for (number, line) in lines.iter().enumerate() {
+                    let from_bottom = (lines.len() - 1 - number) as f64;
+                    let _ = write!(
+                        text,
+                        r#"<text x="{mx}" y="{ty}" text-anchor="middle">{line}</text>"#,
+                        mx = (x1 + x2) / 2.0,
+                        ty = y - font * 0.35 - from_bottom * font * 1.2,
+                        line = esc(line)
+                    );
+                }
+                let _ = write!(
+                    body,
+                    r#"<g class="arrow {kind}{fresh}{highlight}" data-seq="{seq}" tabindex="0" role="img" aria-label="{aria}"><title>{detail}</title><line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" marker-end="url(#head)" pathLength="100"/>{text}</g>"#,
+                    aria = esc(&detail.replace('\n', "; ")),
+                    detail = esc(detail),
+                );
+            }
+        }
+        y_top += row_height;
+    }
+    let height = y_top + geometry.row_height() * 0.5;
+
     let mut svg = format!(
         r#"<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="{label}"><defs><marker id="head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="head"/></marker></defs>"#,
         label = lang.pick(
@@ -577,92 +785,17 @@ pub fn diagram(model: &Model, ui: &Ui, fresh_from: usize) -> String {
         heads.push((Column::Outside, lang.pick("Outside", "外部").to_string()));
     }
     for (column, label) in heads {
-        let cx = x(column);
+        let (cx, leftward) = x(column);
+        let anchor = if leftward { "end" } else { "start" };
         let _ = write!(
             svg,
-            r#"<text class="lifehead" x="{cx}" y="18" text-anchor="middle">{label}</text><line class="lifeline" x1="{cx}" y1="{HEAD_HEIGHT}" x2="{cx}" y2="{height}"/>"#,
+            r#"<text class="lifehead" x="{cx}" y="{ty}" text-anchor="{anchor}">{label}</text><line class="lifeline" x1="{cx}" y1="{y1}" x2="{cx}" y2="{height}"/>"#,
+            ty = font * 1.2,
+            y1 = geometry.head_height() * 0.8,
             label = esc(&label)
         );
     }
-    for (index, row) in shown.iter().enumerate() {
-        let y = HEAD_HEIGHT + ROW_HEIGHT * (index as f64 + 0.7);
-        let fresh = if index >= fresh_from && !ui.skip_animation {
-            " fresh"
-        } else {
-            ""
-        };
-        let highlight = if ui.selected_seq == Some(row.seq()) {
-            " highlight"
-        } else {
-            ""
-        };
-        match row {
-            Row::Call {
-                seq,
-                lane,
-                label,
-                phase,
-            } => {
-                let cx = x(Column::Lane(*lane));
-                let class = phase_class(*phase);
-                let _ = write!(
-                    svg,
-                    r#"<g class="mark call {class}{fresh}{highlight}" data-seq="{seq}" tabindex="0"><title>{title}</title><circle cx="{cx}" cy="{cy}" r="5"/><text x="{tx}" y="{y}">{label}</text></g>"#,
-                    title = esc(label),
-                    cy = y - 4.0,
-                    tx = cx + 9.0,
-                    label = esc(label)
-                );
-            }
-            Row::State { seq, lane, label } => {
-                let cx = x(Column::Lane(*lane));
-                let _ = write!(
-                    svg,
-                    r#"<g class="mark state{fresh}{highlight}" data-seq="{seq}"><text x="{tx}" y="{y}">▸ {label}</text></g>"#,
-                    tx = cx + 9.0,
-                    label = esc(label)
-                );
-            }
-            Row::Divider { seq, label } => {
-                let _ = write!(
-                    svg,
-                    r#"<g class="divider{fresh}" data-seq="{seq}"><line x1="0" y1="{y}" x2="{width}" y2="{y}"/><text x="8" y="{ty}">{label}</text></g>"#,
-                    ty = y - 5.0,
-                    label = esc(label)
-                );
-            }
-            Row::Segment {
-                seq,
-                from,
-                to,
-                label,
-                detail,
-            } => {
-                let (x1, x2) = (x(*from), x(*to));
-                let flags = label.split_whitespace().next().unwrap_or("");
-                let kind = if flags.contains("RST") {
-                    "rst"
-                } else if flags.contains("SYN") {
-                    "syn"
-                } else if flags.contains("FIN") {
-                    "fin"
-                } else if label.contains("len=") {
-                    "data"
-                } else {
-                    "ack"
-                };
-                let _ = write!(
-                    svg,
-                    r#"<g class="arrow {kind}{fresh}{highlight}" data-seq="{seq}" tabindex="0" role="img" aria-label="{aria}"><title>{detail}</title><line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" marker-end="url(#head)" pathLength="100"/><text x="{mx}" y="{ty}" text-anchor="middle">{label}</text></g>"#,
-                    aria = esc(&detail.replace('\n', "; ")),
-                    detail = esc(detail),
-                    mx = (x1 + x2) / 2.0,
-                    ty = y - 5.0,
-                    label = esc(label)
-                );
-            }
-        }
-    }
+    svg.push_str(&body);
     svg.push_str("</svg>");
     svg
 }
@@ -891,12 +1024,15 @@ mod tests {
     #[test]
     fn lanes_are_labelled_regions_with_step_buttons() {
         let model = lesson_model(Lang::En);
-        let html = lanes(&model, &Ui::default());
+        let html = lanes(&model, &Ui::default(), Side::Server)
+            + &lanes(&model, &Ui::default(), Side::Client);
         assert!(html.contains(r#"aria-label="Server""#));
         assert!(html.contains(r#"aria-label="Client 1""#));
         assert!(html.contains("<code>listen()</code>"));
         assert!(html.contains("Accepted connections"));
-        let zh = lanes(&lesson_model(Lang::Zh), &Ui::default());
+        let zh_model = lesson_model(Lang::Zh);
+        let zh = lanes(&zh_model, &Ui::default(), Side::Server)
+            + &lanes(&zh_model, &Ui::default(), Side::Client);
         assert!(zh.contains("启动监听"));
         assert!(zh.contains("接受设备"));
         assert!(zh.contains(r#"aria-label="服务端""#));
@@ -950,8 +1086,45 @@ mod tests {
     }
 
     #[test]
+    fn the_diagram_is_drawn_at_the_body_size_with_lifelines_under_their_lanes() {
+        let model = lesson_model(Lang::En);
+        for (width, font) in [(380.0, 16.0), (700.0, 22.0), (1200.0, 16.0)] {
+            let ui = Ui {
+                diagram_width: width,
+                font_px: font,
+                ..Ui::default()
+            };
+            let svg = diagram(&model, &ui, model.rows.len());
+            // One unit is one pixel: the viewBox is as wide as the SVG.
+            assert!(svg.contains(&format!(r#"viewBox="0 0 {width} "#)), "{svg}");
+            assert!(svg.contains(&format!(r#"width="{width}""#)));
+            let lifelines: Vec<f64> = svg
+                .split(r#"class="lifeline" x1=""#)
+                .skip(1)
+                .filter_map(|rest| rest.split('"').next()?.parse().ok())
+                .collect();
+            assert_eq!(lifelines.len(), 2, "a server and a client: {svg}");
+            assert!(lifelines[0] < width * 0.1, "the server's at the left");
+            assert!(lifelines[1] > width * 0.9, "the client's at the right");
+            // Every arrow label fits between the lifelines.
+            let geometry = Geometry::new(&ui);
+            let span = lifelines[1] - lifelines[0] - 2.0 * font * 0.7;
+            for row in &model.rows {
+                if let Row::Segment { label, .. } = row {
+                    for line in label_lines(label, span, &geometry) {
+                        assert!(
+                            geometry.text_width(line) <= span || width < 400.0,
+                            "{line:?} does not fit {span} px at {width}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn chinese_cards_explain_in_chinese() {
-        let html = lanes(&lesson_model(Lang::Zh), &Ui::default());
+        let html = lanes(&lesson_model(Lang::Zh), &Ui::default(), Side::Server);
         assert!(html.contains("accept() 不参与握手"));
         assert!(!html.contains("accept() does not take part"));
     }

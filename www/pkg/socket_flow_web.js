@@ -8,6 +8,12 @@ function __wbg_get_imports() {
             const ret = getObject(arg0) === undefined;
             return ret;
         },
+        __wbg___wbindgen_number_get_934b640d0889af78: function(arg0, arg1) {
+            const obj = getObject(arg1);
+            const ret = typeof(obj) === 'number' ? obj : undefined;
+            getDataViewMemory0().setFloat64((arg0 >>> 0) + 8 * 1, isLikeNone(ret) ? 0 : ret, true);
+            getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 0, !isLikeNone(ret), true);
+        },
         __wbg___wbindgen_rethrow_d953c34c2e20677f: function(arg0) {
             throw takeObject(arg0);
         },
@@ -51,6 +57,14 @@ function __wbg_get_imports() {
         __wbg_click_c6eff13daacf9806: function(arg0) {
             getObject(arg0).click();
         },
+        __wbg_clientHeight_b40e8971aed9fa2b: function(arg0) {
+            const ret = getObject(arg0).clientHeight;
+            return ret;
+        },
+        __wbg_clientWidth_269ea87f17b863bf: function(arg0) {
+            const ret = getObject(arg0).clientWidth;
+            return ret;
+        },
         __wbg_closest_39824b16065066bc: function() { return handleError(function (arg0, arg1, arg2) {
             const ret = getObject(arg0).closest(getStringFromWasm0(arg1, arg2));
             return isLikeNone(ret) ? 0 : addHeapObject(ret);
@@ -92,6 +106,10 @@ function __wbg_get_imports() {
             getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 1, len1, true);
             getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 0, ptr1, true);
         },
+        __wbg_getComputedStyle_3be93eadae0000a9: function() { return handleError(function (arg0, arg1) {
+            const ret = getObject(arg0).getComputedStyle(getObject(arg1));
+            return isLikeNone(ret) ? 0 : addHeapObject(ret);
+        }, arguments); },
         __wbg_getElementById_7ee213db584f37b0: function(arg0, arg1, arg2) {
             const ret = getObject(arg0).getElementById(getStringFromWasm0(arg1, arg2));
             return isLikeNone(ret) ? 0 : addHeapObject(ret);
@@ -100,6 +118,13 @@ function __wbg_get_imports() {
             const ret = getObject(arg1).getItem(getStringFromWasm0(arg2, arg3));
             var ptr1 = isLikeNone(ret) ? 0 : passStringToWasm0(ret, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
             var len1 = WASM_VECTOR_LEN;
+            getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 1, len1, true);
+            getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 0, ptr1, true);
+        }, arguments); },
+        __wbg_getPropertyValue_c0aae8b8341401f1: function() { return handleError(function (arg0, arg1, arg2, arg3) {
+            const ret = getObject(arg1).getPropertyValue(getStringFromWasm0(arg2, arg3));
+            const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            const len1 = WASM_VECTOR_LEN;
             getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 1, len1, true);
             getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 0, ptr1, true);
         }, arguments); },
@@ -117,6 +142,10 @@ function __wbg_get_imports() {
         __wbg_info_ef9e889444913d2f: function(arg0) {
             console.info(getObject(arg0));
         },
+        __wbg_innerWidth_3bc249efddc56481: function() { return handleError(function (arg0) {
+            const ret = getObject(arg0).innerWidth;
+            return addHeapObject(ret);
+        }, arguments); },
         __wbg_instanceof_Element_05dbb22ded594343: function(arg0) {
             let result;
             try {
@@ -228,6 +257,10 @@ function __wbg_get_imports() {
         __wbg_preventDefault_cfb06b02e7406899: function(arg0) {
             getObject(arg0).preventDefault();
         },
+        __wbg_previousElementSibling_29f2c318b9a10c1f: function(arg0) {
+            const ret = getObject(arg0).previousElementSibling;
+            return isLikeNone(ret) ? 0 : addHeapObject(ret);
+        },
         __wbg_protocol_c60aedf8a6fa9fca: function() { return handleError(function (arg0, arg1) {
             const ret = getObject(arg1).protocol;
             const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
@@ -258,6 +291,13 @@ function __wbg_get_imports() {
             const ret = getObject(arg0).scrollHeight;
             return ret;
         },
+        __wbg_scrollIntoView_2d57abe5fc53ada3: function(arg0, arg1) {
+            getObject(arg0).scrollIntoView(getObject(arg1));
+        },
+        __wbg_scrollTop_23cacc894823db89: function(arg0) {
+            const ret = getObject(arg0).scrollTop;
+            return ret;
+        },
         __wbg_send_cd51063ca1be4d0f: function() { return handleError(function (arg0, arg1, arg2) {
             getObject(arg0).send(getStringFromWasm0(arg1, arg2));
         }, arguments); },
@@ -271,8 +311,14 @@ function __wbg_get_imports() {
             const ret = getObject(arg0).setTimeout(getObject(arg1), arg2);
             return ret;
         }, arguments); },
+        __wbg_set_block_a5fb74a86e30b7a1: function(arg0, arg1) {
+            getObject(arg0).block = __wbindgen_enum_ScrollLogicalPosition[arg1];
+        },
         __wbg_set_checked_91ac4f7dd0263c1a: function(arg0, arg1) {
             getObject(arg0).checked = arg1 !== 0;
+        },
+        __wbg_set_inline_99055ea8c877c63a: function(arg0, arg1) {
+            getObject(arg0).inline = __wbindgen_enum_ScrollLogicalPosition[arg1];
         },
         __wbg_set_innerHTML_a9d3a267967b5117: function(arg0, arg1, arg2) {
             getObject(arg0).innerHTML = getStringFromWasm0(arg1, arg2);
@@ -357,22 +403,22 @@ function __wbg_get_imports() {
         },
         __wbindgen_generic_0000000000000002: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("CloseEvent")], shim_idx: 11, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_51ad12ff2093749a___features__gen_CloseEvent__CloseEvent______true_);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_fd76170202a55d8f___features__gen_CloseEvent__CloseEvent______true_);
             return addHeapObject(ret);
         },
         __wbindgen_generic_0000000000000003: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("Event")], shim_idx: 11, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_51ad12ff2093749a___features__gen_CloseEvent__CloseEvent______true__3);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_fd76170202a55d8f___features__gen_CloseEvent__CloseEvent______true__3);
             return addHeapObject(ret);
         },
         __wbindgen_generic_0000000000000004: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("KeyboardEvent")], shim_idx: 11, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_51ad12ff2093749a___features__gen_CloseEvent__CloseEvent______true__4);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_fd76170202a55d8f___features__gen_CloseEvent__CloseEvent______true__4);
             return addHeapObject(ret);
         },
         __wbindgen_generic_0000000000000005: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("MessageEvent")], shim_idx: 11, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_51ad12ff2093749a___features__gen_CloseEvent__CloseEvent______true__5);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_fd76170202a55d8f___features__gen_CloseEvent__CloseEvent______true__5);
             return addHeapObject(ret);
         },
         __wbindgen_generic_0000000000000006: function(arg0, arg1) {
@@ -403,25 +449,28 @@ function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke_______true_
     wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke_______true_(arg0, arg1);
 }
 
-function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_51ad12ff2093749a___features__gen_CloseEvent__CloseEvent______true_(arg0, arg1, arg2) {
-    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_51ad12ff2093749a___features__gen_CloseEvent__CloseEvent______true_(arg0, arg1, addHeapObject(arg2));
+function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_fd76170202a55d8f___features__gen_CloseEvent__CloseEvent______true_(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_fd76170202a55d8f___features__gen_CloseEvent__CloseEvent______true_(arg0, arg1, addHeapObject(arg2));
 }
 
-function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_51ad12ff2093749a___features__gen_CloseEvent__CloseEvent______true__3(arg0, arg1, arg2) {
-    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_51ad12ff2093749a___features__gen_CloseEvent__CloseEvent______true__3(arg0, arg1, addHeapObject(arg2));
+function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_fd76170202a55d8f___features__gen_CloseEvent__CloseEvent______true__3(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_fd76170202a55d8f___features__gen_CloseEvent__CloseEvent______true__3(arg0, arg1, addHeapObject(arg2));
 }
 
-function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_51ad12ff2093749a___features__gen_CloseEvent__CloseEvent______true__4(arg0, arg1, arg2) {
-    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_51ad12ff2093749a___features__gen_CloseEvent__CloseEvent______true__4(arg0, arg1, addHeapObject(arg2));
+function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_fd76170202a55d8f___features__gen_CloseEvent__CloseEvent______true__4(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_fd76170202a55d8f___features__gen_CloseEvent__CloseEvent______true__4(arg0, arg1, addHeapObject(arg2));
 }
 
-function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_51ad12ff2093749a___features__gen_CloseEvent__CloseEvent______true__5(arg0, arg1, arg2) {
-    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_51ad12ff2093749a___features__gen_CloseEvent__CloseEvent______true__5(arg0, arg1, addHeapObject(arg2));
+function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_fd76170202a55d8f___features__gen_CloseEvent__CloseEvent______true__5(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_fd76170202a55d8f___features__gen_CloseEvent__CloseEvent______true__5(arg0, arg1, addHeapObject(arg2));
 }
 
 function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___f64______true_(arg0, arg1, arg2) {
     wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___f64______true_(arg0, arg1, arg2);
 }
+
+
+const __wbindgen_enum_ScrollLogicalPosition = ["start", "center", "end", "nearest"];
 
 function addHeapObject(obj) {
     if (heap_next === heap.length) heap.push(heap.length + 1);

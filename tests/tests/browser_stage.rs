@@ -1,0 +1,137 @@
+//! The stage on a projector's screen, in real Chromium against the real
+//! relay: after the handshake, the server's accept step and the SYN, SYN+ACK
+//! and ACK arrows the capture saw are all inside the window, without any
+//! scrolling, in both languages.
+
+use socket_flow_tests::browser::{Browser, card, click, step};
+use socket_flow_tests::relay_process::RelayProcess;
+
+/// Where an element is, against the window: (top, bottom, left, right,
+/// window width, window height).
+const PLACE: &str = r#"
+const element = arguments[0] instanceof Element ? arguments[0] : document.querySelector(arguments[0]);
+if (!element) { return null; }
+const box = element.getBoundingClientRect();
+return [box.top, box.bottom, box.left, box.right, window.innerWidth, window.innerHeight];
+"#;
+
+async fn place(browser: &Browser, css: &str) -> Option<Vec<f64>> {
+    let value = browser
+        .client
+        .execute(PLACE, vec![serde_json::Value::String(css.into())])
+        .await
+        .expect("the script runs");
+    serde_json::from_value(value).ok()
+}
+
+fn inside(place: &[f64]) -> bool {
+    let [top, bottom, left, right, width, height] = place else {
+        return false;
+    };
+    *top >= 0.0 && *left >= 0.0 && bottom <= height && right <= width && bottom > top
+}
+
+/// Runs the handshake by hand on a 1280×720 projector, and checks what is
+/// in view.
+async fn handshake_on_a_projector(language: &str, server: &str, client: &str) {
+    let relay = RelayProcess::start(&[]).await;
+    let browser = Browser::start(language).await;
+    browser
+        .client
+        .goto(&relay.url)
+        .await
+        .expect("the page loads");
+    browser.wait_for("#status[data-state='connected']").await;
+    browser.set_viewport(1280, 720).await;
+    click(&browser, "//input[@id='skip']").await;
+    click(&browser, "//button[@data-action='projector']").await;
+    browser.wait_for("body.projector").await;
+    let mut clicks = 0;
+    for call in ["socket()", "bind()", "listen()", "accept()"] {
+        step(&browser, server, call, &mut clicks).await;
+    }
+    card(&browser, server, "accept", "blocked").await;
+    for call in ["socket()", "connect()"] {
+        step(&browser, client, call, &mut clicks).await;
+    }
+    card(&browser, server, "accept", "done").await;
+    browser.wait_for("#diagram g.arrow.syn").await;
+
+    let viewport = place(&browser, "body").await.expect("a body");
+    assert_eq!(
+        (viewport[4], viewport[5]),
+        (1280.0, 720.0),
+        "the window is 1280×720"
+    );
+    let no_scroll = browser
+        .client
+        .execute(
+            "return [window.scrollY, document.documentElement.scrollWidth <= window.innerWidth]",
+            vec![],
+        )
+        .await
+        .expect("the script runs");
+    assert_eq!(
+        no_scroll,
+        serde_json::json!([0, true]),
+        "the page has not scrolled"
+    );
+
+    let accept = place(&browser, "[data-lane='0'] button[data-step='accept']")
+        .await
+        .expect("the accept step");
+    let arrows: Vec<serde_json::Value> = serde_json::from_value(
+        browser
+            .client
+            .execute(
+                "return [...document.querySelectorAll('#diagram g.arrow')].slice(0, 3).map((arrow) => {
+                    const box = arrow.getBoundingClientRect();
+                    return [[...arrow.querySelectorAll('text')].map((text) => text.textContent).join(' '), [box.top, box.bottom, box.left, box.right, window.innerWidth, window.innerHeight]];
+                })",
+                vec![],
+            )
+            .await
+            .expect("the script runs"),
+    )
+    .expect("a list");
+    let shot = browser
+        .screenshot(&format!("stage-projector-1280x720-{language}"))
+        .await;
+    assert!(
+        inside(&accept),
+        "the accept step is in view ({accept:?}); see {}",
+        shot.display()
+    );
+    assert_eq!(
+        arrows.len(),
+        3,
+        "the handshake's three segments: {arrows:?}"
+    );
+    let labels: Vec<String> = arrows
+        .iter()
+        .map(|arrow| arrow[0].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(labels[0].starts_with("SYN"), "{labels:?}");
+    assert!(labels[1].starts_with("SYN+ACK"), "{labels:?}");
+    assert!(labels[2].starts_with("ACK"), "{labels:?}");
+    for arrow in &arrows {
+        let place: Vec<f64> = serde_json::from_value(arrow[1].clone()).expect("a box");
+        assert!(
+            inside(&place),
+            "{} is in view ({place:?}); see {}",
+            arrow[0],
+            shot.display()
+        );
+    }
+    browser.assert_clean_console().await;
+}
+
+#[tokio::test]
+async fn the_handshake_and_the_accept_step_fit_a_projector_in_english() {
+    handshake_on_a_projector("en-US", "Server", "Client 1").await;
+}
+
+#[tokio::test]
+async fn the_handshake_and_the_accept_step_fit_a_projector_in_chinese() {
+    handshake_on_a_projector("zh-CN", "服务端", "客户端 1").await;
+}
