@@ -22,6 +22,13 @@ async fn open(language: &str) -> (RelayProcess, Browser, Duration) {
     let interactive = started.elapsed();
     // Animations are for people; the tests want the truth at once.
     click(&browser, "//input[@id='skip']").await;
+    // The code and the log are in the drawer beside the stage.
+    click(
+        &browser,
+        "//button[@id='drawer-toggle' and @aria-expanded='false']",
+    )
+    .await;
+    browser.wait_for("#workspace.drawer-open").await;
     (relay, browser, interactive)
 }
 

@@ -135,3 +135,150 @@ async fn the_handshake_and_the_accept_step_fit_a_projector_in_english() {
 async fn the_handshake_and_the_accept_step_fit_a_projector_in_chinese() {
     handshake_on_a_projector("zh-CN", "服务端", "客户端 1").await;
 }
+
+/// The controls a finger cannot hit: visible buttons and fields under
+/// 44×44 CSS pixels, by a piece of their markup.
+const SMALL_TARGETS: &str = r#"
+return [...document.querySelectorAll('button, select, input')]
+  .filter((element) => element.getClientRects().length > 0 && getComputedStyle(element).visibility !== 'hidden')
+  .filter((element) => !element.closest('.sr-only, [hidden]'))
+  .map((element) => [element.outerHTML.slice(0, 90), element.getBoundingClientRect()])
+  .filter(([, box]) => box.width < 44 || box.height < 44)
+  .map(([markup, box]) => `${markup} ${Math.round(box.width)}×${Math.round(box.height)}`);
+"#;
+
+#[tokio::test]
+async fn a_phone_stacks_the_stage_with_no_sideways_scroll_and_big_targets() {
+    let relay = RelayProcess::start(&[]).await;
+    let browser = Browser::start("en-US").await;
+    browser
+        .client
+        .goto(&relay.url)
+        .await
+        .expect("the page loads");
+    browser.wait_for("#status[data-state='connected']").await;
+    browser.set_viewport(390, 844).await;
+    click(&browser, "//input[@id='skip']").await;
+    let mut clicks = 0;
+    for call in ["socket()", "bind()", "listen()", "accept()"] {
+        step(&browser, "Server", call, &mut clicks).await;
+    }
+    for call in ["socket()", "connect()"] {
+        step(&browser, "Client 1", call, &mut clicks).await;
+    }
+    card(&browser, "Server", "accept", "done").await;
+    browser.wait_for("#diagram g.arrow.syn").await;
+    let shot = browser.screenshot("stage-phone-390x844").await;
+
+    let widths = browser
+        .client
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth]",
+            vec![],
+        )
+        .await
+        .expect("the script runs");
+    let [scroll_width, width]: [u32; 2] = serde_json::from_value(widths).expect("two numbers");
+    assert!(
+        scroll_width <= width,
+        "the page is {scroll_width} px wide in a {width} px window; see {}",
+        shot.display()
+    );
+    // The lanes stack: the wire comes below the server's lane, and the
+    // client's below the wire.
+    let server = place(&browser, "#side-server-lanes").await.expect("server");
+    let wire = place(&browser, ".wire").await.expect("wire");
+    let client = place(&browser, "#side-client-lanes").await.expect("client");
+    assert!(
+        server[1] <= wire[0] && wire[1] <= client[0],
+        "{server:?} {wire:?} {client:?}"
+    );
+    let small: Vec<String> = serde_json::from_value(
+        browser
+            .client
+            .execute(SMALL_TARGETS, vec![])
+            .await
+            .expect("the script runs"),
+    )
+    .expect("a list");
+    assert!(small.is_empty(), "tap targets under 44 px: {small:#?}");
+}
+
+/// Where focus is: its data-key, and the text in it.
+const FOCUSED: &str = "const element = document.activeElement; \
+    return [element.getAttribute('data-key'), element.value ?? null];";
+
+#[tokio::test]
+async fn focus_and_typed_text_stay_in_the_message_box_while_events_come() {
+    let relay = RelayProcess::start(&[]).await;
+    let browser = Browser::start("en-US").await;
+    browser
+        .client
+        .goto(&relay.url)
+        .await
+        .expect("the page loads");
+    browser.wait_for("#status[data-state='connected']").await;
+    click(&browser, "//input[@id='skip']").await;
+    let mut clicks = 0;
+    for call in ["socket()", "bind()", "listen()", "accept()"] {
+        step(&browser, "Server", call, &mut clicks).await;
+    }
+    for call in ["socket()", "connect()"] {
+        step(&browser, "Client 1", call, &mut clicks).await;
+    }
+    card(&browser, "Server", "accept", "done").await;
+
+    let message_box = "//section[@aria-label='Client 1']//input[@data-action='message']";
+    let input = browser
+        .client
+        .find(fantoccini::Locator::XPath(message_box))
+        .await
+        .expect("the client's message box");
+    input.click().await.expect("focused");
+    input.send_keys("half a thou").await.expect("typed");
+    let key: String = serde_json::from_value(
+        browser
+            .client
+            .execute(FOCUSED, vec![])
+            .await
+            .expect("the script runs")[0]
+            .clone(),
+    )
+    .expect("a data-key");
+
+    // Events for the very lane being typed in: its read() waits, then the
+    // server sends, and the read returns. The clicks are the page's own
+    // (element.click() from script moves no focus), as a second person at
+    // the same screen might make them.
+    browser
+        .client
+        .execute(
+            "document.querySelector(\"section[aria-label='Client 1'] button[data-action='read-on']\").click()",
+            vec![],
+        )
+        .await
+        .expect("the script runs");
+    card(&browser, "Client 1", "read", "blocked").await;
+    browser
+        .client
+        .execute(
+            "const box = document.querySelector(\"section[aria-label='Server'] .conn input[data-action='message']\"); \
+             box.value = 'hi'; \
+             document.querySelector(\"section[aria-label='Server'] .conn button[data-action='send-message']\").click()",
+            vec![],
+        )
+        .await
+        .expect("the script runs");
+    card(&browser, "Client 1", "read", "done").await;
+
+    let focused = browser
+        .client
+        .execute(FOCUSED, vec![])
+        .await
+        .expect("the script runs");
+    assert_eq!(
+        focused,
+        serde_json::json!([key, "half a thou"]),
+        "focus and the typed text survived the events"
+    );
+}

@@ -45,6 +45,13 @@ struct App {
     fresh_from: usize,
     /// Each lane's next step when it was last brought into view.
     followed: Vec<Option<Step>>,
+    /// The markup last written into each part of the page, by element id:
+    /// a part whose markup did not change is not rewritten, so its elements
+    /// (a button half-way through a click, a focused box) stay the same.
+    /// A list, not a map: a dozen parts, and no second map type in the wasm.
+    drawn: Vec<(&'static str, String)>,
+    /// Where focus goes back to when help closes.
+    help_return: Option<String>,
 }
 
 type Shared = Rc<RefCell<App>>;
@@ -113,8 +120,10 @@ pub fn start() -> Result<(), JsValue> {
         last_reveal_ms: 0.0,
         fresh_from: 0,
         followed: Vec::new(),
+        drawn: Vec::new(),
+        help_return: None,
     }));
-    mount(&app.borrow())?;
+    mount(&mut app.borrow_mut())?;
     listen_to_page(&app)?;
     connect(&app)?;
     schedule_frame(&app);
@@ -122,7 +131,8 @@ pub fn start() -> Result<(), JsValue> {
 }
 
 /// Writes the frame of the page for the current language and settings.
-fn mount(app: &App) -> Result<(), JsValue> {
+fn mount(app: &mut App) -> Result<(), JsValue> {
+    app.drawn.clear();
     let document = document().ok_or("no document")?;
     let root = document.get_element_by_id("app").ok_or("no #app element")?;
     root.set_inner_html(&view::skeleton(app.model.lang));
@@ -270,7 +280,7 @@ fn send_action(app: &mut App, action: &Action) -> Option<u64> {
             Some(command.id)
         }
         Err(reason) => {
-            app.model.announcements.push(reason.clone());
+            app.model.announce(reason.clone());
             app.model.last_error = Some(reason);
             app.dirty = true;
             None
@@ -414,8 +424,11 @@ fn on_click(app: &Shared, event: Event) {
             app.dirty = true;
         }
         "help" => {
-            app.ui.help_open = !app.ui.help_open;
-            app.dirty = true;
+            if app.ui.help_open {
+                close_help(app);
+            } else {
+                open_help(app, &element);
+            }
         }
         "drawer" => {
             app.ui.drawer_open = !app.ui.drawer_open;
@@ -530,31 +543,92 @@ fn on_key(app: &Shared, event: KeyboardEvent) {
             if event.key() == " " && target.tag_name() == "BUTTON" {
                 return;
             }
-            let lane = target
+            let focused = target
                 .closest("[data-lane]")
                 .ok()
                 .flatten()
-                .and_then(|lane| data_usize(&lane, "lane"))
-                .unwrap_or(SERVER_LANE);
-            if let Some(step) = app.model.next_step(lane) {
+                .and_then(|lane| data_usize(&lane, "lane"));
+            let wanted = focused.unwrap_or(app.ui.active_lane);
+            // The lane asked for, or else the first after it with a step to take.
+            let count = app.model.lanes.len().max(1);
+            let driven = (0..count)
+                .map(|offset| (wanted + offset) % count)
+                .find_map(|lane| Some((lane, app.model.next_step(lane)?)));
+            if let Some((lane, step)) = driven {
                 event.prevent_default();
+                app.ui.active_lane = lane;
                 send_action(app, &Action::Step(lane, step));
             }
         }
+        "l" | "L" => {
+            let count = app.model.lanes.len().max(1);
+            app.ui.active_lane = (app.ui.active_lane + 1) % count;
+            if let Some(lane) = app.model.lanes.get(app.ui.active_lane) {
+                let label = lane.aria_label(app.model.lang);
+                let said = app.model.lang.pick("Now driving", "正在操作");
+                app.model.announce(format!("{said}: {label}"));
+            }
+            app.dirty = true;
+        }
         "r" | "R" => {
-            app.player = None;
-            app.ui.playing = None;
-            send_action(app, &Action::Reset);
+            // A stray key must not throw the lesson away.
+            let question = app.model.lang.pick(
+                "Reset the lab? Every socket is closed.",
+                "重置实验？所有套接字都会被关闭。",
+            );
+            let confirmed = web_sys::window()
+                .and_then(|window| window.confirm_with_message(question).ok())
+                .unwrap_or(false);
+            if confirmed {
+                app.player = None;
+                app.ui.playing = None;
+                send_action(app, &Action::Reset);
+            }
         }
         "?" => {
-            app.ui.help_open = !app.ui.help_open;
-            app.dirty = true;
+            if app.ui.help_open {
+                close_help(app);
+            } else {
+                open_help(app, &target);
+            }
         }
-        "Escape" => {
-            app.ui.help_open = false;
-            app.dirty = true;
-        }
+        "Escape" if app.ui.help_open => close_help(app),
         _ => {}
+    }
+}
+
+/// Opens help and moves focus into it, remembering where focus was.
+fn open_help(app: &mut App, from: &Element) {
+    app.help_return = from
+        .get_attribute("data-key")
+        .map(|key| format!("[data-key='{key}']"))
+        .or_else(|| Some(format!("#{}", from.id())).filter(|id| id.len() > 1));
+    app.ui.help_open = true;
+    let _ = render(app);
+    app.dirty = false;
+    if let Some(help) =
+        document().and_then(|document| document.query_selector("#help button").ok().flatten())
+    {
+        if let Some(button) = help.dyn_ref::<HtmlElement>() {
+            let _ = button.focus();
+        }
+    }
+}
+
+/// Closes help and gives focus back to where it was.
+fn close_help(app: &mut App) {
+    app.ui.help_open = false;
+    let _ = render(app);
+    app.dirty = false;
+    let back = app
+        .help_return
+        .take()
+        .and_then(|selector| document()?.query_selector(&selector).ok().flatten());
+    if let Some(element) = back
+        .as_ref()
+        .and_then(|element| element.dyn_ref::<HtmlElement>())
+    {
+        let _ = element.focus();
     }
 }
 
@@ -745,24 +819,22 @@ fn render(app: &mut App) -> Result<(), JsValue> {
         ("side-server-lanes", Side::Server),
         ("side-client-lanes", Side::Client),
     ] {
-        if let Some(lanes) = by_id(id) {
-            lanes.set_inner_html(&view::lanes(&app.model, &app.ui, side));
-        }
+        draw(app, id, view::lanes(&app.model, &app.ui, side));
     }
     follow_steps(app);
-    if let Some(summary) = by_id("summary") {
-        summary.set_inner_html(&view::summary(&app.model));
-    }
-    if let Some(note) = by_id("wire-note") {
-        note.set_inner_html(&view::wire_note(&app.model));
-    }
+    draw(app, "summary", view::summary(&app.model));
+    draw(app, "wire-note", view::wire_note(&app.model));
     if let Some(diagram) = by_id("diagram") {
         // Keep the newest rows in sight, unless the reader scrolled up to
         // look at older ones.
         let following = diagram.scroll_top() + diagram.client_height()
             >= diagram.scroll_height() - FOLLOW_SLACK_PX;
         measure(app, &diagram);
-        diagram.set_inner_html(&view::diagram(&app.model, &app.ui, app.fresh_from));
+        draw(
+            app,
+            "diagram",
+            view::diagram(&app.model, &app.ui, app.fresh_from),
+        );
         if following {
             diagram.set_scroll_top(diagram.scroll_height());
         }
@@ -778,9 +850,7 @@ fn render(app: &mut App) -> Result<(), JsValue> {
             if app.ui.drawer_open { "true" } else { "false" },
         )?;
     }
-    if let Some(code) = by_id("code") {
-        code.set_inner_html(&view::code(&app.model, &app.ui));
-    }
+    draw(app, "code", view::code(&app.model, &app.ui));
     for (id, pressed) in [
         ("tab-c", !app.ui.rust_listing),
         ("tab-rust", app.ui.rust_listing),
@@ -797,28 +867,32 @@ fn render(app: &mut App) -> Result<(), JsValue> {
             tab.set_attribute("aria-selected", if pressed { "true" } else { "false" })?;
         }
     }
-    if let Some(select) = by_id("log-sock") {
-        select.set_inner_html(&view::sock_options(&app.model, &app.ui));
-    }
-    if let Some(list) = by_id("log-list") {
-        list.set_inner_html(&view::log(&app.model, &app.ui));
-        list.set_scroll_top(list.scroll_height());
+    draw(app, "log-sock", view::sock_options(&app.model, &app.ui));
+    if draw(app, "log-list", view::log(&app.model, &app.ui)) {
+        if let Some(list) = by_id("log-list") {
+            list.set_scroll_top(list.scroll_height());
+        }
     }
     if let Some(inspector) = by_id("inspector") {
         inspector.set_text_content(Some(&view::inspector(&app.model, &app.ui)));
     }
-    if let Some(playing) = by_id("playing") {
-        playing.set_inner_html(&view::playing(&app.model, &app.ui));
-    }
+    draw(app, "playing", view::playing(&app.model, &app.ui));
     if let Some(pause) = by_id("pause") {
         pause.toggle_attribute_with_force("disabled", app.ui.playing.is_none())?;
     }
     if let Some(help) = by_id("help") {
         help.toggle_attribute_with_force("hidden", !app.ui.help_open)?;
     }
+    // Every announcement of the frame, in order: a screen reader hears them
+    // all rather than only the last.
     let announcements = app.model.take_announcements();
-    if let (Some(live), Some(last)) = (by_id("live"), announcements.last()) {
-        live.set_text_content(Some(last));
+    if let (Some(live), false) = (by_id("live"), announcements.is_empty()) {
+        let mut said = String::new();
+        for words in &announcements {
+            said.push_str(words);
+            said.push(' ');
+        }
+        live.set_text_content(Some(&said));
     }
 
     for (key, value) in typed {
@@ -840,6 +914,25 @@ fn render(app: &mut App) -> Result<(), JsValue> {
     Ok(())
 }
 
+/// Writes `html` into the element with `id`, unless it already holds exactly
+/// that. Returns whether it wrote.
+fn draw(app: &mut App, id: &'static str, html: String) -> bool {
+    let index = match app.drawn.iter().position(|(drawn, _)| *drawn == id) {
+        Some(index) if app.drawn[index].1 == html => return false,
+        Some(index) => index,
+        None => {
+            app.drawn.push((id, String::new()));
+            app.drawn.len() - 1
+        }
+    };
+    let Some(element) = by_id(id) else {
+        return false;
+    };
+    element.set_inner_html(&html);
+    app.drawn[index].1 = html;
+    true
+}
+
 /// How close to its end a scrolled box must be to count as following.
 const FOLLOW_SLACK_PX: i32 = 48;
 
@@ -854,7 +947,12 @@ fn measure(app: &mut App, diagram: &Element) {
         .zip(document().and_then(|document| document.body()))
         .and_then(|(window, body)| window.get_computed_style(&body).ok().flatten())
         .and_then(|style| style.get_property_value("font-size").ok())
-        .and_then(|size| size.trim_end_matches("px").parse::<f64>().ok());
+        // Whole pixels are enough, and parsing an integer keeps core's float
+        // parser (about 18 KB of wasm) out of the bundle.
+        .and_then(|size| {
+            let whole = size.trim_end_matches("px").split('.').next()?.to_string();
+            whole.parse::<u32>().ok().map(f64::from)
+        });
     if let Some(font) = font {
         app.ui.font_px = font;
     }

@@ -6,6 +6,8 @@
 //! - `view`: pure functions from the model to HTML and SVG.
 //! - `listing`, `script`, `i18n`: the C and Rust listings, the lesson and its
 //!   error scenarios, and the two languages.
+//! - `notes`, `spoken`: the page's words for what happened underneath a call,
+//!   and what the live region says of each event.
 //! - `app` (wasm only): the controller. It owns the WebSocket with its
 //!   reconnection, the requestAnimationFrame loop, and the DOM.
 
@@ -14,6 +16,7 @@ pub mod listing;
 pub mod model;
 pub mod notes;
 pub mod script;
+pub mod spoken;
 pub mod view;
 
 #[cfg(target_arch = "wasm32")]

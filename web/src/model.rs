@@ -1,7 +1,7 @@
 //! The page's state, as pure Rust: protocol events in, what to show out.
 //!
 //! Nothing here touches the DOM, so `cargo test` runs it natively. The view
-//! reads a [`Model`] and draws it; the controller in `lib.rs` feeds it events
+//! reads a [`Model`] and draws it; the controller in `app.rs` feeds it events
 //! and asks it which command a click means.
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,6 +15,7 @@ use crate::i18n::Lang;
 use crate::listing;
 use crate::notes;
 use crate::script::Scenario;
+use crate::spoken;
 
 /// The state of the page's link to the relay.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -226,8 +227,8 @@ impl Lane {
         }
     }
 
-    /// The English label, which the lane's region carries for tests and
-    /// screen readers alike (the visible heading follows the language).
+    /// The label the lane's region carries, in the UI language, for screen
+    /// readers and tests alike: the same words as its heading.
     pub fn aria_label(&self, lang: Lang) -> String {
         self.label(lang)
     }
@@ -368,6 +369,9 @@ pub enum Action {
     Reset,
 }
 
+/// How many announcements wait for the next frame, at most.
+pub const MAX_ANNOUNCEMENTS: usize = 200;
+
 /// The page's whole state.
 #[derive(Debug)]
 pub struct Model {
@@ -384,6 +388,8 @@ pub struct Model {
     pub code: CodeFocus,
     /// Sentences for the ARIA live region; the view takes them.
     pub announcements: Vec<String>,
+    /// Announcements let go since the last frame (see [`Model::announce`]).
+    pub unannounced: usize,
     /// The last refusal, shown until the next one.
     pub last_error: Option<String>,
     pub last_seq: u64,
@@ -424,6 +430,7 @@ impl Model {
             log: Vec::new(),
             code: CodeFocus::default(),
             announcements: Vec::new(),
+            unannounced: 0,
             last_error: None,
             last_seq: 0,
             out_of_order: 0,
@@ -530,11 +537,11 @@ impl Model {
                     self.issued.remove(&id);
                 }
                 self.last_error = Some(error.message.clone());
-                self.announcements.push(error.message.clone());
+                self.announce(error.message.clone());
             }
             EventBody::Gap(gap) => {
                 let label = notes::gap(gap.segments, self.lang);
-                self.announcements.push(label.clone());
+                self.announce(label.clone());
                 self.rows.push(Row::Divider {
                     seq: event.seq,
                     label,
@@ -544,7 +551,7 @@ impl Model {
                 self.issued.remove(&done.id);
                 self.generation += 1;
                 let label = notes::reset_divider(done.closed, self.lang);
-                self.announcements.push(label.clone());
+                self.announce(label.clone());
                 self.rows.push(Row::Divider {
                     seq: event.seq,
                     label,
@@ -634,7 +641,8 @@ impl Model {
                 ),
                 phase: call.phase.unwrap_or(Phase::Done),
             });
-            self.announcements.push(call.c.clone());
+            let who = self.lane_name(lane);
+            self.announce(spoken::call(&who, call, self.lang));
             return;
         }
         if phase != Phase::Blocked && !bound_first {
@@ -723,7 +731,27 @@ impl Model {
             label: short_call(call, self.lang),
             phase,
         });
-        self.announcements.push(call.c.clone());
+        let who = self.lane_name(lane);
+        self.announce(spoken::call(&who, call, self.lang));
+    }
+
+    /// A lane's name, as headings and the live region say it.
+    fn lane_name(&self, lane: LaneId) -> String {
+        self.lanes
+            .get(lane)
+            .map(|entry| entry.label(self.lang))
+            .unwrap_or_default()
+    }
+
+    /// A diagram column's name, as the live region says it.
+    fn column_name(&self, column: Column) -> String {
+        match column {
+            Column::Lane(lane) => self.lane_name(lane),
+            Column::Outside => self
+                .lang
+                .pick("a peer outside the lab", "实验外的对端")
+                .to_string(),
+        }
     }
 
     fn apply_state(&mut self, seq: u64, state: &SockState) {
@@ -750,7 +778,9 @@ impl Model {
             if view.generation < self.generation {
                 label = format!("{label} {}", notes::before_reset(self.lang));
             }
+            let said = spoken::state(&self.lane_name(lane), state.fd, state.tcp, self.lang);
             self.rows.push(Row::State { seq, lane, label });
+            self.announce(said);
         }
     }
 
@@ -760,10 +790,18 @@ impl Model {
                 .map(Column::Lane)
                 .unwrap_or(Column::Outside)
         };
+        let (from, to) = (column(segment.src_sock), column(segment.dst_sock));
+        let said = spoken::segment(
+            &self.column_name(from),
+            &self.column_name(to),
+            segment,
+            self.lang,
+        );
+        self.announce(said);
         self.rows.push(Row::Segment {
             seq,
-            from: column(segment.src_sock),
-            to: column(segment.dst_sock),
+            from,
+            to,
             label: segment_label(segment),
             detail: segment_detail(segment, self.lang),
         });
@@ -1075,7 +1113,23 @@ impl Model {
     }
 
     pub fn take_announcements(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.announcements)
+        let mut said = std::mem::take(&mut self.announcements);
+        if self.unannounced > 0 {
+            said.insert(0, notes::unannounced(self.unannounced, self.lang));
+            self.unannounced = 0;
+        }
+        said
+    }
+
+    /// Queues words for the live region. A page that draws no frames (a
+    /// hidden tab) keeps the newest [`MAX_ANNOUNCEMENTS`], and says how
+    /// many it let go.
+    pub fn announce(&mut self, words: String) {
+        if self.announcements.len() >= MAX_ANNOUNCEMENTS {
+            self.announcements.remove(0);
+            self.unannounced += 1;
+        }
+        self.announcements.push(words);
     }
 }
 

@@ -282,6 +282,16 @@ pub fn gap(segments: u64, lang: Lang) -> String {
 }
 
 /// A row of a socket from before the last reset.
+/// What the live region says when it let announcements go unread.
+pub fn unannounced(count: usize, lang: Lang) -> String {
+    match lang {
+        Lang::En => {
+            format!("{count} earlier events were not read out; the event log has them all.")
+        }
+        Lang::Zh => format!("有 {count} 个较早的事件没有朗读；事件日志里有全部事件。"),
+    }
+}
+
 pub fn before_reset(lang: Lang) -> &'static str {
     lang.pick("(from before the reset)", "（重置之前的套接字）")
 }

@@ -1,5 +1,5 @@
 //! The page's HTML and SVG, written from the model. The functions here are
-//! pure (model in, markup out) so they are tested natively; `dom.rs` puts
+//! pure (model in, markup out) so they are tested natively; `app.rs` puts
 //! the markup into the document.
 
 use std::fmt::Write;
@@ -33,6 +33,8 @@ pub struct Ui {
     pub step_delay_ms: u32,
     /// Whether the drawer beside the stage (code and log) is open.
     pub drawer_open: bool,
+    /// The lane the keyboard drives when no lane has focus.
+    pub active_lane: usize,
     /// The width the diagram is drawn in, and the body's font size, both in
     /// CSS pixels, as the page measured them.
     pub diagram_width: f64,
@@ -54,6 +56,7 @@ impl Default for Ui {
             playing: None,
             step_delay_ms: 900,
             drawer_open: false,
+            active_lane: 0,
             diagram_width: 600.0,
             font_px: 16.0,
         }
@@ -98,7 +101,7 @@ pub fn skeleton(lang: Lang) -> String {
   <button data-action="lang" lang="{other_tag}">{other_lang}</button>
   <button data-action="theme">{theme}</button>
   <button data-action="projector" aria-pressed="false">{projector}</button>
-  <button data-action="help" aria-keyshortcuts="?">?</button>
+  <button data-action="help" id="help-open" aria-keyshortcuts="?">?</button>
 </header>
 <div id="banner" class="banner" hidden></div>
 <nav class="toolbar" aria-label="{controls}">
@@ -159,8 +162,9 @@ pub fn skeleton(lang: Lang) -> String {
   <h2>{help}</h2>
   <ul>
     <li><kbd>→</kbd> / <kbd>Space</kbd>: {next_step}</li>
-    <li><kbd>R</kbd>: {reset}</li>
-    <li><kbd>?</kbd>: {help}</li>
+    <li><kbd>L</kbd>: {switch_lane}</li>
+    <li><kbd>R</kbd>: {reset_asks}</li>
+    <li><kbd>?</kbd>: {help} · <kbd>Esc</kbd>: {close}</li>
   </ul>
   <p>{honest}</p>
   <button data-action="help">{close}</button>
@@ -199,9 +203,14 @@ pub fn skeleton(lang: Lang) -> String {
         inspector = t("Selected event", "所选事件"),
         help = t("Keyboard shortcuts", "键盘快捷键"),
         next_step = t(
-            "the next step of the lane that has focus",
-            "执行当前焦点所在栏的下一步"
+            "the next step of the lane you are driving (the one with focus, else the highlighted one; if it has none, the next lane that has one)",
+            "执行正在操作的栏的下一步（有焦点的栏，否则是高亮的栏；若它没有下一步，则是下一个有下一步的栏）"
         ),
+        switch_lane = t(
+            "drive the next lane (server, client 1, …)",
+            "切换到下一栏（服务端、客户端 1……）"
+        ),
+        reset_asks = t("reset the lab, after you confirm", "确认后重置实验"),
         honest = t(
             "Every step is a real system call on the relay's host. The relay's sockets are non-blocking (it runs under tokio): a call shown as waiting got EAGAIN or EINPROGRESS from the kernel, and the relay waits for readiness, then calls again.",
             "每一步都是中继所在主机上的真实系统调用。中继的套接字是非阻塞的（基于 tokio）：显示为“等待”的调用从内核得到了 EAGAIN 或 EINPROGRESS，中继等待就绪后再次调用。"
@@ -407,10 +416,15 @@ pub fn lane(model: &Model, lane: &Lane, ui: &Ui) -> String {
     let label = lane.aria_label(lang);
     let own = lane.sock.and_then(|sock| model.sockets.get(&sock));
     let mut html = format!(
-        r#"<section class="lane {side}" aria-label="{label}" data-lane="{id}"><h2>{label}</h2>"#,
+        r#"<section class="lane {side}{active}" aria-label="{label}" data-lane="{id}"><h2>{label}</h2>"#,
         side = match lane.side {
             Side::Server => "server",
             Side::Client => "client",
+        },
+        active = if ui.active_lane == lane.id {
+            " active"
+        } else {
+            ""
         },
         label = esc(&label),
         id = lane.id
@@ -599,6 +613,12 @@ impl Geometry {
     }
 }
 
+/// A coordinate in whole pixels: crisp lines, and no float formatting code
+/// in the wasm.
+fn px(value: f64) -> i64 {
+    value.round() as i64
+}
+
 /// Narrower than this, the diagram scrolls sideways inside its own box
 /// rather than squeeze its lifelines together.
 const MIN_DIAGRAM_WIDTH: f64 = 260.0;
@@ -689,12 +709,13 @@ pub fn diagram(model: &Model, ui: &Ui, fresh_from: usize) -> String {
                 } else {
                     (cx + font * 0.6, "start")
                 };
+                let (cxp, yp, tx) = (px(cx), px(y), px(tx));
                 let _ = write!(
                     body,
-                    r#"<g class="mark call {class}{fresh}{highlight}" data-seq="{seq}" tabindex="0"><title>{title}</title><circle cx="{cx}" cy="{cy}" r="{r}"/><text x="{tx}" y="{y}" text-anchor="{anchor}">{label}</text></g>"#,
+                    r#"<g class="mark call {class}{fresh}{highlight}" data-seq="{seq}" tabindex="0"><title>{title}</title><circle cx="{cxp}" cy="{cy}" r="{r}"/><text x="{tx}" y="{yp}" text-anchor="{anchor}">{label}</text></g>"#,
                     title = esc(label),
-                    cy = y - font * 0.3,
-                    r = font * 0.3,
+                    cy = px(y - font * 0.3),
+                    r = px(font * 0.3),
                     label = esc(label)
                 );
             }
@@ -706,19 +727,21 @@ pub fn diagram(model: &Model, ui: &Ui, fresh_from: usize) -> String {
                 } else {
                     (cx + font * 0.6, "start", format!("▸ {label}"))
                 };
+                let (yp, tx) = (px(y), px(tx));
                 let _ = write!(
                     body,
-                    r#"<g class="mark state{fresh}{highlight}" data-seq="{seq}"><text x="{tx}" y="{y}" text-anchor="{anchor}">{text}</text></g>"#,
+                    r#"<g class="mark state{fresh}{highlight}" data-seq="{seq}"><text x="{tx}" y="{yp}" text-anchor="{anchor}">{text}</text></g>"#,
                     text = esc(&text)
                 );
             }
             Row::Divider { seq, label } => {
+                let (yp, wp) = (px(y_top + row_height * 0.65), px(width));
                 let y = y_top + row_height * 0.65;
                 let _ = write!(
                     body,
-                    r#"<g class="divider{fresh}" data-seq="{seq}"><line x1="0" y1="{y}" x2="{width}" y2="{y}"/><text x="{tx}" y="{ty}">{label}</text></g>"#,
-                    tx = geometry.margin(),
-                    ty = y - font * 0.3,
+                    r#"<g class="divider{fresh}" data-seq="{seq}"><line x1="0" y1="{yp}" x2="{wp}" y2="{yp}"/><text x="{tx}" y="{ty}">{label}</text></g>"#,
+                    tx = px(geometry.margin()),
+                    ty = px(y - font * 0.3),
                     label = esc(label)
                 );
             }
@@ -752,14 +775,15 @@ pub fn diagram(model: &Model, ui: &Ui, fresh_from: usize) -> String {
                     let _ = write!(
                         text,
                         r#"<text x="{mx}" y="{ty}" text-anchor="middle">{line}</text>"#,
-                        mx = (x1 + x2) / 2.0,
-                        ty = y - font * 0.35 - from_bottom * font * 1.2,
+                        mx = px((x1 + x2) / 2.0),
+                        ty = px(y - font * 0.35 - from_bottom * font * 1.2),
                         line = esc(line)
                     );
                 }
+                let (x1p, x2p, yp) = (px(x1), px(x2), px(y));
                 let _ = write!(
                     body,
-                    r#"<g class="arrow {kind}{fresh}{highlight}" data-seq="{seq}" tabindex="0" role="img" aria-label="{aria}"><title>{detail}</title><line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" marker-end="url(#head)" pathLength="100"/>{text}</g>"#,
+                    r#"<g class="arrow {kind}{fresh}{highlight}" data-seq="{seq}" tabindex="0" role="img" aria-label="{aria}"><title>{detail}</title><line x1="{x1p}" y1="{yp}" x2="{x2p}" y2="{yp}" marker-end="url(#head)" pathLength="100"/>{text}</g>"#,
                     aria = esc(&detail.replace('\n', "; ")),
                     detail = esc(detail),
                 );
@@ -769,8 +793,9 @@ pub fn diagram(model: &Model, ui: &Ui, fresh_from: usize) -> String {
     }
     let height = y_top + geometry.row_height() * 0.5;
 
+    let (wp, hp) = (px(width), px(height));
     let mut svg = format!(
-        r#"<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="{label}"><defs><marker id="head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="head"/></marker></defs>"#,
+        r#"<svg viewBox="0 0 {wp} {hp}" width="{wp}" height="{hp}" role="img" aria-label="{label}"><defs><marker id="head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="head"/></marker></defs>"#,
         label = lang.pick(
             "Timeline of calls, states and segments",
             "调用、状态与报文段的时间线"
@@ -787,11 +812,12 @@ pub fn diagram(model: &Model, ui: &Ui, fresh_from: usize) -> String {
     for (column, label) in heads {
         let (cx, leftward) = x(column);
         let anchor = if leftward { "end" } else { "start" };
+        let cxp = px(cx);
         let _ = write!(
             svg,
-            r#"<text class="lifehead" x="{cx}" y="{ty}" text-anchor="{anchor}">{label}</text><line class="lifeline" x1="{cx}" y1="{y1}" x2="{cx}" y2="{height}"/>"#,
-            ty = font * 1.2,
-            y1 = geometry.head_height() * 0.8,
+            r#"<text class="lifehead" x="{cxp}" y="{ty}" text-anchor="{anchor}">{label}</text><line class="lifeline" x1="{cxp}" y1="{y1}" x2="{cxp}" y2="{hp}"/>"#,
+            ty = px(font * 1.2),
+            y1 = px(geometry.head_height() * 0.8),
             label = esc(&label)
         );
     }

@@ -546,13 +546,22 @@ pub(crate) async fn send_to_read_latency(
     let (_, client, conn) = session.connected_pair().await?;
     let mut latencies = Vec::with_capacity(round_trips as usize);
     for _ in 0..round_trips {
-        // The read waits first, as a server's would.
+        // The read waits first, as a server's would: the clock starts once
+        // the relay has said it is waiting, so the figure is the send's
+        // round trip alone.
         session
             .send(Op::Read {
                 sock: conn,
                 max: None,
             })
             .await?;
+        loop {
+            if let EventBody::Call(call) = session.next().await?.body {
+                if call.op == Some(protocol::OpName::Read) && call.phase == Some(Phase::Blocked) {
+                    break;
+                }
+            }
+        }
         let started = Instant::now();
         session
             .send(Op::Send {

@@ -141,7 +141,11 @@ impl Toolchain {
         // every object). Without reference types, wasm-bindgen keeps its
         // objects in a JS array instead, and wasm-opt leaves the table alone.
         flags.push(format!("-Ctarget-feature={WASM_FEATURES_OFF}"));
+        // A panic's file and line help nobody in a projected page, and their
+        // strings cost the wire (unstable: RUSTC_BOOTSTRAP, below).
+        flags.push("-Zlocation-detail=none".to_string());
         command.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\u{1f}"));
+        command.env("RUSTC_BOOTSTRAP", "1");
         command.env_remove("RUSTFLAGS");
         command.env("SOURCE_DATE_EPOCH", "0");
         command
