@@ -77,6 +77,22 @@ async fn handshake_on_a_projector(language: &str, server: &str, client: &str) {
         "the page has not scrolled"
     );
 
+    // The header and the toolbar take one row each, so the stage starts
+    // high on the screen.
+    let rows = browser
+        .client
+        .execute(
+            "return ['.top', '.toolbar'].map((bar) => {                const tops = [...document.querySelector(bar).children]                  .filter((child) => child.getClientRects().length > 0)                  .map((child) => child.getBoundingClientRect().top);                return Math.max(...tops) - Math.min(...tops) < 20; })",
+            vec![],
+        )
+        .await
+        .expect("the script runs");
+    assert_eq!(
+        rows,
+        serde_json::json!([true, true]),
+        "header and toolbar in one row each"
+    );
+
     let accept = place(&browser, "[data-lane='0'] button[data-step='accept']")
         .await
         .expect("the accept step");

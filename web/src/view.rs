@@ -98,6 +98,7 @@ pub fn skeleton(lang: Lang) -> String {
   <span id="status" class="status" role="status"></span>
   <span class="spacer"></span>
   <label class="nc">{join} <input id="nc" readonly data-key="nc" aria-label="{join}" value=""></label>
+  <button data-action="drawer" id="drawer-toggle" aria-controls="drawer" aria-expanded="false">{code_and_log}</button>
   <button data-action="lang" lang="{other_tag}">{other_lang}</button>
   <button data-action="theme">{theme}</button>
   <button data-action="projector" aria-pressed="false">{projector}</button>
@@ -107,7 +108,7 @@ pub fn skeleton(lang: Lang) -> String {
 <nav class="toolbar" aria-label="{controls}">
   <button data-action="run" data-scenario="lesson">▶ {run}</button>
   <button data-action="pause" id="pause" disabled>❚❚ {pause}</button>
-  <label>{speed} <input type="range" id="speed" data-action="speed" min="150" max="2500" step="50" value="900" aria-label="{speed}"></label>
+  <label><span class="speed-text">{speed}</span> <input type="range" id="speed" data-action="speed" min="150" max="2500" step="50" value="900" aria-label="{speed}"></label>
   <label class="check"><input type="checkbox" data-action="skip" id="skip"> {skip_anim}</label>
   <span class="sep"></span>
   <label>{scenario_label} <select id="scenario" aria-label="{scenario_label}">{scenarios}</select></label>
@@ -116,8 +117,6 @@ pub fn skeleton(lang: Lang) -> String {
   <button data-action="add-client">+ {add_client}</button>
   <button data-action="reset" aria-keyshortcuts="R">⟲ {reset}</button>
   <span id="playing" class="playing"></span>
-  <span class="spacer"></span>
-  <button data-action="drawer" id="drawer-toggle" aria-controls="drawer" aria-expanded="false">{code_and_log}</button>
 </nav>
 <div id="error" class="error" role="alert" hidden></div>
 <div id="summary" class="summary"></div>
