@@ -138,18 +138,22 @@ impl Browser {
     /// shows a page in full screen.
     pub async fn set_viewport(&self, width: u32, height: u32) {
         let (mut outer_width, mut outer_height) = (width, height);
-        for _ in 0..3 {
+        for _ in 0..10 {
             self.client
                 .set_window_size(outer_width, outer_height)
                 .await
                 .expect("the window resizes");
-            let inner: Vec<u32> = serde_json::from_value(
-                self.client
-                    .execute("return [window.innerWidth, window.innerHeight]", vec![])
-                    .await
-                    .expect("the script runs"),
-            )
-            .expect("two numbers");
+            // A busy machine applies the new size a moment later: wait
+            // until the page reports the same size twice in a row.
+            let mut inner = self.inner_size().await;
+            for _ in 0..40 {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+                let again = self.inner_size().await;
+                if again == inner {
+                    break;
+                }
+                inner = again;
+            }
             if inner == [width, height] {
                 return;
             }
@@ -163,6 +167,16 @@ impl Browser {
         panic!("the viewport could not be made {width}×{height}");
     }
 
+    async fn inner_size(&self) -> Vec<u32> {
+        serde_json::from_value(
+            self.client
+                .execute("return [window.innerWidth, window.innerHeight]", vec![])
+                .await
+                .expect("the script runs"),
+        )
+        .expect("two numbers")
+    }
+
     /// Saves a screenshot under tests/artifacts/ and returns its path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.client.screenshot().await.expect("a screenshot");
@@ -171,6 +185,16 @@ impl Browser {
         let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, png).expect("the screenshot is saved");
         path
+    }
+
+    /// Runs a DevTools Protocol command (`Performance.getMetrics`, say) and
+    /// returns its result.
+    pub async fn cdp(&self, command: &str, params: serde_json::Value) -> serde_json::Value {
+        let body = serde_json::json!({ "cmd": command, "params": params }).to_string();
+        self.client
+            .issue_cmd(Cdp { body })
+            .await
+            .unwrap_or_else(|error| panic!("chromedriver ran no {command}: {error}"))
     }
 
     /// The browser console's entries so far, as (level, message).
@@ -204,6 +228,30 @@ impl Browser {
             .filter(|(level, _)| level == "SEVERE" || level == "WARNING")
             .collect();
         assert!(problems.is_empty(), "the console has errors: {problems:#?}");
+    }
+}
+
+/// A Chrome DevTools Protocol command through chromedriver, which fantoccini
+/// has no method for.
+#[derive(Debug)]
+struct Cdp {
+    body: String,
+}
+
+impl WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(self.body.clone()))
     }
 }
 

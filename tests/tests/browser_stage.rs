@@ -100,7 +100,11 @@ async fn handshake_on_a_projector(language: &str, server: &str, client: &str) {
         browser
             .client
             .execute(
-                "return [...document.querySelectorAll('#diagram g.arrow')].slice(0, 3).map((arrow) => {
+                // From the SYN on: another test's relay on this machine may
+                // have closed a connection on a lab port a moment before.
+                "const arrows = [...document.querySelectorAll('#diagram g.arrow')]; \
+                 const syn = arrows.findIndex((arrow) => arrow.classList.contains('syn')); \
+                 return arrows.slice(syn, syn + 3).map((arrow) => {
                     const box = arrow.getBoundingClientRect();
                     return [[...arrow.querySelectorAll('text')].map((text) => text.textContent).join(' '), [box.top, box.bottom, box.left, box.right, window.innerWidth, window.innerHeight]];
                 })",

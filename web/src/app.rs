@@ -52,6 +52,9 @@ struct App {
     drawn: Vec<(&'static str, String)>,
     /// Where focus goes back to when help closes.
     help_return: Option<String>,
+    diagram: DrawnDiagram,
+    /// The diagram is to scroll to its newest row at the next frame.
+    scroll_to_newest: bool,
 }
 
 type Shared = Rc<RefCell<App>>;
@@ -122,6 +125,8 @@ pub fn start() -> Result<(), JsValue> {
         followed: Vec::new(),
         drawn: Vec::new(),
         help_return: None,
+        diagram: DrawnDiagram::default(),
+        scroll_to_newest: false,
     }));
     mount(&mut app.borrow_mut())?;
     listen_to_page(&app)?;
@@ -133,6 +138,7 @@ pub fn start() -> Result<(), JsValue> {
 /// Writes the frame of the page for the current language and settings.
 fn mount(app: &mut App) -> Result<(), JsValue> {
     app.drawn.clear();
+    app.diagram = DrawnDiagram::default();
     let document = document().ok_or("no document")?;
     let root = document.get_element_by_id("app").ok_or("no #app element")?;
     root.set_inner_html(&view::skeleton(app.model.lang));
@@ -185,6 +191,10 @@ fn connect(app: &Shared) -> Result<(), JsValue> {
 
     let opened = Rc::clone(app);
     let on_open = Closure::<dyn FnMut()>::new(move || {
+        // A User Timing mark: the browser bench reads load-to-connected from it.
+        if let Some(performance) = web_sys::window().and_then(|window| window.performance()) {
+            let _ = performance.mark("socket-flow:connected");
+        }
         let mut app = opened.borrow_mut();
         app.model.connection_opened();
         app.dirty = true;
@@ -790,9 +800,28 @@ fn render(app: &mut App) -> Result<(), JsValue> {
         }
     }
 
+    // Everything read from the layout is read first, before this frame
+    // writes anything: a read after a write makes the browser lay the whole
+    // page out again at once, which was most of a frame's cost.
+    let rows_before = app.diagram.rows;
+    let mut following = false;
+    if let Some(diagram) = by_id("diagram") {
+        if std::mem::take(&mut app.scroll_to_newest) {
+            diagram.set_scroll_top(i32::MAX);
+        }
+        // Keep the newest rows in sight, unless the reader scrolled up to
+        // look at older ones.
+        following = diagram.scroll_top() + diagram.client_height()
+            >= diagram.scroll_height() - FOLLOW_SLACK_PX;
+        measure(app, &diagram);
+    }
+
     let (state, text) = view::status(&app.model);
     if let Some(status) = by_id("status") {
         status.set_attribute("data-state", state)?;
+        // How far the page has applied the lab's events, for tests and the
+        // browser bench to read.
+        status.set_attribute("data-seq", &app.model.last_seq.to_string())?;
         status.set_text_content(Some(&text));
     }
     if let Some(banner) = by_id("banner") {
@@ -825,18 +854,12 @@ fn render(app: &mut App) -> Result<(), JsValue> {
     draw(app, "summary", view::summary(&app.model));
     draw(app, "wire-note", view::wire_note(&app.model));
     if let Some(diagram) = by_id("diagram") {
-        // Keep the newest rows in sight, unless the reader scrolled up to
-        // look at older ones.
-        let following = diagram.scroll_top() + diagram.client_height()
-            >= diagram.scroll_height() - FOLLOW_SLACK_PX;
-        measure(app, &diagram);
-        draw(
-            app,
-            "diagram",
-            view::diagram(&app.model, &app.ui, app.fresh_from),
-        );
-        if following {
-            diagram.set_scroll_top(diagram.scroll_height());
+        draw_diagram(app, &diagram);
+        if following && app.diagram.rows != rows_before {
+            // Scrolled at the start of the next frame, where reading and
+            // scrolling cost no extra layout of the page.
+            app.scroll_to_newest = true;
+            app.dirty = true;
         }
     }
     if let Some(workspace) = by_id("workspace") {
@@ -850,7 +873,12 @@ fn render(app: &mut App) -> Result<(), JsValue> {
             if app.ui.drawer_open { "true" } else { "false" },
         )?;
     }
-    draw(app, "code", view::code(&app.model, &app.ui));
+    // The drawer's parts are drawn only while it is open: nobody reads a
+    // log that is not on screen, and a stream of events would rewrite it
+    // every frame.
+    if app.ui.drawer_open {
+        draw(app, "code", view::code(&app.model, &app.ui));
+    }
     for (id, pressed) in [
         ("tab-c", !app.ui.rust_listing),
         ("tab-rust", app.ui.rust_listing),
@@ -867,8 +895,10 @@ fn render(app: &mut App) -> Result<(), JsValue> {
             tab.set_attribute("aria-selected", if pressed { "true" } else { "false" })?;
         }
     }
-    draw(app, "log-sock", view::sock_options(&app.model, &app.ui));
-    if draw(app, "log-list", view::log(&app.model, &app.ui)) {
+    if app.ui.drawer_open {
+        draw(app, "log-sock", view::sock_options(&app.model, &app.ui));
+    }
+    if app.ui.drawer_open && draw(app, "log-list", view::log(&app.model, &app.ui)) {
         if let Some(list) = by_id("log-list") {
             list.set_scroll_top(list.scroll_height());
         }
@@ -931,6 +961,69 @@ fn draw(app: &mut App, id: &'static str, html: String) -> bool {
     element.set_inner_html(&html);
     app.drawn[index].1 = html;
     true
+}
+
+/// What the diagram in the page shows: its layout, and how many rows it
+/// holds down to where.
+#[derive(Default)]
+struct DrawnDiagram {
+    layout: String,
+    rows: usize,
+    y_end: f64,
+}
+
+/// Draws the diagram: new rows are appended to the ones already there (a
+/// stream of segments costs its own rows, not the whole diagram again);
+/// anything else redraws it whole.
+fn draw_diagram(app: &mut App, diagram: &Element) {
+    let layout = view::diagram_layout(&app.model, &app.ui);
+    let revealed = app.model.revealed.min(app.model.rows.len());
+    let drawn = &app.diagram;
+    let rows_group = diagram.query_selector("g.rows").ok().flatten();
+    let svg = diagram.query_selector("svg").ok().flatten();
+    match (rows_group, svg) {
+        (Some(rows_group), Some(svg)) if drawn.layout == layout && revealed >= drawn.rows => {
+            if revealed == drawn.rows {
+                return;
+            }
+            let rows =
+                view::diagram_rows(&app.model, &app.ui, drawn.rows, drawn.y_end, app.fresh_from);
+            let _ = rows_group.insert_adjacent_html("beforeend", &rows.html);
+            let height = view::diagram_height(&app.ui, rows.y_end).to_string();
+            let width = svg.get_attribute("width").unwrap_or_default();
+            let _ = svg.set_attribute("height", &height);
+            let _ = svg.set_attribute("viewBox", &format!("0 0 {width} {height}"));
+            if let Ok(lifelines) = diagram.query_selector_all(".lifeline") {
+                for index in 0..lifelines.length() {
+                    if let Some(line) = lifelines
+                        .get(index)
+                        .and_then(|node| node.dyn_into::<Element>().ok())
+                    {
+                        let _ = line.set_attribute("y2", &height);
+                    }
+                }
+            }
+            app.diagram.rows = revealed;
+            app.diagram.y_end = rows.y_end;
+        }
+        _ => {
+            let rows = view::diagram_rows(
+                &app.model,
+                &app.ui,
+                0,
+                view::diagram_top(&app.ui),
+                app.fresh_from,
+            );
+            diagram.set_inner_html(&view::diagram_frame(
+                &app.model, &app.ui, &rows.html, rows.y_end,
+            ));
+            app.diagram = DrawnDiagram {
+                layout,
+                rows: revealed,
+                y_end: rows.y_end,
+            };
+        }
+    }
 }
 
 /// How close to its end a scrolled box must be to count as following.

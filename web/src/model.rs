@@ -388,6 +388,14 @@ pub struct Model {
     pub code: CodeFocus,
     /// Sentences for the ARIA live region; the view takes them.
     pub announcements: Vec<String>,
+    /// How many timeline rows were let go, ever: the oldest beyond the
+    /// limit, and all of them when a new lab starts.
+    pub trimmed_rows: usize,
+    /// How many of this lab's oldest rows the timeline let go (the event
+    /// log and an export still hold them); the diagram says so.
+    pub rows_let_go: usize,
+    /// How many of this lab's oldest events the event log let go.
+    pub log_let_go: usize,
     /// Announcements let go since the last frame (see [`Model::announce`]).
     pub unannounced: usize,
     /// The last refusal, shown until the next one.
@@ -410,7 +418,13 @@ pub struct Model {
 const FIRST_RETRY_MS: u32 = 500;
 const MAX_RETRY_MS: u32 = 8_000;
 /// The timeline keeps this many rows; the log keeps everything.
-const MAX_ROWS: usize = 400;
+const MAX_ROWS: usize = 2_000;
+/// How many of the oldest rows go at once when there are too many.
+const TRIM_BLOCK: usize = 500;
+/// How many events the event log (and an export) keeps, and how many of
+/// the oldest go at once when it is full.
+pub const MAX_LOG: usize = 20_000;
+const LOG_TRIM_BLOCK: usize = 5_000;
 
 impl Model {
     pub fn new(lang: Lang) -> Model {
@@ -431,6 +445,9 @@ impl Model {
             code: CodeFocus::default(),
             announcements: Vec::new(),
             unannounced: 0,
+            trimmed_rows: 0,
+            rows_let_go: 0,
+            log_let_go: 0,
             last_error: None,
             last_seq: 0,
             out_of_order: 0,
@@ -467,6 +484,9 @@ impl Model {
             .collect();
         self.sockets.clear();
         self.issued.clear();
+        // Rows let go, as far as a drawn diagram knows: it must start over.
+        self.trimmed_rows += self.rows.len();
+        self.rows_let_go = 0;
         self.rows.clear();
         self.revealed = 0;
         self.code = CodeFocus::default();
@@ -514,12 +534,18 @@ impl Model {
             self.last_seq = 0;
             self.clear_lab();
             self.log.clear();
+            self.log_let_go = 0;
         }
         if event.seq != self.last_seq + 1 {
             self.out_of_order += 1;
         }
         self.last_seq = self.last_seq.max(event.seq);
         let (kind, sock, summary) = self.summarise(event);
+        if self.log.len() >= MAX_LOG {
+            // The oldest block goes; the page says how many.
+            self.log.drain(..LOG_TRIM_BLOCK);
+            self.log_let_go += LOG_TRIM_BLOCK;
+        }
         self.log.push(LogEntry {
             seq: event.seq,
             kind,
@@ -559,8 +585,12 @@ impl Model {
             }
         }
         if self.rows.len() > MAX_ROWS {
-            let excess = self.rows.len() - MAX_ROWS;
+            // Let go of a block at a time: the drawn diagram starts over at
+            // each trim, so trimming row by row would redraw it per event.
+            let excess = self.rows.len() - (MAX_ROWS - TRIM_BLOCK);
             self.rows.drain(..excess);
+            self.trimmed_rows += excess;
+            self.rows_let_go += excess;
             self.revealed = self.revealed.saturating_sub(excess);
         }
     }

@@ -282,6 +282,26 @@ pub fn gap(segments: u64, lang: Lang) -> String {
 }
 
 /// A row of a socket from before the last reset.
+/// What the diagram's note says when the timeline or the event log let
+/// their oldest entries go, so that nothing disappears without a word.
+pub fn let_go(rows: usize, events: usize, lang: Lang) -> Option<String> {
+    match (rows, events, lang) {
+        (0, 0, _) => None,
+        (rows, 0, Lang::En) => Some(format!(
+            "The {rows} oldest rows are no longer drawn; the event log still has their events."
+        )),
+        (rows, 0, Lang::Zh) => Some(format!(
+            "最早的 {rows} 行已不再绘制；事件日志里仍有这些事件。"
+        )),
+        (rows, events, Lang::En) => Some(format!(
+            "The {rows} oldest rows are no longer drawn, and the event log let its {events} oldest events go."
+        )),
+        (rows, events, Lang::Zh) => Some(format!(
+            "最早的 {rows} 行已不再绘制，事件日志也已丢弃最早的 {events} 个事件。"
+        )),
+    }
+}
+
 /// What the live region says when it let announcements go unread.
 pub fn unannounced(count: usize, lang: Lang) -> String {
     match lang {

@@ -535,10 +535,14 @@ pub fn lanes(model: &Model, ui: &Ui, side: Side) -> String {
         .collect()
 }
 
-/// The note above the diagram: whether the wire view is on.
+/// The note above the diagram: whether the wire view is on, and what the
+/// timeline and the log have let go.
 pub fn wire_note(model: &Model) -> String {
     let lang = model.lang;
-    let wire = wire_only_note(model);
+    let mut wire = wire_only_note(model);
+    if let Some(let_go) = notes::let_go(model.rows_let_go, model.log_let_go, lang) {
+        wire = format!("{wire} <b>{}</b>", esc(&let_go));
+    }
     // When states are polled, a state that lasts less than a poll is never
     // seen: the page says so rather than let a student think it did not exist.
     match &model.hello {
@@ -667,21 +671,68 @@ fn label_lines<'a>(label: &'a str, span: f64, geometry: &Geometry) -> Vec<&'a st
 /// The timeline as an SVG sequence diagram: a lifeline per lane, call and
 /// state marks on it, and segments as arrows between lanes.
 pub fn diagram(model: &Model, ui: &Ui, fresh_from: usize) -> String {
-    let lang = model.lang;
+    let rows = diagram_rows(model, ui, 0, diagram_top(ui), fresh_from);
+    diagram_frame(model, ui, &rows.html, rows.y_end)
+}
+
+/// Rows of the diagram drawn after others, to append to it.
+pub struct DiagramRows {
+    /// The rows' markup, for the diagram's `g.rows`.
+    pub html: String,
+    /// How far down the rows reach, for the next rows and the height.
+    pub y_end: f64,
+}
+
+/// Whether rows were revealed that were never drawn. The diagram's rows
+/// are appended while this stays the same; anything else that changes it
+/// (the width, the lanes, a selection, trimmed rows) redraws it whole.
+pub fn diagram_layout(model: &Model, ui: &Ui) -> String {
     let geometry = Geometry::new(ui);
+    format!(
+        "{}|{}|{}|{}|{}|{:?}|{}|{}",
+        px(geometry.width),
+        px(geometry.font),
+        model.lanes.len(),
+        has_outside(model),
+        model.lang.tag(),
+        ui.selected_seq,
+        ui.skip_animation,
+        model.trimmed_rows
+    )
+}
+
+/// Whether a revealed segment has an end outside the lab.
+fn has_outside(model: &Model) -> bool {
+    model.rows[..model.revealed.min(model.rows.len())]
+        .iter()
+        .any(|row| {
+            matches!(row, Row::Segment { from, to, .. } if *from == Column::Outside || *to == Column::Outside)
+        })
+}
+
+/// Where the first row starts: below the lifelines' heads.
+pub fn diagram_top(ui: &Ui) -> f64 {
+    Geometry::new(ui).head_height()
+}
+
+/// The revealed rows from index `from` on, drawn from `y_start` down (the
+/// `y_end` of the rows before them, or [`diagram_top`] for the first).
+pub fn diagram_rows(
+    model: &Model,
+    ui: &Ui,
+    from: usize,
+    y_start: f64,
+    fresh_from: usize,
+) -> DiagramRows {
+    let geometry = &Geometry::new(ui);
     let shown = &model.rows[..model.revealed.min(model.rows.len())];
-    let outside = shown.iter().any(|row| {
-        matches!(row, Row::Segment { from, to, .. } if *from == Column::Outside || *to == Column::Outside)
-    });
-    let x = |column: Column| lifeline_x(model, &geometry, column, outside);
+    let outside = has_outside(model);
+    let x = |column: Column| lifeline_x(model, geometry, column, outside);
     let (width, font) = (geometry.width, geometry.font);
     let head_arrow = font * 0.7;
-
-    // Rows first, to know the height: an arrow whose label takes two lines
-    // takes a taller row.
     let mut body = String::new();
-    let mut y_top = geometry.head_height();
-    for (index, row) in shown.iter().enumerate() {
+    let mut y_top = y_start;
+    for (index, row) in shown.iter().enumerate().skip(from) {
         let fresh = if index >= fresh_from && !ui.skip_animation {
             " fresh"
         } else {
@@ -753,7 +804,7 @@ pub fn diagram(model: &Model, ui: &Ui, fresh_from: usize) -> String {
             } => {
                 let ((x1, _), (x2, _)) = (x(*from), x(*to));
                 let span = (x2 - x1).abs() - 2.0 * head_arrow;
-                let lines = label_lines(label, span, &geometry);
+                let lines = label_lines(label, span, geometry);
                 row_height += font * 1.2 * (lines.len() as f64 - 1.0);
                 let y = y_top + row_height * 0.8;
                 let flags = label.split_whitespace().next().unwrap_or("");
@@ -790,9 +841,25 @@ pub fn diagram(model: &Model, ui: &Ui, fresh_from: usize) -> String {
         }
         y_top += row_height;
     }
-    let height = y_top + geometry.row_height() * 0.5;
+    DiagramRows {
+        html: body,
+        y_end: y_top,
+    }
+}
 
-    let (wp, hp) = (px(width), px(height));
+/// The diagram's height for rows that reach `y_end`.
+pub fn diagram_height(ui: &Ui, y_end: f64) -> i64 {
+    px(y_end + Geometry::new(ui).row_height() * 0.5)
+}
+
+/// The diagram around its rows: the lifelines, with their heads.
+pub fn diagram_frame(model: &Model, ui: &Ui, body: &str, y_end: f64) -> String {
+    let lang = model.lang;
+    let geometry = Geometry::new(ui);
+    let outside = has_outside(model);
+    let x = |column: Column| lifeline_x(model, &geometry, column, outside);
+    let (width, font) = (geometry.width, geometry.font);
+    let (wp, hp) = (px(width), diagram_height(ui, y_end));
     let mut svg = format!(
         r#"<svg viewBox="0 0 {wp} {hp}" width="{wp}" height="{hp}" role="img" aria-label="{label}"><defs><marker id="head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="head"/></marker></defs>"#,
         label = lang.pick(
@@ -820,8 +887,9 @@ pub fn diagram(model: &Model, ui: &Ui, fresh_from: usize) -> String {
             label = esc(&label)
         );
     }
-    svg.push_str(&body);
-    svg.push_str("</svg>");
+    svg.push_str(r#"<g class="rows">"#);
+    svg.push_str(body);
+    svg.push_str("</g></svg>");
     svg
 }
 

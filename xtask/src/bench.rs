@@ -11,7 +11,10 @@
 //! - memory per idle lab: the relay's RSS growth per open session;
 //! - the wire view's cost: the relay's CPU time with and without 1,000
 //!   segments/s of traffic on other ports, capture on and off, and how soon
-//!   after the `send` command its segment event reaches the page.
+//!   after the `send` command its segment event reaches the page;
+//! - the load section (`load`) and the browser section (`browser_bench`).
+//!
+//! `--section` runs one section; `--relay` and `--www` measure other builds.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -36,6 +39,16 @@ pub enum Section {
     Relay,
     /// Many labs at once, and the echo bridge baseline.
     Load,
+    /// The page in Chromium: load, cost per event, long tasks, clicks.
+    Browser,
+}
+
+/// Other builds to measure instead of this tree's.
+pub struct Builds {
+    /// A relay binary.
+    pub relay: Option<std::path::PathBuf>,
+    /// A folder holding a page (`index.html`, `pkg/`).
+    pub www: Option<std::path::PathBuf>,
 }
 
 /// How the load section runs.
@@ -48,7 +61,7 @@ pub fn run(
     round_trips: u32,
     idle_labs: u32,
     load: LoadPlan,
-    relay: Option<std::path::PathBuf>,
+    builds: Builds,
     sections: &[Section],
 ) -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
@@ -61,7 +74,7 @@ pub fn run(
         return run_command(release);
     }
     let wanted = |section| sections.is_empty() || sections.contains(&section);
-    match relay {
+    match builds.relay {
         Some(path) => {
             let path = std::fs::canonicalize(&path)
                 .with_context(|| format!("no relay at {}", path.display()))?;
@@ -82,6 +95,16 @@ pub fn run(
             }
             if wanted(Section::Load) {
                 measure_load(round_trips, load).await?;
+            }
+            if wanted(Section::Browser) {
+                let www = match &builds.www {
+                    Some(dir) => Some(
+                        std::fs::canonicalize(dir)
+                            .with_context(|| format!("no page at {}", dir.display()))?,
+                    ),
+                    None => None,
+                };
+                crate::browser_bench::measure(www.as_deref()).await?;
             }
             Ok(())
         })

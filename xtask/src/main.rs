@@ -4,11 +4,13 @@
 //! - `web`: builds the wasm page into `www/pkg/`, or checks the committed one.
 //! - `ci`: everything CI runs, in order.
 //! - `bench`: the relay's latency, throughput and memory figures; `load`, its
-//!   many-labs section and the echo bridge it is measured against.
+//!   many-labs section and the echo bridge it is measured against;
+//!   `browser_bench`, the page's own cost in Chromium.
 //! - `fuzz`: generated and mutated frames through the relay's frame handling.
 //! - `tidy`: checks of the sources that run as tests.
 
 mod bench;
+mod browser_bench;
 mod ci;
 mod fuzz;
 mod load;
@@ -56,6 +58,10 @@ enum Task {
         /// to compare before and after.
         #[arg(long)]
         relay: Option<PathBuf>,
+        /// Serve the page from this folder in the browser section (an older
+        /// checkout's www/, to compare before and after).
+        #[arg(long)]
+        www: Option<PathBuf>,
         /// Run only these sections (repeatable); all of them when not given.
         #[arg(long = "section", value_enum)]
         sections: Vec<bench::Section>,
@@ -87,6 +93,7 @@ fn main() -> anyhow::Result<()> {
             load_labs,
             load_seconds,
             relay,
+            www,
             sections,
         } => bench::run(
             round_trips,
@@ -95,7 +102,7 @@ fn main() -> anyhow::Result<()> {
                 labs: load_labs,
                 seconds: load_seconds,
             },
-            relay,
+            bench::Builds { relay, www },
             &sections,
         ),
         Task::Fuzz { seconds, seed } => fuzz::run(seconds, seed),

@@ -1,0 +1,249 @@
+//! The browser section of `cargo xtask bench`: the page in headless
+//! Chromium at 1280×720, against the release relay with capture on, while a
+//! peer outside the lab streams segments at it.
+//!
+//! It reports load-to-connected, the main thread's time per event with
+//! 5,000 events already shown (Chrome's own `TaskDuration` over the events
+//! the page applied), long tasks while about 500 events/s arrive, and how
+//! long a click takes to show its card. `--www DIR` measures another build
+//! of the page (an older checkout's `www/`), to compare before and after.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use socket_flow_tests::browser::{Browser, card, click, step};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::bench::start_relay;
+
+/// How many events the page shows before the steady part is measured.
+const SHOWN: u64 = 5_000;
+/// How long the steady stream lasts, and how often the peer writes in it:
+/// each write is a data segment, and some draw an ACK of their own: the
+/// rate reached is printed beside the figures.
+const STEADY: Duration = Duration::from_secs(5);
+const WRITE_EVERY: Duration = Duration::from_millis(1);
+/// How many writes fill a page that does not report its events.
+const OLD_PAGE_FILL: u32 = 2_600;
+/// How many clicks are timed.
+const CLICKS: usize = 5;
+
+pub async fn measure(www: Option<&Path>) -> anyhow::Result<()> {
+    let www_arg = www.map(|dir| dir.display().to_string());
+    let mut args: Vec<&str> = Vec::new();
+    if let Some(dir) = &www_arg {
+        args.extend(["--www", dir.as_str()]);
+    }
+    let relay = start_relay(&args).await?;
+    let page = relay
+        .ws_url
+        .replacen("ws://", "http://", 1)
+        .trim_end_matches("ws")
+        .to_string();
+    let browser = Browser::start("en-US").await;
+    browser.set_viewport(1280, 720).await;
+    browser.client.goto(&page).await?;
+    browser.wait_for("#status[data-state='connected']").await;
+    let connected_ms = number(
+        &browser,
+        "return performance.getEntriesByName('socket-flow:connected')[0]?.startTime ?? null",
+    )
+    .await;
+    click(&browser, "//input[@id='skip']").await;
+    let mut clicks = 0;
+    for call in ["socket()", "bind()", "listen()", "accept()"] {
+        step(&browser, "Server", call, &mut clicks).await;
+    }
+    for call in ["socket()", "connect()"] {
+        step(&browser, "Client 1", call, &mut clicks).await;
+    }
+    card(&browser, "Server", "accept", "done").await;
+    let port = lab_port(&browser).await?;
+
+    // A peer outside the lab joins the server's queue and streams at it.
+    let mut peer = TcpStream::connect(("127.0.0.1", port)).await?;
+    peer.set_nodelay(true)?;
+    let filled = Instant::now();
+    let mut applied = seq(&browser).await;
+    if applied.is_none() {
+        // An older page that does not say how far it got: stream as many
+        // writes as this page needs for 5,000 events (about 1.9 events each).
+        println!(
+            "browser: this page does not say how many events it applied; it gets {OLD_PAGE_FILL} writes, and per-event figures are not measured"
+        );
+        for _ in 0..OLD_PAGE_FILL {
+            peer.write_all(b"x").await?;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    while applied.is_some_and(|seq| seq < SHOWN) {
+        for _ in 0..50 {
+            peer.write_all(b"x").await?;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        applied = seq(&browser).await;
+        if filled.elapsed() > Duration::from_secs(120) {
+            bail!("the page never showed {SHOWN} events (it is at {applied:?})");
+        }
+    }
+
+    browser
+        .client
+        .execute(
+            "window.__longTasks = []; \
+             new PerformanceObserver((list) => { \
+               for (const entry of list.getEntries()) { window.__longTasks.push(entry.duration); } \
+             }).observe({ type: 'longtask' });",
+            vec![],
+        )
+        .await?;
+    browser
+        .cdp("Performance.enable", serde_json::json!({}))
+        .await;
+    let busy_before = task_seconds(&browser).await?;
+    let seq_before = seq(&browser).await;
+    let started = Instant::now();
+    while started.elapsed() < STEADY {
+        peer.write_all(b"y").await?;
+        tokio::time::sleep(WRITE_EVERY).await;
+    }
+    // Let the page apply what is in flight before the second reading.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let busy = task_seconds(&browser).await? - busy_before;
+    let span = started.elapsed().as_secs_f64();
+    let seq_after = seq(&browser).await;
+    let long_tasks: Vec<f64> = serde_json::from_value(
+        browser
+            .client
+            .execute("return window.__longTasks", vec![])
+            .await?,
+    )
+    .unwrap_or_default();
+
+    let mut click_ms = Vec::new();
+    for round in 0..CLICKS {
+        let value = browser
+            .client
+            .execute_async(
+                CLICK_TO_CARD,
+                vec![serde_json::json!(format!("click {round}"))],
+            )
+            .await?;
+        if let Some(ms) = value.as_f64() {
+            click_ms.push(ms);
+        }
+    }
+    click_ms.sort_by(f64::total_cmp);
+    drop(peer);
+
+    println!(
+        "browser load→connected: {}",
+        connected_ms.map_or("not measured (this page sets no mark)".to_string(), |ms| {
+            format!("{ms:.0} ms (headless Chromium, loopback)")
+        })
+    );
+    match (seq_before, seq_after) {
+        (Some(before), Some(after)) if after > before => {
+            let events = (after - before) as f64;
+            println!(
+                "browser per event:      {:>6.2} ms main thread   ({events:.0} events in {span:.1} s, {:.0}/s, {}+ shown)",
+                busy * 1000.0 / events,
+                events / span,
+                before
+            );
+        }
+        _ => println!("browser per event:      not measured"),
+    }
+    println!(
+        "browser main thread:    busy {:.0} ms per second of streaming",
+        busy * 1000.0 / span
+    );
+    println!(
+        "browser long tasks:     {} over 50 ms, longest {:.0} ms   (while streaming)",
+        long_tasks.len(),
+        long_tasks.iter().copied().fold(0.0, f64::max)
+    );
+    if click_ms.is_empty() {
+        println!("browser click→card:     not measured");
+    } else {
+        println!(
+            "browser click→card:     median {:.0} ms, worst {:.0} ms   ({} sends, {}+ events shown)",
+            click_ms[click_ms.len() / 2],
+            click_ms[click_ms.len() - 1],
+            click_ms.len(),
+            seq_after.unwrap_or(0)
+        );
+    }
+    Ok(())
+}
+
+/// Types a message into the client's box and clicks send(), from inside the
+/// page, then waits for a new send card; answers the milliseconds between.
+const CLICK_TO_CARD: &str = r#"
+const done = arguments[arguments.length - 1];
+const text = arguments[0];
+const cardSelector = "section[aria-label='Client 1'] li[data-step='send'] .card";
+const before = document.querySelector(cardSelector)?.dataset.seq;
+const box = document.querySelector("section[aria-label='Client 1'] input[data-action='message']");
+const button = document.querySelector("section[aria-label='Client 1'] button[data-action='send-message']");
+if (!box || !button) { done(null); return; }
+box.value = text;
+const started = performance.now();
+button.click();
+const check = () => {
+  const card = document.querySelector(cardSelector);
+  if (card && card.dataset.seq !== before) { done(performance.now() - started); }
+  else if (performance.now() - started > 5000) { done(null); }
+  else { requestAnimationFrame(check); }
+};
+requestAnimationFrame(check);
+"#;
+
+async fn number(browser: &Browser, script: &str) -> Option<f64> {
+    browser
+        .client
+        .execute(script, vec![])
+        .await
+        .ok()
+        .and_then(|value| value.as_f64())
+}
+
+/// The seq of the last event the page applied, if the page says it.
+async fn seq(browser: &Browser) -> Option<u64> {
+    number(
+        browser,
+        "const seq = document.getElementById('status')?.dataset.seq; return seq ? Number(seq) : null",
+    )
+    .await
+    .map(|seq| seq as u64)
+}
+
+/// Chrome's own count of the main thread's busy time, in seconds.
+async fn task_seconds(browser: &Browser) -> anyhow::Result<f64> {
+    let metrics = browser
+        .cdp("Performance.getMetrics", serde_json::json!({}))
+        .await;
+    metrics["metrics"]
+        .as_array()
+        .and_then(|metrics| {
+            metrics
+                .iter()
+                .find(|metric| metric["name"] == "TaskDuration")
+        })
+        .and_then(|metric| metric["value"].as_f64())
+        .context("Chrome reported no TaskDuration")
+}
+
+/// The lab server's port, from the "join from outside" line (`nc HOST PORT`).
+async fn lab_port(browser: &Browser) -> anyhow::Result<u16> {
+    let line = browser
+        .client
+        .execute("return document.getElementById('nc').value", vec![])
+        .await?;
+    line.as_str()
+        .and_then(|line| line.split_whitespace().last())
+        .and_then(|port| port.parse().ok())
+        .context("the page shows no nc line with the lab's port")
+}
