@@ -307,6 +307,19 @@ pub enum ErrorCode {
     Limit,
 }
 
+impl ErrorCode {
+    /// The code as the protocol writes it (`bad_state`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::UnknownOp => "unknown_op",
+            ErrorCode::BadArgs => "bad_args",
+            ErrorCode::BadState => "bad_state",
+            ErrorCode::Limit => "limit",
+        }
+    }
+}
+
 /// A refused command.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ErrorEvent {
@@ -319,6 +332,15 @@ pub struct ErrorEvent {
 mod tests {
     use super::*;
     use crate::{PROTOCOL_VERSION, decode_event, encode_event};
+
+    #[test]
+    fn error_codes_are_named_as_serde_writes_them() {
+        use ErrorCode::*;
+        for code in [BadJson, UnknownOp, BadArgs, BadState, Limit] {
+            let json = serde_json::to_string(&code).expect("serialise");
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
 
     fn hello() -> Event {
         Event {

@@ -58,17 +58,17 @@ pub fn decode_event(text: &str) -> Result<Event, String> {
     serde_json::from_str(text).map_err(|error| error.to_string())
 }
 
-/// Turns any event into a pretty JSON string for the page's event inspector:
-/// the compact frame, indented. Indenting the text rather than serialising
-/// with serde_json's pretty formatter keeps a second copy of every event's
-/// serialising code out of the page's wasm (9 KB of wasm, 1.7 KB over the wire).
+/// Turns any event into a pretty JSON string.
 pub fn pretty_event(event: &Event) -> String {
-    indent_json(&encode_event(event))
+    pretty_frame(&encode_event(event))
 }
 
-/// Indents compact JSON two spaces a level, one member or element a line,
-/// as serde_json's pretty printer does; text inside strings is left alone.
-fn indent_json(compact: &str) -> String {
+/// Indents a compact JSON frame two spaces a level, one member or element a
+/// line, as serde_json's pretty printer does; text inside strings is left
+/// alone. The page shows the frames it received this way, so that it needs
+/// no code to serialise events at all (a copy of serde's serialising code
+/// for every event type).
+pub fn pretty_frame(compact: &str) -> String {
     let mut out = String::with_capacity(compact.len() * 2);
     let mut depth = 0usize;
     let (mut in_string, mut escaped) = (false, false);
@@ -131,7 +131,7 @@ mod tests {
         let frame = r#"{"c":"write(3, \"a,{b}:\\\"\", 7)","empty":{},"flags":["SYN","ACK"],"none":[],"seq":3,"t":{"us":5}}"#;
         let value: serde_json::Value = serde_json::from_str(frame).expect("valid");
         assert_eq!(
-            indent_json(frame),
+            pretty_frame(frame),
             serde_json::to_string_pretty(&value).expect("pretty")
         );
     }

@@ -302,3 +302,91 @@ async fn focus_and_typed_text_stay_in_the_message_box_while_events_come() {
         "focus and the typed text survived the events"
     );
 }
+
+#[tokio::test]
+async fn stepping_back_to_the_syn_shows_the_lab_as_it_was_then() {
+    let relay = RelayProcess::start(&[]).await;
+    let browser = Browser::start("en-US").await;
+    browser
+        .client
+        .goto(&relay.url)
+        .await
+        .expect("the page loads");
+    browser.wait_for("#status[data-state='connected']").await;
+    click(&browser, "//input[@id='skip']").await;
+    let mut clicks = 0;
+    for call in ["socket()", "bind()", "listen()", "accept()"] {
+        step(&browser, "Server", call, &mut clicks).await;
+    }
+    for call in ["socket()", "connect()"] {
+        step(&browser, "Client 1", call, &mut clicks).await;
+    }
+    card(&browser, "Server", "accept", "done").await;
+    let syn: u64 = browser
+        .wait_for("#diagram g.arrow.syn")
+        .await
+        .attr("data-seq")
+        .await
+        .expect("an attribute")
+        .and_then(|seq| seq.parse().ok())
+        .expect("the SYN's seq");
+
+    // The scrubber, moved as a hand would move it.
+    browser
+        .client
+        .execute(
+            "const scrub = document.getElementById('scrub'); scrub.value = arguments[0]; \
+             scrub.dispatchEvent(new Event('input', { bubbles: true }));",
+            vec![serde_json::json!(syn)],
+        )
+        .await
+        .expect("the script runs");
+    browser.wait_for(".at[data-state='past']").await;
+    let then = browser
+        .client
+        .execute(
+            "const seqs = [...document.querySelectorAll('#diagram [data-seq]')].map((row) => Number(row.dataset.seq)); \
+             const arrows = [...document.querySelectorAll('#diagram g.arrow text')].map((text) => text.textContent); \
+             return { \
+               newest: Math.max(...seqs), \
+               lastArrow: arrows[arrows.length - 1] ?? null, \
+               accepted: document.querySelectorAll(\"section[aria-label='Server'] .conns .conn\").length, \
+               accept: document.querySelector(\"section[aria-label='Server'] li[data-step='accept'] .card\")?.dataset.phase ?? null, \
+               connect: document.querySelector(\"section[aria-label='Client 1'] li[data-step='connect'] .card\")?.dataset.phase ?? null, \
+             };",
+            vec![],
+        )
+        .await
+        .expect("the script runs");
+    let shot = browser.screenshot("stage-stepped-back-to-the-syn").await;
+    assert_eq!(
+        then["newest"],
+        serde_json::json!(syn),
+        "nothing after the SYN is drawn; see {}",
+        shot.display()
+    );
+    assert!(
+        then["lastArrow"]
+            .as_str()
+            .is_some_and(|label| label.starts_with("SYN ")),
+        "the newest arrow is the SYN: {then}"
+    );
+    assert_eq!(
+        then["accepted"],
+        serde_json::json!(0),
+        "no accepted connection yet: {then}"
+    );
+    assert_eq!(
+        then["accept"],
+        serde_json::json!("blocked"),
+        "accept() still waits: {then}"
+    );
+    // connect() had not returned when its SYN left: its card is not done.
+    assert_ne!(then["connect"], serde_json::json!("done"), "{then}");
+
+    click(&browser, "//button[@data-action='live']").await;
+    browser.wait_for(".at[data-state='live']").await;
+    browser
+        .wait_for("section[aria-label='Server'] .conns .conn")
+        .await;
+}

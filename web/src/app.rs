@@ -55,6 +55,8 @@ struct App {
     diagram: DrawnDiagram,
     /// The diagram is to scroll to its newest row at the next frame.
     scroll_to_newest: bool,
+    /// The lab as it was at the event being stepped to, and that event.
+    snapshot: Option<(u64, Model)>,
 }
 
 type Shared = Rc<RefCell<App>>;
@@ -127,6 +129,7 @@ pub fn start() -> Result<(), JsValue> {
         help_return: None,
         diagram: DrawnDiagram::default(),
         scroll_to_newest: false,
+        snapshot: None,
     }));
     mount(&mut app.borrow_mut())?;
     listen_to_page(&app)?;
@@ -208,7 +211,7 @@ fn connect(app: &Shared) -> Result<(), JsValue> {
         let mut app = received.borrow_mut();
         match protocol::decode_event(&text) {
             Ok(event) => {
-                app.model.apply(&event);
+                app.model.apply_frame(&event, &text);
                 app.dirty = true;
             }
             // A frame this page cannot read is logged, not trusted.
@@ -262,6 +265,20 @@ fn schedule_reconnect(app: &Shared, delay_ms: u32) {
 /// Turns an action into a command and sends it. None, with the reason
 /// shown, when there is no command yet or no relay.
 fn send_action(app: &mut App, action: &Action) -> Option<u64> {
+    if app.ui.at_seq.is_some() {
+        // The stage shows the past; a click there must not act on the present.
+        app.model.last_error = Some(
+            app.model
+                .lang
+                .pick(
+                    "The stage shows the lab as it was. Press Live to act on it again.",
+                    "舞台上显示的是过去的状态。按“回到实时”后才能继续操作。",
+                )
+                .to_string(),
+        );
+        app.dirty = true;
+        return None;
+    }
     let open = app
         .socket
         .as_ref()
@@ -440,6 +457,10 @@ fn on_click(app: &Shared, event: Event) {
                 open_help(app, &element);
             }
         }
+        "history-back" | "history-forward" | "live" => {
+            app.ui.at_seq = step_history(&app.model, app.ui.at_seq, action.as_str());
+            app.dirty = true;
+        }
         "drawer" => {
             app.ui.drawer_open = !app.ui.drawer_open;
             storage_set(
@@ -504,6 +525,14 @@ fn on_change(app: &Shared, event: Event) {
                 .is_some_and(HtmlInputElement::checked);
             app.ui.skip_animation = checked;
             app.dirty = true;
+        }
+        "scrub" => {
+            if let (Ok(seq), Some((_, newest))) =
+                (input_value(&element).parse::<u64>(), app.model.log_span())
+            {
+                app.ui.at_seq = (seq < newest).then_some(seq);
+                app.dirty = true;
+            }
         }
         "log-kind" => {
             app.ui.log_kind = select_value();
@@ -570,6 +599,15 @@ fn on_key(app: &Shared, event: KeyboardEvent) {
                 send_action(app, &Action::Step(lane, step));
             }
         }
+        "," | "." => {
+            let action = if event.key() == "," {
+                "history-back"
+            } else {
+                "history-forward"
+            };
+            app.ui.at_seq = step_history(&app.model, app.ui.at_seq, action);
+            app.dirty = true;
+        }
         "l" | "L" => {
             let count = app.model.lanes.len().max(1);
             app.ui.active_lane = (app.ui.active_lane + 1) % count;
@@ -604,6 +642,18 @@ fn on_key(app: &Shared, event: KeyboardEvent) {
         }
         "Escape" if app.ui.help_open => close_help(app),
         _ => {}
+    }
+}
+
+/// Where a history control takes the view: one event back or forward
+/// (forward past the newest is live again), or live.
+fn step_history(model: &Model, at: Option<u64>, action: &str) -> Option<u64> {
+    let (oldest, newest) = model.log_span()?;
+    match (action, at) {
+        ("history-back", None) => Some(newest.saturating_sub(1).max(oldest)),
+        ("history-back", Some(seq)) => Some(seq.saturating_sub(1).max(oldest)),
+        ("history-forward", Some(seq)) if seq + 1 < newest => Some(seq + 1),
+        _ => None,
     }
 }
 
@@ -844,16 +894,44 @@ fn render(app: &mut App) -> Result<(), JsValue> {
     if let Some(nc) = by_id("nc").and_then(|element| element.dyn_into::<HtmlInputElement>().ok()) {
         nc.set_value(&app.model.nc_command().unwrap_or_default());
     }
-    for (id, side) in [
-        ("side-server-lanes", Side::Server),
-        ("side-client-lanes", Side::Client),
-    ] {
-        draw(app, id, view::lanes(&app.model, &app.ui, side));
+    // Live, or the lab as it was at the event being stepped to.
+    if let Some(seq) = app.ui.at_seq {
+        if app.snapshot.as_ref().map(|(at, _)| *at) != Some(seq) {
+            app.snapshot = Some((seq, app.model.as_of(seq)));
+        }
+    } else {
+        app.snapshot = None;
     }
-    follow_steps(app);
+    let shown = app.snapshot.as_ref().map_or(&app.model, |(_, past)| past);
+    let parts = [
+        (
+            "side-server-lanes",
+            view::lanes(shown, &app.ui, Side::Server),
+        ),
+        (
+            "side-client-lanes",
+            view::lanes(shown, &app.ui, Side::Client),
+        ),
+        ("history", view::history(&app.model, &app.ui)),
+    ];
+    for (id, html) in parts {
+        draw(app, id, html);
+    }
+    if let Some(stage) = by_id("lanes") {
+        stage
+            .class_list()
+            .toggle_with_force("in-past", app.ui.at_seq.is_some())?;
+    }
+    if app.ui.at_seq.is_none() {
+        follow_steps(app);
+    }
     draw(app, "summary", view::summary(&app.model));
     draw(app, "wire-note", view::wire_note(&app.model));
-    if let Some(diagram) = by_id("diagram") {
+    if let (Some(diagram), Some((_, past))) = (by_id("diagram"), &app.snapshot) {
+        // The past is drawn whole, and drawn again whole once live.
+        diagram.set_inner_html(&view::diagram(past, &app.ui, usize::MAX));
+        app.diagram = DrawnDiagram::default();
+    } else if let Some(diagram) = by_id("diagram") {
         draw_diagram(app, &diagram);
         if following && app.diagram.rows != rows_before {
             // Scrolled at the start of the next frame, where reading and

@@ -319,6 +319,9 @@ pub struct LogEntry {
     pub sock: Option<SockId>,
     pub summary: String,
     pub event: Event,
+    /// The frame exactly as the relay sent it, which the inspector and an
+    /// export show (None for an event that came from elsewhere).
+    pub frame: Option<String>,
 }
 
 /// Which line of the listing the last call was, with the real values.
@@ -527,6 +530,14 @@ impl Model {
         self.hello.as_ref().is_some_and(|hello| hello.capture)
     }
 
+    /// Applies one event from the relay, keeping the frame it came in.
+    pub fn apply_frame(&mut self, event: &Event, frame: &str) {
+        self.apply(event);
+        if let Some(entry) = self.log.last_mut().filter(|entry| entry.seq == event.seq) {
+            entry.frame = Some(frame.to_string());
+        }
+    }
+
     /// Applies one event from the relay.
     pub fn apply(&mut self, event: &Event) {
         if event.seq == 1 {
@@ -552,6 +563,7 @@ impl Model {
             sock,
             summary,
             event: event.clone(),
+            frame: None,
         });
         match &event.body {
             EventBody::Hello(hello) => self.hello = Some(hello.clone()),
@@ -614,7 +626,7 @@ impl Model {
             EventBody::Error(error) => (
                 "error",
                 None,
-                format!("{:?}: {}", error.code, error.message),
+                format!("{}: {}", error.code.as_str(), error.message),
             ),
             EventBody::Reset(done) => ("reset", None, notes::reset_divider(done.closed, self.lang)),
             EventBody::Gap(gap) => ("gap", None, notes::gap(gap.segments, self.lang)),
@@ -1142,6 +1154,31 @@ impl Model {
         });
     }
 
+    /// The lab as it was when event `seq` had just arrived: the events the
+    /// log holds up to it, applied to a fresh page with the same lanes.
+    /// Nothing is guessed: what no event had reported by then is not there.
+    pub fn as_of(&self, seq: u64) -> Model {
+        let mut past = Model::new(self.lang);
+        while past.lanes.len() < self.lanes.len() {
+            past.add_client();
+        }
+        past.connection = self.connection.clone();
+        for entry in self.log.iter().take_while(|entry| entry.seq <= seq) {
+            match &entry.frame {
+                Some(frame) => past.apply_frame(&entry.event, frame),
+                None => past.apply(&entry.event),
+            }
+        }
+        past.revealed = past.rows.len();
+        past.announcements.clear();
+        past
+    }
+
+    /// The seqs the log can step through: the oldest it holds and the newest.
+    pub fn log_span(&self) -> Option<(u64, u64)> {
+        Some((self.log.first()?.seq, self.log.last()?.seq))
+    }
+
     pub fn take_announcements(&mut self) -> Vec<String> {
         let mut said = std::mem::take(&mut self.announcements);
         if self.unannounced > 0 {
@@ -1312,6 +1349,36 @@ mod tests {
             .lines()
             .map(|line| protocol::decode_event(line).expect("the fixture parses"))
             .collect()
+    }
+
+    #[test]
+    fn the_lab_as_it_was_before_accept_returned_has_no_connection_yet() {
+        let mut model = Model::new(Lang::En);
+        for event in events() {
+            model.apply(&event);
+        }
+        let accepted = model
+            .log
+            .iter()
+            .find(|entry| {
+                matches!(&entry.event.body, EventBody::Call(call)
+                    if call.op == Some(OpName::Accept) && call.phase == Some(Phase::Done))
+            })
+            .map(|entry| entry.seq)
+            .expect("the fixture accepts a connection");
+        let before = model.as_of(accepted - 1);
+        assert_eq!(before.last_seq, accepted - 1);
+        assert!(
+            before.lanes[SERVER_LANE].conns.is_empty(),
+            "not accepted yet"
+        );
+        assert_eq!(before.rows.len(), before.revealed);
+        let after = model.as_of(accepted);
+        assert_eq!(after.lanes[SERVER_LANE].conns.len(), 1, "accepted then");
+        assert!(
+            model.rows.len() > after.rows.len(),
+            "later rows are not there"
+        );
     }
 
     #[test]

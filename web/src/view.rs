@@ -35,6 +35,8 @@ pub struct Ui {
     pub drawer_open: bool,
     /// The lane the keyboard drives when no lane has focus.
     pub active_lane: usize,
+    /// The event the stage shows the lab as it was at; None is live.
+    pub at_seq: Option<u64>,
     /// The width the diagram is drawn in, and the body's font size, both in
     /// CSS pixels, as the page measured them.
     pub diagram_width: f64,
@@ -57,6 +59,7 @@ impl Default for Ui {
             step_delay_ms: 900,
             drawer_open: false,
             active_lane: 0,
+            at_seq: None,
             diagram_width: 600.0,
             font_px: 16.0,
         }
@@ -125,6 +128,7 @@ pub fn skeleton(lang: Lang) -> String {
 <div id="side-server-lanes" class="side server-side"></div>
 <section class="wire" aria-label="{wire}">
   <h2>{wire}</h2>
+  <div id="history" class="history"></div>
   <div id="wire-note" class="note"></div>
   <div id="diagram" class="diagram"></div>
 </section>
@@ -535,6 +539,35 @@ pub fn lanes(model: &Model, ui: &Ui, side: Side) -> String {
         .collect()
 }
 
+/// The controls that step through the timeline one event at a time, as a
+/// simulator does, and what the stage shows: live, or an event's moment.
+pub fn history(model: &Model, ui: &Ui) -> String {
+    let lang = model.lang;
+    let Some((oldest, newest)) = model.log_span() else {
+        return String::new();
+    };
+    let at = ui.at_seq.unwrap_or(newest);
+    let (state, said) = match ui.at_seq {
+        Some(seq) => (
+            "past",
+            format!(
+                "{} {seq} / {newest}",
+                lang.pick("As it was at event", "当时的状态：事件")
+            ),
+        ),
+        None => ("live", lang.pick("Live", "实时").to_string()),
+    };
+    format!(
+        r#"<button data-action="history-back" aria-keyshortcuts="," title="{back}">◀</button><input type="range" id="scrub" data-action="scrub" min="{oldest}" max="{newest}" value="{at}" aria-label="{event}"><button data-action="history-forward" aria-keyshortcuts="." title="{forward}">▶</button><button data-action="live"{live_disabled}>{go_live}</button> <span class="at" data-state="{state}" role="status">{said}</span>"#,
+        back = esc(lang.pick("One event back (,)", "后退一个事件（,）")),
+        forward = esc(lang.pick("One event forward (.)", "前进一个事件（.）")),
+        event = esc(lang.pick("Event", "事件")),
+        go_live = esc(lang.pick("Live", "回到实时")),
+        live_disabled = if ui.at_seq.is_none() { " disabled" } else { "" },
+        said = esc(&said),
+    )
+}
+
 /// The note above the diagram: whether the wire view is on, and what the
 /// timeline and the log have let go.
 pub fn wire_note(model: &Model) -> String {
@@ -689,13 +722,13 @@ pub struct DiagramRows {
 pub fn diagram_layout(model: &Model, ui: &Ui) -> String {
     let geometry = Geometry::new(ui);
     format!(
-        "{}|{}|{}|{}|{}|{:?}|{}|{}",
+        "{}|{}|{}|{}|{}|{}|{}|{}",
         px(geometry.width),
         px(geometry.font),
         model.lanes.len(),
         has_outside(model),
         model.lang.tag(),
-        ui.selected_seq,
+        ui.selected_seq.map_or(0, |seq| seq + 1),
         ui.skip_animation,
         model.trimmed_rows
     )
@@ -1066,7 +1099,8 @@ pub fn log(model: &Model, ui: &Ui) -> String {
 pub fn inspector(model: &Model, ui: &Ui) -> String {
     ui.selected_seq
         .and_then(|seq| model.log.iter().find(|entry| entry.seq == seq))
-        .map(|entry| protocol::pretty_event(&entry.event))
+        .and_then(|entry| entry.frame.as_deref())
+        .map(protocol::pretty_frame)
         .unwrap_or_else(|| {
             model
                 .lang
@@ -1080,7 +1114,7 @@ pub fn export(model: &Model) -> String {
     let events: Vec<String> = model
         .log
         .iter()
-        .map(|entry| protocol::encode_event(&entry.event))
+        .filter_map(|entry| entry.frame.clone())
         .collect();
     format!("[\n{}\n]\n", events.join(",\n"))
 }
@@ -1108,7 +1142,7 @@ mod tests {
     fn lesson_model(lang: Lang) -> Model {
         let mut model = Model::new(lang);
         for line in include_str!("../tests/fixtures/seed-flow.jsonl").lines() {
-            model.apply(&protocol::decode_event(line).expect("parses"));
+            model.apply_frame(&protocol::decode_event(line).expect("parses"), line);
         }
         model.revealed = model.rows.len();
         model
@@ -1234,5 +1268,9 @@ mod tests {
         let text = export(&model);
         assert!(text.starts_with("[\n{\"seq\":1,"));
         assert_eq!(text.matches("\"seq\":").count(), model.log.len());
+        // Each exactly as the relay sent it.
+        for line in include_str!("../tests/fixtures/seed-flow.jsonl").lines() {
+            assert!(text.contains(line));
+        }
     }
 }

@@ -144,6 +144,14 @@ impl Toolchain {
         // A panic's file and line help nobody in a projected page, and their
         // strings cost the wire (unstable: RUSTC_BOOTSTRAP, below).
         flags.push("-Zlocation-detail=none".to_string());
+        if let Toolchain::Debian = self {
+            // The standard library is built here, so it can be built to
+            // abort at once on a panic, without the code that formats panic
+            // messages: nothing in the page panics, and a message in a
+            // projected page's console helps nobody.
+            flags.push("-Zunstable-options".to_string());
+            flags.push("-Cpanic=immediate-abort".to_string());
+        }
         command.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\u{1f}"));
         command.env("RUSTC_BOOTSTRAP", "1");
         command.env_remove("RUSTFLAGS");
