@@ -389,4 +389,21 @@ async fn stepping_back_to_the_syn_shows_the_lab_as_it_was_then() {
     browser
         .wait_for("section[aria-label='Server'] .conns .conn")
         .await;
+
+    // Picking the SYN opens its packet pane, with the call that sent it.
+    browser
+        .wait_for("#diagram g.arrow.syn")
+        .await
+        .click()
+        .await
+        .expect("the SYN is clickable");
+    let pane = browser
+        .wait_for("#packet dl")
+        .await
+        .text()
+        .await
+        .expect("the pane's text");
+    assert!(pane.contains("SYN"), "{pane}");
+    assert!(pane.contains("connect("), "the call that caused it: {pane}");
+    assert!(pane.contains("relative 0"), "{pane}");
 }

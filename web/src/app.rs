@@ -710,6 +710,8 @@ fn on_focus(app: &Shared, event: Event) {
         if let Some(inspector) = by_id("inspector") {
             inspector.set_text_content(Some(&view::inspector(&app.model, &app.ui)));
         }
+        let packet = view::packet(&app.model, &app.ui);
+        draw(&mut app, "packet", packet);
     }
 }
 
@@ -926,6 +928,7 @@ fn render(app: &mut App) -> Result<(), JsValue> {
         follow_steps(app);
     }
     draw(app, "summary", view::summary(&app.model));
+    draw(app, "packet", view::packet(&app.model, &app.ui));
     draw(app, "wire-note", view::wire_note(&app.model));
     if let (Some(diagram), Some((_, past))) = (by_id("diagram"), &app.snapshot) {
         // The past is drawn whole, and drawn again whole once live.

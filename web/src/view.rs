@@ -131,6 +131,7 @@ pub fn skeleton(lang: Lang) -> String {
   <div id="history" class="history"></div>
   <div id="wire-note" class="note"></div>
   <div id="diagram" class="diagram"></div>
+  <div id="packet" class="packet"></div>
 </section>
 <div id="side-client-lanes" class="side client-side"></div>
 </main>
@@ -166,6 +167,7 @@ pub fn skeleton(lang: Lang) -> String {
   <ul>
     <li><kbd>→</kbd> / <kbd>Space</kbd>: {next_step}</li>
     <li><kbd>L</kbd>: {switch_lane}</li>
+    <li><kbd>,</kbd> / <kbd>.</kbd>: {step_events}</li>
     <li><kbd>R</kbd>: {reset_asks}</li>
     <li><kbd>?</kbd>: {help} · <kbd>Esc</kbd>: {close}</li>
   </ul>
@@ -214,6 +216,10 @@ pub fn skeleton(lang: Lang) -> String {
             "切换到下一栏（服务端、客户端 1……）"
         ),
         reset_asks = t("reset the lab, after you confirm", "确认后重置实验"),
+        step_events = t(
+            "one event back / forward: the stage shows the lab as it was then (Live returns)",
+            "后退 / 前进一个事件：舞台显示当时的实验状态（“回到实时”返回）"
+        ),
         honest = t(
             "Every step is a real system call on the relay's host. The relay's sockets are non-blocking (it runs under tokio): a call shown as waiting got EAGAIN or EINPROGRESS from the kernel, and the relay waits for readiness, then calls again.",
             "每一步都是中继所在主机上的真实系统调用。中继的套接字是非阻塞的（基于 tokio）：显示为“等待”的调用从内核得到了 EAGAIN 或 EINPROGRESS，中继等待就绪后再次调用。"
@@ -537,6 +543,93 @@ pub fn lanes(model: &Model, ui: &Ui, side: Side) -> String {
         .filter(|entry| entry.side == side)
         .map(|entry| lane(model, entry, ui))
         .collect()
+}
+
+/// The packet pane, as Wireshark's packet details: every field of the
+/// segment the reader picked on the diagram, and the call that caused it.
+pub fn packet(model: &Model, ui: &Ui) -> String {
+    let lang = model.lang;
+    let Some(entry) = ui
+        .selected_seq
+        .and_then(|seq| model.log.iter().find(|entry| entry.seq == seq))
+    else {
+        return String::new();
+    };
+    let protocol::EventBody::Segment(segment) = &entry.event.body else {
+        return String::new();
+    };
+    let cause = match (segment.cause, segment.id) {
+        (protocol::Cause::Call, Some(id)) => model
+            .log
+            .iter()
+            .rev()
+            .find_map(|entry| match &entry.event.body {
+                protocol::EventBody::Call(call) if call.id == Some(id) => Some(call.c.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| notes::cause(Some(id), lang)),
+        _ => notes::cause(None, lang),
+    };
+    let hex = segment.payload_hex.clone().or_else(|| {
+        segment.payload.as_ref().map(|text| {
+            text.bytes()
+                .map(|byte| format!("{byte:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+    });
+    let mut rows = vec![
+        (
+            lang.pick("From → to", "源 → 目的"),
+            format!("{} → {}", segment.src, segment.dst),
+        ),
+        (lang.pick("Flags", "标志"), segment.flags.join(", ")),
+        (
+            lang.pick("Sequence number", "序号"),
+            format!(
+                "{} ({} {})",
+                segment.tcp_seq,
+                lang.pick("relative", "相对"),
+                segment.rel_seq
+            ),
+        ),
+        (
+            lang.pick("Acknowledgement", "确认号"),
+            format!(
+                "{} ({} {})",
+                segment.tcp_ack,
+                lang.pick("relative", "相对"),
+                segment.rel_ack
+            ),
+        ),
+        (lang.pick("Window", "窗口"), segment.win.to_string()),
+        (
+            lang.pick("Payload length", "载荷长度"),
+            segment.len.to_string(),
+        ),
+    ];
+    if let Some(text) = &segment.payload {
+        rows.push((lang.pick("Payload (text)", "载荷（文本）"), text.clone()));
+    }
+    if let Some(hex) = hex {
+        rows.push((lang.pick("Payload (hex)", "载荷（十六进制）"), hex));
+    }
+    rows.push((lang.pick("Caused by", "起因"), cause));
+    let mut html = format!(
+        r#"<h3>{} #{}</h3><dl>"#,
+        lang.pick("Segment", "报文段"),
+        entry.seq
+    );
+    for (name, value) in rows {
+        let _ = write!(
+            html,
+            "<dt>{}</dt><dd><code>{}</code></dd>",
+            esc(name),
+            esc(&value)
+        );
+    }
+    html.push_str("</dl>");
+    html
 }
 
 /// The controls that step through the timeline one event at a time, as a
