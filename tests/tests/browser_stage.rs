@@ -407,3 +407,119 @@ async fn stepping_back_to_the_syn_shows_the_lab_as_it_was_then() {
     assert!(pane.contains("connect("), "the call that caused it: {pane}");
     assert!(pane.contains("relative 0"), "{pane}");
 }
+
+#[tokio::test]
+async fn twenty_clicks_while_segments_stream_in_all_reach_the_relay() {
+    let relay = RelayProcess::start(&[]).await;
+    let browser = Browser::start("en-US").await;
+    browser
+        .client
+        .goto(&relay.url)
+        .await
+        .expect("the page loads");
+    browser.wait_for("#status[data-state='connected']").await;
+    click(&browser, "//input[@id='skip']").await;
+    let mut clicks = 0;
+    for call in ["socket()", "bind()", "listen()", "accept()"] {
+        step(&browser, "Server", call, &mut clicks).await;
+    }
+    for call in ["socket()", "connect()"] {
+        step(&browser, "Client 1", call, &mut clicks).await;
+    }
+    card(&browser, "Server", "accept", "done").await;
+
+    // A peer outside the lab joins the server's queue and streams at it, so
+    // the page redraws all the while.
+    let nc: String = serde_json::from_value(
+        browser
+            .client
+            .execute("return document.getElementById('nc').value", vec![])
+            .await
+            .expect("the script runs"),
+    )
+    .expect("the nc line");
+    let port: u16 = nc
+        .split_whitespace()
+        .last()
+        .and_then(|port| port.parse().ok())
+        .expect("a port");
+    let streaming = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let streamer = {
+        let streaming = std::sync::Arc::clone(&streaming);
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut peer = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("the peer connects");
+            peer.set_nodelay(true).expect("nodelay");
+            while streaming.load(std::sync::atomic::Ordering::Relaxed) {
+                peer.write_all(b"~").await.expect("the peer writes");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    // Twenty sends, a click each, 0.3 s apart, each with its own text.
+    let message_box = "//section[@aria-label='Client 1']//input[@data-action='message']";
+    let send = "//section[@aria-label='Client 1']//button[@data-action='send-message']";
+    let seq_before: u64 = status_seq(&browser).await;
+    for index in 0..20 {
+        let started = std::time::Instant::now();
+        type_into(&browser, message_box, &format!("m{index};")).await;
+        click(&browser, send).await;
+        let spent = started.elapsed();
+        if let Some(rest) = std::time::Duration::from_millis(300).checked_sub(spent) {
+            tokio::time::sleep(rest).await;
+        }
+    }
+    // The server reads: every message is in its connection, in order.
+    step(&browser, "Server", "read()", &mut clicks).await;
+    let read = card(&browser, "Server", "read", "done").await;
+    streaming.store(false, std::sync::atomic::Ordering::Relaxed);
+    let _ = streamer.await;
+    let expected: String = (0..20).map(|index| format!("m{index};")).collect();
+    assert!(
+        read.contains(&expected),
+        "all twenty sends reached the relay and the peer, in order: {read}"
+    );
+    assert!(
+        status_seq(&browser).await > seq_before + 40,
+        "segments streamed in while the clicks were made"
+    );
+}
+
+/// The seq of the last event the page applied.
+async fn status_seq(browser: &Browser) -> u64 {
+    serde_json::from_value::<String>(
+        browser
+            .client
+            .execute(
+                "return document.getElementById('status').dataset.seq",
+                vec![],
+            )
+            .await
+            .expect("the script runs"),
+    )
+    .ok()
+    .and_then(|seq| seq.parse().ok())
+    .expect("the page says its seq")
+}
+
+/// Types into the field an XPath finds, again if a redraw of its lane (the
+/// answer to the last click) replaced it between the finding and the typing.
+async fn type_into(browser: &Browser, xpath: &str, text: &str) {
+    for _ in 0..20 {
+        let typed = async {
+            let field = browser
+                .client
+                .find(fantoccini::Locator::XPath(xpath))
+                .await?;
+            field.clear().await?;
+            field.send_keys(text).await
+        };
+        if typed.await.is_ok() {
+            return;
+        }
+    }
+    panic!("could not type into {xpath}");
+}

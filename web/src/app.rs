@@ -1060,51 +1060,30 @@ fn draw_diagram(app: &mut App, diagram: &Element) {
     let layout = view::diagram_layout(&app.model, &app.ui);
     let revealed = app.model.revealed.min(app.model.rows.len());
     let drawn = &app.diagram;
-    let rows_group = diagram.query_selector("g.rows").ok().flatten();
-    let svg = diagram.query_selector("svg").ok().flatten();
-    match (rows_group, svg) {
-        (Some(rows_group), Some(svg)) if drawn.layout == layout && revealed >= drawn.rows => {
-            if revealed == drawn.rows {
-                return;
-            }
+    let has_heads = diagram.first_element_child().is_some();
+    if has_heads && drawn.layout == layout && revealed >= drawn.rows {
+        if revealed > drawn.rows {
             let rows =
                 view::diagram_rows(&app.model, &app.ui, drawn.rows, drawn.y_end, app.fresh_from);
-            let _ = rows_group.insert_adjacent_html("beforeend", &rows.html);
-            let height = view::diagram_height(&app.ui, rows.y_end).to_string();
-            let width = svg.get_attribute("width").unwrap_or_default();
-            let _ = svg.set_attribute("height", &height);
-            let _ = svg.set_attribute("viewBox", &format!("0 0 {width} {height}"));
-            if let Ok(lifelines) = diagram.query_selector_all(".lifeline") {
-                for index in 0..lifelines.length() {
-                    if let Some(line) = lifelines
-                        .get(index)
-                        .and_then(|node| node.dyn_into::<Element>().ok())
-                    {
-                        let _ = line.set_attribute("y2", &height);
-                    }
-                }
-            }
+            let _ = diagram.insert_adjacent_html("beforeend", &rows.html);
             app.diagram.rows = revealed;
             app.diagram.y_end = rows.y_end;
         }
-        _ => {
-            let rows = view::diagram_rows(
-                &app.model,
-                &app.ui,
-                0,
-                view::diagram_top(&app.ui),
-                app.fresh_from,
-            );
-            diagram.set_inner_html(&view::diagram_frame(
-                &app.model, &app.ui, &rows.html, rows.y_end,
-            ));
-            app.diagram = DrawnDiagram {
-                layout,
-                rows: revealed,
-                y_end: rows.y_end,
-            };
-        }
+        return;
     }
+    let rows = view::diagram_rows(
+        &app.model,
+        &app.ui,
+        0,
+        view::diagram_top(&app.ui),
+        app.fresh_from,
+    );
+    diagram.set_inner_html(&view::diagram_frame(&app.model, &app.ui, &rows.html));
+    app.diagram = DrawnDiagram {
+        layout,
+        rows: revealed,
+        y_end: rows.y_end,
+    };
 }
 
 /// How close to its end a scrolled box must be to count as following.

@@ -798,7 +798,7 @@ fn label_lines<'a>(label: &'a str, span: f64, geometry: &Geometry) -> Vec<&'a st
 /// state marks on it, and segments as arrows between lanes.
 pub fn diagram(model: &Model, ui: &Ui, fresh_from: usize) -> String {
     let rows = diagram_rows(model, ui, 0, diagram_top(ui), fresh_from);
-    diagram_frame(model, ui, &rows.html, rows.y_end)
+    diagram_frame(model, ui, &rows.html)
 }
 
 /// Rows of the diagram drawn after others, to append to it.
@@ -857,8 +857,22 @@ pub fn diagram_rows(
     let (width, font) = (geometry.width, geometry.font);
     let head_arrow = font * 0.7;
     let mut body = String::new();
-    let mut y_top = y_start;
+    let mut y_end = y_start;
+    // Each lifeline's x, drawn again in every row.
+    let mut columns: Vec<Column> = model
+        .lanes
+        .iter()
+        .map(|lane| Column::Lane(lane.id))
+        .collect();
+    if outside {
+        columns.push(Column::Outside);
+    }
     for (index, row) in shown.iter().enumerate().skip(from) {
+        // Each row is an SVG of its own, its y from its own top: a new row
+        // is appended without touching the rows above it, and a row out of
+        // sight is not rendered at all (content-visibility).
+        let y_top = 0.0;
+        let mut content = String::new();
         let fresh = if index >= fresh_from && !ui.skip_animation {
             " fresh"
         } else {
@@ -887,7 +901,7 @@ pub fn diagram_rows(
                 };
                 let (cxp, yp, tx) = (px(cx), px(y), px(tx));
                 let _ = write!(
-                    body,
+                    content,
                     r#"<g class="mark call {class}{fresh}{highlight}" data-seq="{seq}" tabindex="0"><title>{title}</title><circle cx="{cxp}" cy="{cy}" r="{r}"/><text x="{tx}" y="{yp}" text-anchor="{anchor}">{label}</text></g>"#,
                     title = esc(label),
                     cy = px(y - font * 0.3),
@@ -905,7 +919,7 @@ pub fn diagram_rows(
                 };
                 let (yp, tx) = (px(y), px(tx));
                 let _ = write!(
-                    body,
+                    content,
                     r#"<g class="mark state{fresh}{highlight}" data-seq="{seq}"><text x="{tx}" y="{yp}" text-anchor="{anchor}">{text}</text></g>"#,
                     text = esc(&text)
                 );
@@ -914,7 +928,7 @@ pub fn diagram_rows(
                 let (yp, wp) = (px(y_top + row_height * 0.65), px(width));
                 let y = y_top + row_height * 0.65;
                 let _ = write!(
-                    body,
+                    content,
                     r#"<g class="divider{fresh}" data-seq="{seq}"><line x1="0" y1="{yp}" x2="{wp}" y2="{yp}"/><text x="{tx}" y="{ty}">{label}</text></g>"#,
                     tx = px(geometry.margin()),
                     ty = px(y - font * 0.3),
@@ -958,36 +972,44 @@ pub fn diagram_rows(
                 }
                 let (x1p, x2p, yp) = (px(x1), px(x2), px(y));
                 let _ = write!(
-                    body,
+                    content,
                     r#"<g class="arrow {kind}{fresh}{highlight}" data-seq="{seq}" tabindex="0" role="img" aria-label="{aria}"><title>{detail}</title><line x1="{x1p}" y1="{yp}" x2="{x2p}" y2="{yp}" marker-end="url(#head)" pathLength="100"/>{text}</g>"#,
                     aria = esc(&detail.replace('\n', "; ")),
                     detail = esc(detail),
                 );
             }
         }
-        y_top += row_height;
+        let (wp, hp) = (px(width), px(row_height));
+        let _ = write!(
+            body,
+            r#"<svg class="row" width="{wp}" height="{hp}" style="contain-intrinsic-size: auto {hp}px">"#
+        );
+        for column in &columns {
+            let xp = px(x(*column).0);
+            let _ = write!(
+                body,
+                r#"<line class="lifeline" x1="{xp}" y1="0" x2="{xp}" y2="{hp}"/>"#
+            );
+        }
+        body.push_str(&content);
+        body.push_str("</svg>");
+        y_end += row_height;
     }
-    DiagramRows {
-        html: body,
-        y_end: y_top,
-    }
-}
-
-/// The diagram's height for rows that reach `y_end`.
-pub fn diagram_height(ui: &Ui, y_end: f64) -> i64 {
-    px(y_end + Geometry::new(ui).row_height() * 0.5)
+    DiagramRows { html: body, y_end }
 }
 
 /// The diagram around its rows: the lifelines, with their heads.
-pub fn diagram_frame(model: &Model, ui: &Ui, body: &str, y_end: f64) -> String {
+pub fn diagram_frame(model: &Model, ui: &Ui, body: &str) -> String {
     let lang = model.lang;
     let geometry = Geometry::new(ui);
     let outside = has_outside(model);
     let x = |column: Column| lifeline_x(model, &geometry, column, outside);
     let (width, font) = (geometry.width, geometry.font);
-    let (wp, hp) = (px(width), diagram_height(ui, y_end));
+    let (wp, hp) = (px(width), px(geometry.head_height()));
+    // The heads, in an SVG of their own above the rows; it also holds the
+    // arrowhead every row's arrows use.
     let mut svg = format!(
-        r#"<svg viewBox="0 0 {wp} {hp}" width="{wp}" height="{hp}" role="img" aria-label="{label}"><defs><marker id="head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="head"/></marker></defs>"#,
+        r#"<svg class="heads" viewBox="0 0 {wp} {hp}" width="{wp}" height="{hp}" role="img" aria-label="{label}"><defs><marker id="head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="head"/></marker></defs>"#,
         label = lang.pick(
             "Timeline of calls, states and segments",
             "调用、状态与报文段的时间线"
@@ -1013,9 +1035,8 @@ pub fn diagram_frame(model: &Model, ui: &Ui, body: &str, y_end: f64) -> String {
             label = esc(&label)
         );
     }
-    svg.push_str(r#"<g class="rows">"#);
+    svg.push_str("</svg>");
     svg.push_str(body);
-    svg.push_str("</g></svg>");
     svg
 }
 
@@ -1315,10 +1336,18 @@ mod tests {
                 ..Ui::default()
             };
             let svg = diagram(&model, &ui, model.rows.len());
-            // One unit is one pixel: the viewBox is as wide as the SVG.
+            // One unit is one pixel: the heads' viewBox is as wide as the
+            // SVG, and every row is that wide.
             assert!(svg.contains(&format!(r#"viewBox="0 0 {width} "#)), "{svg}");
-            assert!(svg.contains(&format!(r#"width="{width}""#)));
-            let lifelines: Vec<f64> = svg
+            let rows = svg.matches(r#"<svg class="row""#).count();
+            assert_eq!(rows, model.rows.len(), "a row each");
+            assert_eq!(
+                svg.matches(&format!(r#"width="{width}""#)).count(),
+                rows + 1
+            );
+            // The heads come first, with one lifeline each.
+            let heads = &svg[..svg.find("</svg>").expect("the heads")];
+            let lifelines: Vec<f64> = heads
                 .split(r#"class="lifeline" x1=""#)
                 .skip(1)
                 .filter_map(|rest| rest.split('"').next()?.parse().ok())
