@@ -163,7 +163,7 @@ async fn forward(
                 if last_heard.elapsed() > pace.idle_timeout {
                     return Err(axum::Error::new(IDLE));
                 }
-                send_in_time(socket, Message::Ping(Default::default())).await?;
+                in_time(socket.send(Message::Ping(Default::default()))).await?;
             }
         }
     }
@@ -195,15 +195,14 @@ async fn send_batch_in_time(
         }
         socket.flush().await
     };
-    match tokio::time::timeout(SEND_TIMEOUT, writing).await {
-        Ok(sent) => sent,
-        Err(_) => Err(axum::Error::new("the browser stopped reading")),
-    }
+    in_time(writing).await
 }
 
-/// Sends a frame, or fails if the browser has not taken it in time.
-async fn send_in_time(socket: &mut WebSocket, frame: Message) -> Result<(), axum::Error> {
-    match tokio::time::timeout(SEND_TIMEOUT, socket.send(frame)).await {
+/// Finishes a send, or fails if the browser has not taken it in time.
+async fn in_time(
+    sending: impl std::future::Future<Output = Result<(), axum::Error>>,
+) -> Result<(), axum::Error> {
+    match tokio::time::timeout(SEND_TIMEOUT, sending).await {
         Ok(sent) => sent,
         Err(_) => Err(axum::Error::new("the browser stopped reading")),
     }
