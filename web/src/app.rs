@@ -1044,13 +1044,11 @@ fn draw(app: &mut App, id: &'static str, html: String) -> bool {
     true
 }
 
-/// What the diagram in the page shows: its layout, and how many rows it
-/// holds down to where.
+/// What the diagram in the page shows: its layout, and how many rows.
 #[derive(Default)]
 struct DrawnDiagram {
     layout: String,
     rows: usize,
-    y_end: f64,
 }
 
 /// Draws the diagram: new rows are appended to the ones already there (a
@@ -1063,26 +1061,16 @@ fn draw_diagram(app: &mut App, diagram: &Element) {
     let has_heads = diagram.first_element_child().is_some();
     if has_heads && drawn.layout == layout && revealed >= drawn.rows {
         if revealed > drawn.rows {
-            let rows =
-                view::diagram_rows(&app.model, &app.ui, drawn.rows, drawn.y_end, app.fresh_from);
-            let _ = diagram.insert_adjacent_html("beforeend", &rows.html);
+            let rows = view::diagram_rows(&app.model, &app.ui, drawn.rows, app.fresh_from);
+            let _ = diagram.insert_adjacent_html("beforeend", &rows);
             app.diagram.rows = revealed;
-            app.diagram.y_end = rows.y_end;
         }
         return;
     }
-    let rows = view::diagram_rows(
-        &app.model,
-        &app.ui,
-        0,
-        view::diagram_top(&app.ui),
-        app.fresh_from,
-    );
-    diagram.set_inner_html(&view::diagram_frame(&app.model, &app.ui, &rows.html));
+    diagram.set_inner_html(&view::diagram(&app.model, &app.ui, app.fresh_from));
     app.diagram = DrawnDiagram {
         layout,
         rows: revealed,
-        y_end: rows.y_end,
     };
 }
 

@@ -797,21 +797,12 @@ fn label_lines<'a>(label: &'a str, span: f64, geometry: &Geometry) -> Vec<&'a st
 /// The timeline as an SVG sequence diagram: a lifeline per lane, call and
 /// state marks on it, and segments as arrows between lanes.
 pub fn diagram(model: &Model, ui: &Ui, fresh_from: usize) -> String {
-    let rows = diagram_rows(model, ui, 0, diagram_top(ui), fresh_from);
-    diagram_frame(model, ui, &rows.html)
+    diagram_frame(model, ui, &diagram_rows(model, ui, 0, fresh_from))
 }
 
-/// Rows of the diagram drawn after others, to append to it.
-pub struct DiagramRows {
-    /// The rows' markup, for the diagram's `g.rows`.
-    pub html: String,
-    /// How far down the rows reach, for the next rows and the height.
-    pub y_end: f64,
-}
-
-/// Whether rows were revealed that were never drawn. The diagram's rows
-/// are appended while this stays the same; anything else that changes it
-/// (the width, the lanes, a selection, trimmed rows) redraws it whole.
+/// The diagram's layout, as a key: new rows are appended while it stays the
+/// same, and anything that changes it (the width, the lanes, a selection,
+/// trimmed rows) redraws the diagram whole.
 pub fn diagram_layout(model: &Model, ui: &Ui) -> String {
     let geometry = Geometry::new(ui);
     format!(
@@ -836,20 +827,9 @@ fn has_outside(model: &Model) -> bool {
         })
 }
 
-/// Where the first row starts: below the lifelines' heads.
-pub fn diagram_top(ui: &Ui) -> f64 {
-    Geometry::new(ui).head_height()
-}
-
-/// The revealed rows from index `from` on, drawn from `y_start` down (the
-/// `y_end` of the rows before them, or [`diagram_top`] for the first).
-pub fn diagram_rows(
-    model: &Model,
-    ui: &Ui,
-    from: usize,
-    y_start: f64,
-    fresh_from: usize,
-) -> DiagramRows {
+/// The revealed rows from index `from` on, an SVG each, to follow the heads
+/// or the rows drawn before them.
+pub fn diagram_rows(model: &Model, ui: &Ui, from: usize, fresh_from: usize) -> String {
     let geometry = &Geometry::new(ui);
     let shown = &model.rows[..model.revealed.min(model.rows.len())];
     let outside = has_outside(model);
@@ -857,7 +837,6 @@ pub fn diagram_rows(
     let (width, font) = (geometry.width, geometry.font);
     let head_arrow = font * 0.7;
     let mut body = String::new();
-    let mut y_end = y_start;
     // Each lifeline's x, drawn again in every row.
     let mut columns: Vec<Column> = model
         .lanes
@@ -993,13 +972,12 @@ pub fn diagram_rows(
         }
         body.push_str(&content);
         body.push_str("</svg>");
-        y_end += row_height;
     }
-    DiagramRows { html: body, y_end }
+    body
 }
 
 /// The diagram around its rows: the lifelines, with their heads.
-pub fn diagram_frame(model: &Model, ui: &Ui, body: &str) -> String {
+fn diagram_frame(model: &Model, ui: &Ui, body: &str) -> String {
     let lang = model.lang;
     let geometry = Geometry::new(ui);
     let outside = has_outside(model);
