@@ -133,6 +133,41 @@ impl Browser {
             .unwrap_or_else(|error| panic!("{css} never appeared: {error}"))
     }
 
+    /// Opens the page at `url` and waits until its WebSocket is connected
+    /// (only the wasm writes that state, and only once the socket opened).
+    pub async fn open_page(&self, url: &str) {
+        self.client.goto(url).await.expect("the page loads");
+        self.wait_for("#status[data-state='connected']").await;
+    }
+
+    /// The lab server's port, from the header's "join from outside" line
+    /// (`nc HOST PORT`).
+    pub async fn lab_port(&self) -> u16 {
+        let line = self
+            .client
+            .execute("return document.getElementById('nc').value", vec![])
+            .await
+            .expect("the script runs");
+        line.as_str()
+            .and_then(|line| line.split_whitespace().last())
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("the page shows no nc line with a port: {line}"))
+    }
+
+    /// The seq of the last event the page applied, if the page says it
+    /// (its status carries it as `data-seq`; older pages do not).
+    pub async fn applied_seq(&self) -> Option<u64> {
+        self.client
+            .execute(
+                "const seq = document.getElementById('status')?.dataset.seq; \
+                 return seq ? Number(seq) : null",
+                vec![],
+            )
+            .await
+            .ok()
+            .and_then(|value| value.as_u64())
+    }
+
     /// Sizes the window so that its viewport (the page's own area, without
     /// the browser's frame) is `width`×`height`, as a screen of that size
     /// shows a page in full screen.
@@ -192,7 +227,10 @@ impl Browser {
     pub async fn cdp(&self, command: &str, params: serde_json::Value) -> serde_json::Value {
         let body = serde_json::json!({ "cmd": command, "params": params }).to_string();
         self.client
-            .issue_cmd(Cdp { body })
+            .issue_cmd(Chromedriver {
+                path: "goog/cdp/execute",
+                body,
+            })
             .await
             .unwrap_or_else(|error| panic!("chromedriver ran no {command}: {error}"))
     }
@@ -201,7 +239,10 @@ impl Browser {
     pub async fn console(&self) -> Vec<(String, String)> {
         let logs = self
             .client
-            .issue_cmd(BrowserLog)
+            .issue_cmd(Chromedriver {
+                path: "se/log",
+                body: r#"{"type":"browser"}"#.to_string(),
+            })
             .await
             .expect("chromedriver returns the browser log");
         logs.as_array()
@@ -231,22 +272,24 @@ impl Browser {
     }
 }
 
-/// A Chrome DevTools Protocol command through chromedriver, which fantoccini
-/// has no method for.
+/// A chromedriver endpoint fantoccini has no method for: the browser's log
+/// (`se/log`), or a DevTools Protocol command (`goog/cdp/execute`).
 #[derive(Debug)]
-struct Cdp {
+struct Chromedriver {
+    path: &'static str,
     body: String,
 }
 
-impl WebDriverCompatibleCommand for Cdp {
+impl WebDriverCompatibleCommand for Chromedriver {
     fn endpoint(
         &self,
         base_url: &url::Url,
         session_id: Option<&str>,
     ) -> Result<url::Url, url::ParseError> {
         base_url.join(&format!(
-            "session/{}/goog/cdp/execute",
-            session_id.unwrap_or_default()
+            "session/{}/{}",
+            session_id.unwrap_or_default(),
+            self.path
         ))
     }
 
@@ -255,73 +298,70 @@ impl WebDriverCompatibleCommand for Cdp {
     }
 }
 
-/// chromedriver's log endpoint, which fantoccini has no method for.
-#[derive(Debug)]
-struct BrowserLog;
-
-impl WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(
-        &self,
-        base_url: &url::Url,
-        session_id: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!(
-            "session/{}/se/log",
-            session_id.unwrap_or_default()
-        ))
-    }
-
-    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
-        (
-            http::Method::POST,
-            Some(r#"{"type":"browser"}"#.to_string()),
-        )
-    }
-}
-
 // The lesson's clicks and waits, by accessible names, for every browser test.
 
-/// Clicks the element an XPath finds, again if a redraw replaced it between
-/// the finding and the click.
-pub async fn click(browser: &Browser, xpath: &str) {
+/// Makes `attempt` until it succeeds, for at most [`PAGE_TIMEOUT`]: an
+/// element found a moment ago may be replaced by a redraw, or not be there
+/// yet. Past the timeout it saves a screenshot and fails, saying `what`.
+async fn retried<T, Attempt>(
+    browser: &Browser,
+    what: &str,
+    mut attempt: impl FnMut() -> Attempt,
+) -> T
+where
+    Attempt: std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+{
     let deadline = Instant::now() + PAGE_TIMEOUT;
     loop {
-        let attempt = async {
-            let element = browser.client.find(Locator::XPath(xpath)).await?;
-            element.click().await
-        };
-        match attempt.await {
-            Ok(()) => return,
-            Err(error) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "could not click {xpath}: {error}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-/// Waits until an XPath finds an element, and returns its text.
-pub async fn wait_text(browser: &Browser, xpath: &str) -> String {
-    let deadline = Instant::now() + PAGE_TIMEOUT;
-    loop {
-        let attempt = async {
-            let element = browser.client.find(Locator::XPath(xpath)).await?;
-            element.text().await
-        };
-        match attempt.await {
-            Ok(text) => return text,
+        match attempt().await {
+            Ok(value) => return value,
             Err(error) => {
                 if Instant::now() >= deadline {
                     browser.screenshot("timeout").await;
-                    panic!("{xpath} never appeared: {error}");
+                    panic!("{what}: {error}");
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }
+}
+
+/// Clicks the element an XPath finds, again if a redraw replaced it between
+/// the finding and the click.
+pub async fn click(browser: &Browser, xpath: &str) {
+    retried(browser, &format!("could not click {xpath}"), || async {
+        browser
+            .client
+            .find(Locator::XPath(xpath))
+            .await?
+            .click()
+            .await
+    })
+    .await
+}
+
+/// Types into the field an XPath finds, replacing its text, again if a
+/// redraw (the answer to the last click) replaced it in between.
+pub async fn type_into(browser: &Browser, xpath: &str, text: &str) {
+    retried(browser, &format!("could not type into {xpath}"), || async {
+        let field = browser.client.find(Locator::XPath(xpath)).await?;
+        field.clear().await?;
+        field.send_keys(text).await
+    })
+    .await
+}
+
+/// Waits until an XPath finds an element, and returns its text.
+pub async fn wait_text(browser: &Browser, xpath: &str) -> String {
+    retried(browser, &format!("{xpath} never appeared"), || async {
+        browser
+            .client
+            .find(Locator::XPath(xpath))
+            .await?
+            .text()
+            .await
+    })
+    .await
 }
 
 pub fn lane(label: &str) -> String {
@@ -351,4 +391,18 @@ pub async fn card(browser: &Browser, lane_label: &str, step_key: &str, phase: &s
         ),
     )
     .await
+}
+
+/// The course's handshake by hand: the server's socket, bind, listen and
+/// accept (which waits), then the client's socket and connect. Returns once
+/// accept() has returned the connection.
+pub async fn handshake(browser: &Browser, server: &str, client: &str, clicks: &mut u32) {
+    for call in ["socket()", "bind()", "listen()", "accept()"] {
+        step(browser, server, call, clicks).await;
+    }
+    card(browser, server, "accept", "blocked").await;
+    for call in ["socket()", "connect()"] {
+        step(browser, client, call, clicks).await;
+    }
+    card(browser, server, "accept", "done").await;
 }

@@ -13,12 +13,7 @@ async fn open(language: &str) -> (RelayProcess, Browser, Duration) {
     let relay = RelayProcess::start(&[]).await;
     let browser = Browser::start(language).await;
     let started = Instant::now();
-    browser
-        .client
-        .goto(&relay.url)
-        .await
-        .expect("the page loads");
-    browser.wait_for("#status[data-state='connected']").await;
+    browser.open_page(&relay.url).await;
     let interactive = started.elapsed();
     // Animations are for people; the tests want the truth at once.
     click(&browser, "//input[@id='skip']").await;
@@ -411,11 +406,7 @@ async fn an_outside_peer_appears_as_an_accepted_connection() {
         nc.starts_with("nc 127.0.0.1 "),
         "the page says how to join: {nc:?}"
     );
-    let port: u16 = nc
-        .rsplit(' ')
-        .next()
-        .and_then(|port| port.parse().ok())
-        .expect("a port");
+    let port = browser.lab_port().await;
     let mut outsider =
         std::net::TcpStream::connect(("127.0.0.1", port)).expect("the outsider connects");
     let outsider_addr = outsider.local_addr().expect("local").to_string();

@@ -8,14 +8,8 @@ use socket_flow_tests::relay_process::RelayProcess;
 async fn chromium_renders_the_wasm_shell_and_connects() {
     let relay = RelayProcess::start(&[]).await;
     let browser = Browser::start("en-US").await;
-    browser
-        .client
-        .goto(&relay.url)
-        .await
-        .expect("the page loads");
-
-    // Only the wasm writes this attribute, and only once the WebSocket opened.
-    browser.wait_for("#status[data-state='connected']").await;
+    // Only the wasm writes the connected state, once the WebSocket opened.
+    browser.open_page(&relay.url).await;
     let title = browser.wait_for("header h1").await;
     assert_eq!(title.text().await.expect("text"), "socket-flow");
     browser.wait_for("[aria-label='Server']").await;
@@ -28,12 +22,7 @@ async fn chromium_renders_the_wasm_shell_and_connects() {
 async fn the_page_says_when_the_relay_is_gone() {
     let relay = RelayProcess::start(&[]).await;
     let browser = Browser::start("en-US").await;
-    browser
-        .client
-        .goto(&relay.url)
-        .await
-        .expect("the page loads");
-    browser.wait_for("#status[data-state='connected']").await;
+    browser.open_page(&relay.url).await;
     drop(relay);
     // The page notices, and says it is retrying.
     browser.wait_for("#status[data-state='lost']").await;

@@ -3,7 +3,7 @@
 //! and ACK arrows the capture saw are all inside the window, without any
 //! scrolling, in both languages.
 
-use socket_flow_tests::browser::{Browser, card, click, step};
+use socket_flow_tests::browser::{Browser, card, click, handshake, step, type_into};
 use socket_flow_tests::relay_process::RelayProcess;
 
 /// Where an element is, against the window: (top, bottom, left, right,
@@ -36,25 +36,12 @@ fn inside(place: &[f64]) -> bool {
 async fn handshake_on_a_projector(language: &str, server: &str, client: &str) {
     let relay = RelayProcess::start(&[]).await;
     let browser = Browser::start(language).await;
-    browser
-        .client
-        .goto(&relay.url)
-        .await
-        .expect("the page loads");
-    browser.wait_for("#status[data-state='connected']").await;
+    browser.open_page(&relay.url).await;
     browser.set_viewport(1280, 720).await;
     click(&browser, "//input[@id='skip']").await;
     click(&browser, "//button[@data-action='projector']").await;
     browser.wait_for("body.projector").await;
-    let mut clicks = 0;
-    for call in ["socket()", "bind()", "listen()", "accept()"] {
-        step(&browser, server, call, &mut clicks).await;
-    }
-    card(&browser, server, "accept", "blocked").await;
-    for call in ["socket()", "connect()"] {
-        step(&browser, client, call, &mut clicks).await;
-    }
-    card(&browser, server, "accept", "done").await;
+    handshake(&browser, server, client, &mut 0).await;
     browser.wait_for("#diagram g.arrow.syn").await;
 
     let viewport = place(&browser, "body").await.expect("a body");
@@ -171,22 +158,11 @@ return [...document.querySelectorAll('button, select, input')]
 async fn a_phone_stacks_the_stage_with_no_sideways_scroll_and_big_targets() {
     let relay = RelayProcess::start(&[]).await;
     let browser = Browser::start("en-US").await;
-    browser
-        .client
-        .goto(&relay.url)
-        .await
-        .expect("the page loads");
-    browser.wait_for("#status[data-state='connected']").await;
+    browser.open_page(&relay.url).await;
     browser.set_viewport(390, 844).await;
     click(&browser, "//input[@id='skip']").await;
     let mut clicks = 0;
-    for call in ["socket()", "bind()", "listen()", "accept()"] {
-        step(&browser, "Server", call, &mut clicks).await;
-    }
-    for call in ["socket()", "connect()"] {
-        step(&browser, "Client 1", call, &mut clicks).await;
-    }
-    card(&browser, "Server", "accept", "done").await;
+    handshake(&browser, "Server", "Client 1", &mut clicks).await;
     browser.wait_for("#diagram g.arrow.syn").await;
     let shot = browser.screenshot("stage-phone-390x844").await;
 
@@ -232,21 +208,10 @@ const FOCUSED: &str = "const element = document.activeElement; \
 async fn focus_and_typed_text_stay_in_the_message_box_while_events_come() {
     let relay = RelayProcess::start(&[]).await;
     let browser = Browser::start("en-US").await;
-    browser
-        .client
-        .goto(&relay.url)
-        .await
-        .expect("the page loads");
-    browser.wait_for("#status[data-state='connected']").await;
+    browser.open_page(&relay.url).await;
     click(&browser, "//input[@id='skip']").await;
     let mut clicks = 0;
-    for call in ["socket()", "bind()", "listen()", "accept()"] {
-        step(&browser, "Server", call, &mut clicks).await;
-    }
-    for call in ["socket()", "connect()"] {
-        step(&browser, "Client 1", call, &mut clicks).await;
-    }
-    card(&browser, "Server", "accept", "done").await;
+    handshake(&browser, "Server", "Client 1", &mut clicks).await;
 
     let message_box = "//section[@aria-label='Client 1']//input[@data-action='message']";
     let input = browser
@@ -307,21 +272,10 @@ async fn focus_and_typed_text_stay_in_the_message_box_while_events_come() {
 async fn stepping_back_to_the_syn_shows_the_lab_as_it_was_then() {
     let relay = RelayProcess::start(&[]).await;
     let browser = Browser::start("en-US").await;
-    browser
-        .client
-        .goto(&relay.url)
-        .await
-        .expect("the page loads");
-    browser.wait_for("#status[data-state='connected']").await;
+    browser.open_page(&relay.url).await;
     click(&browser, "//input[@id='skip']").await;
     let mut clicks = 0;
-    for call in ["socket()", "bind()", "listen()", "accept()"] {
-        step(&browser, "Server", call, &mut clicks).await;
-    }
-    for call in ["socket()", "connect()"] {
-        step(&browser, "Client 1", call, &mut clicks).await;
-    }
-    card(&browser, "Server", "accept", "done").await;
+    handshake(&browser, "Server", "Client 1", &mut clicks).await;
     let syn: u64 = browser
         .wait_for("#diagram g.arrow.syn")
         .await
@@ -412,37 +366,14 @@ async fn stepping_back_to_the_syn_shows_the_lab_as_it_was_then() {
 async fn twenty_clicks_while_segments_stream_in_all_reach_the_relay() {
     let relay = RelayProcess::start(&[]).await;
     let browser = Browser::start("en-US").await;
-    browser
-        .client
-        .goto(&relay.url)
-        .await
-        .expect("the page loads");
-    browser.wait_for("#status[data-state='connected']").await;
+    browser.open_page(&relay.url).await;
     click(&browser, "//input[@id='skip']").await;
     let mut clicks = 0;
-    for call in ["socket()", "bind()", "listen()", "accept()"] {
-        step(&browser, "Server", call, &mut clicks).await;
-    }
-    for call in ["socket()", "connect()"] {
-        step(&browser, "Client 1", call, &mut clicks).await;
-    }
-    card(&browser, "Server", "accept", "done").await;
+    handshake(&browser, "Server", "Client 1", &mut clicks).await;
 
     // A peer outside the lab joins the server's queue and streams at it, so
     // the page redraws all the while.
-    let nc: String = serde_json::from_value(
-        browser
-            .client
-            .execute("return document.getElementById('nc').value", vec![])
-            .await
-            .expect("the script runs"),
-    )
-    .expect("the nc line");
-    let port: u16 = nc
-        .split_whitespace()
-        .last()
-        .and_then(|port| port.parse().ok())
-        .expect("a port");
+    let port = browser.lab_port().await;
     let streaming = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let streamer = {
         let streaming = std::sync::Arc::clone(&streaming);
@@ -462,7 +393,7 @@ async fn twenty_clicks_while_segments_stream_in_all_reach_the_relay() {
     // Twenty sends, a click each, 0.3 s apart, each with its own text.
     let message_box = "//section[@aria-label='Client 1']//input[@data-action='message']";
     let send = "//section[@aria-label='Client 1']//button[@data-action='send-message']";
-    let seq_before: u64 = status_seq(&browser).await;
+    let seq_before = browser.applied_seq().await.expect("the page says its seq");
     for index in 0..20 {
         let started = std::time::Instant::now();
         type_into(&browser, message_box, &format!("m{index};")).await;
@@ -483,43 +414,7 @@ async fn twenty_clicks_while_segments_stream_in_all_reach_the_relay() {
         "all twenty sends reached the relay and the peer, in order: {read}"
     );
     assert!(
-        status_seq(&browser).await > seq_before + 40,
+        browser.applied_seq().await.expect("the page says its seq") > seq_before + 40,
         "segments streamed in while the clicks were made"
     );
-}
-
-/// The seq of the last event the page applied.
-async fn status_seq(browser: &Browser) -> u64 {
-    serde_json::from_value::<String>(
-        browser
-            .client
-            .execute(
-                "return document.getElementById('status').dataset.seq",
-                vec![],
-            )
-            .await
-            .expect("the script runs"),
-    )
-    .ok()
-    .and_then(|seq| seq.parse().ok())
-    .expect("the page says its seq")
-}
-
-/// Types into the field an XPath finds, again if a redraw of its lane (the
-/// answer to the last click) replaced it between the finding and the typing.
-async fn type_into(browser: &Browser, xpath: &str, text: &str) {
-    for _ in 0..20 {
-        let typed = async {
-            let field = browser
-                .client
-                .find(fantoccini::Locator::XPath(xpath))
-                .await?;
-            field.clear().await?;
-            field.send_keys(text).await
-        };
-        if typed.await.is_ok() {
-            return;
-        }
-    }
-    panic!("could not type into {xpath}");
 }

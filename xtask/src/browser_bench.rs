@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use socket_flow_tests::browser::{Browser, card, click, step};
+use socket_flow_tests::browser::{Browser, click, handshake};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -44,29 +44,21 @@ pub async fn measure(www: Option<&Path>) -> anyhow::Result<()> {
         .to_string();
     let browser = Browser::start("en-US").await;
     browser.set_viewport(1280, 720).await;
-    browser.client.goto(&page).await?;
-    browser.wait_for("#status[data-state='connected']").await;
+    browser.open_page(&page).await;
     let connected_ms = number(
         &browser,
         "return performance.getEntriesByName('socket-flow:connected')[0]?.startTime ?? null",
     )
     .await;
     click(&browser, "//input[@id='skip']").await;
-    let mut clicks = 0;
-    for call in ["socket()", "bind()", "listen()", "accept()"] {
-        step(&browser, "Server", call, &mut clicks).await;
-    }
-    for call in ["socket()", "connect()"] {
-        step(&browser, "Client 1", call, &mut clicks).await;
-    }
-    card(&browser, "Server", "accept", "done").await;
-    let port = lab_port(&browser).await?;
+    handshake(&browser, "Server", "Client 1", &mut 0).await;
+    let port = browser.lab_port().await;
 
     // A peer outside the lab joins the server's queue and streams at it.
     let mut peer = TcpStream::connect(("127.0.0.1", port)).await?;
     peer.set_nodelay(true)?;
     let filled = Instant::now();
-    let mut applied = seq(&browser).await;
+    let mut applied = browser.applied_seq().await;
     if applied.is_none() {
         // An older page that does not say how far it got: stream as many
         // writes as this page needs for 5,000 events (about 1.9 events each).
@@ -83,7 +75,7 @@ pub async fn measure(www: Option<&Path>) -> anyhow::Result<()> {
             peer.write_all(b"x").await?;
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        applied = seq(&browser).await;
+        applied = browser.applied_seq().await;
         if filled.elapsed() > Duration::from_secs(120) {
             bail!("the page never showed {SHOWN} events (it is at {applied:?})");
         }
@@ -103,7 +95,7 @@ pub async fn measure(www: Option<&Path>) -> anyhow::Result<()> {
         .cdp("Performance.enable", serde_json::json!({}))
         .await;
     let busy_before = task_seconds(&browser).await?;
-    let seq_before = seq(&browser).await;
+    let seq_before = browser.applied_seq().await;
     let started = Instant::now();
     while started.elapsed() < STEADY {
         peer.write_all(b"y").await?;
@@ -113,7 +105,7 @@ pub async fn measure(www: Option<&Path>) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let busy = task_seconds(&browser).await? - busy_before;
     let span = started.elapsed().as_secs_f64();
-    let seq_after = seq(&browser).await;
+    let seq_after = browser.applied_seq().await;
     let long_tasks: Vec<f64> = serde_json::from_value(
         browser
             .client
@@ -210,16 +202,6 @@ async fn number(browser: &Browser, script: &str) -> Option<f64> {
         .and_then(|value| value.as_f64())
 }
 
-/// The seq of the last event the page applied, if the page says it.
-async fn seq(browser: &Browser) -> Option<u64> {
-    number(
-        browser,
-        "const seq = document.getElementById('status')?.dataset.seq; return seq ? Number(seq) : null",
-    )
-    .await
-    .map(|seq| seq as u64)
-}
-
 /// Chrome's own count of the main thread's busy time, in seconds.
 async fn task_seconds(browser: &Browser) -> anyhow::Result<f64> {
     let metrics = browser
@@ -234,16 +216,4 @@ async fn task_seconds(browser: &Browser) -> anyhow::Result<f64> {
         })
         .and_then(|metric| metric["value"].as_f64())
         .context("Chrome reported no TaskDuration")
-}
-
-/// The lab server's port, from the "join from outside" line (`nc HOST PORT`).
-async fn lab_port(browser: &Browser) -> anyhow::Result<u16> {
-    let line = browser
-        .client
-        .execute("return document.getElementById('nc').value", vec![])
-        .await?;
-    line.as_str()
-        .and_then(|line| line.split_whitespace().last())
-        .and_then(|port| port.parse().ok())
-        .context("the page shows no nc line with the lab's port")
 }
