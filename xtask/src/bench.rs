@@ -25,6 +25,7 @@ use protocol::{Command, Event, EventBody, Op, Phase, Role};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::{cargo, project_root, run_command};
@@ -35,9 +36,10 @@ const LIFECYCLES: u32 = 300;
 /// The sections of the benchmark, to run one at a time while working on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Section {
-    /// One client at a time: latency, lifecycles, memory, the wire view.
+    /// One client at a time: latency against the echo bridge, lifecycles,
+    /// memory, the wire view.
     Relay,
-    /// Many labs at once, and the echo bridge baseline.
+    /// Many labs at once.
     Load,
     /// The page in Chromium: load, cost per event, long tasks, clicks.
     Browser,
@@ -94,7 +96,7 @@ pub fn run(
                 measure(round_trips, idle_labs).await?;
             }
             if wanted(Section::Load) {
-                measure_load(round_trips, load).await?;
+                measure_load(load).await?;
             }
             if wanted(Section::Browser) {
                 let www = match &builds.www {
@@ -110,16 +112,8 @@ pub fn run(
         })
 }
 
-/// The load section: the echo bridge's baseline, then closed-loop and paced
-/// load, with capture off and on.
-async fn measure_load(round_trips: u32, plan: LoadPlan) -> anyhow::Result<()> {
-    let bridge = crate::load::echo_bridge(round_trips).await?;
-    println!(
-        "echo bridge baseline: p50 {:>7.1} µs   p99 {:>7.1} µs   (WebSocket → TCP echo → WebSocket, {} round trips)",
-        percentile(&bridge, 0.50),
-        percentile(&bridge, 0.99),
-        bridge.len()
-    );
+/// The load section: closed-loop and paced load, with capture off and on.
+async fn measure_load(plan: LoadPlan) -> anyhow::Result<()> {
     let may_capture = start_relay(&[]).await?;
     let capture = Session::open(&may_capture.ws_url).await?.capture;
     drop(may_capture);
@@ -277,19 +271,14 @@ async fn measure(round_trips: u32, idle_labs: u32) -> anyhow::Result<()> {
         "--no-capture",
     ])
     .await?;
-    let latencies = send_to_read_latency(&relay.ws_url, round_trips).await?;
+    let (latencies, bridge) = send_to_read_against_bridge(&relay.ws_url, round_trips).await?;
     let labs_per_second = lifecycles_per_second(&relay.ws_url, LIFECYCLES).await?;
     let (bytes_per_lab, fds_per_lab) =
         memory_per_idle_lab(&relay.ws_url, relay.pid, idle_labs).await?;
     drop(relay);
 
     println!("socket-flow relay benchmark (release build, loopback, one client at a time)");
-    println!(
-        "send→peer read done:  p50 {:>7.1} µs   p99 {:>7.1} µs   ({} round trips, capture off)",
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.99),
-        latencies.len()
-    );
+    print_against_bridge(&latencies, &bridge, "capture off");
     println!(
         "full-lifecycle labs:  {labs_per_second:>7.0} labs/s   ({LIFECYCLES} labs, 15 commands each)"
     );
@@ -305,13 +294,9 @@ async fn measure(round_trips: u32, idle_labs: u32) -> anyhow::Result<()> {
         println!("wire view:            not measured: this relay may not capture (run as root)");
         return Ok(());
     }
-    let captured_latencies = send_to_read_latency(&captured.ws_url, round_trips).await?;
-    println!(
-        "send→peer read done:  p50 {:>7.1} µs   p99 {:>7.1} µs   ({} round trips, capture and state trace on)",
-        percentile(&captured_latencies, 0.50),
-        percentile(&captured_latencies, 0.99),
-        captured_latencies.len()
-    );
+    let (captured_latencies, bridge) =
+        send_to_read_against_bridge(&captured.ws_url, round_trips).await?;
+    print_against_bridge(&captured_latencies, &bridge, "capture and state trace on");
     match captured.merge_hold().await {
         Ok((hold_p50, hold_p99)) => println!(
             "merge hold per call:  p50 {hold_p50:>7.1} µs   p99 {hold_p99:>7.1} µs   (syscall return → event released, in that lab)"
@@ -343,6 +328,24 @@ async fn measure(round_trips: u32, idle_labs: u32) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Prints the send→read round trip, the bridge's echo timed beside it, and
+/// how they compare.
+fn print_against_bridge(relay: &[f64], bridge: &[f64], how: &str) {
+    println!(
+        "send→peer read done:  p50 {:>7.1} µs   p99 {:>7.1} µs   ({} round trips, {how})",
+        percentile(relay, 0.50),
+        percentile(relay, 0.99),
+        relay.len()
+    );
+    println!(
+        "  echo bridge beside: p50 {:>7.1} µs   p99 {:>7.1} µs   (WebSocket → TCP echo → WebSocket); relay/bridge p50 {:.2}×, p99 {:.2}×",
+        percentile(bridge, 0.50),
+        percentile(bridge, 0.99),
+        percentile(relay, 0.50) / percentile(bridge, 0.50),
+        percentile(relay, 0.99) / percentile(bridge, 0.99),
+    );
 }
 
 /// The relay's CPU time (user + system) in seconds, from /proc/PID/stat.
@@ -455,8 +458,26 @@ pub(crate) fn percentile(sorted_us: &[f64], fraction: f64) -> f64 {
 }
 
 /// A minimal protocol client for the benchmark.
+/// A benchmark's WebSocket client.
+pub(crate) type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The WebSocket settings of every client the bench opens, and of the echo
+/// bridge: the relay's own read buffer (tungstenite's default of 128 KiB is
+/// zeroed on every read, which was a seventh of the load client's CPU).
+pub(crate) fn client_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(4 * 1024)
+}
+
+/// Opens a WebSocket with [`client_config`], and without Nagle, as a page's
+/// frames leave at once too.
+pub(crate) async fn connect(url: &str) -> anyhow::Result<Client> {
+    let (socket, _) =
+        tokio_tungstenite::connect_async_with_config(url, Some(client_config()), true).await?;
+    Ok(socket)
+}
+
 pub(crate) struct Session {
-    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    socket: Client,
     next_id: u64,
     /// Whether this relay captures segments (from hello).
     pub capture: bool,
@@ -464,10 +485,8 @@ pub(crate) struct Session {
 
 impl Session {
     pub async fn open(ws_url: &str) -> anyhow::Result<Session> {
-        // No Nagle on the client either: a page's frames leave at once too.
-        let (socket, _) = tokio_tungstenite::connect_async_with_config(ws_url, None, true).await?;
         let mut session = Session {
-            socket,
+            socket: connect(ws_url).await?,
             next_id: 1,
             capture: false,
         };
@@ -561,20 +580,61 @@ impl Session {
     }
 }
 
-pub(crate) async fn send_to_read_latency(
+/// How many round trips of each kind are made before timing starts.
+const WARM_UP: u32 = 100;
+
+/// The send→read round trip and the echo bridge's, one of each in turn, so
+/// that both meet the same machine at the same moments: (relay, bridge), in
+/// µs, sorted.
+async fn send_to_read_against_bridge(
     ws_url: &str,
     round_trips: u32,
-) -> anyhow::Result<Vec<f64>> {
-    let mut session = Session::open(ws_url).await?;
-    let (_, client, conn) = session.connected_pair().await?;
-    let mut latencies = Vec::with_capacity(round_trips as usize);
-    for _ in 0..round_trips {
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    let mut pair = ReadingPair::open(ws_url).await?;
+    let mut bridge = crate::bridge::Bridge::start().await?;
+    let mut relay_us = Vec::with_capacity(round_trips as usize);
+    let mut bridge_us = Vec::with_capacity(round_trips as usize);
+    for turn in 0..WARM_UP + round_trips {
+        let relay = pair.round_trip().await?;
+        let echo = bridge.round_trip().await?;
+        if turn >= WARM_UP {
+            relay_us.push(relay);
+            bridge_us.push(echo);
+        }
+    }
+    relay_us.sort_by(f64::total_cmp);
+    bridge_us.sort_by(f64::total_cmp);
+    Ok((relay_us, bridge_us))
+}
+
+/// A lab with a connected pair, whose server end reads what the client end
+/// sends.
+struct ReadingPair {
+    session: Session,
+    client: u32,
+    conn: u32,
+}
+
+impl ReadingPair {
+    async fn open(ws_url: &str) -> anyhow::Result<ReadingPair> {
+        let mut session = Session::open(ws_url).await?;
+        let (_, client, conn) = session.connected_pair().await?;
+        Ok(ReadingPair {
+            session,
+            client,
+            conn,
+        })
+    }
+
+    /// From the send command to the peer's read done event, in µs.
+    async fn round_trip(&mut self) -> anyhow::Result<f64> {
+        let session = &mut self.session;
         // The read waits first, as a server's would: the clock starts once
         // the relay has said it is waiting, so the figure is the send's
         // round trip alone.
         session
             .send(Op::Read {
-                sock: conn,
+                sock: self.conn,
                 max: None,
             })
             .await?;
@@ -588,7 +648,7 @@ pub(crate) async fn send_to_read_latency(
         let started = Instant::now();
         session
             .send(Op::Send {
-                sock: client,
+                sock: self.client,
                 data: Some("ping".into()),
                 hex: None,
             })
@@ -600,10 +660,8 @@ pub(crate) async fn send_to_read_latency(
                 }
             }
         }
-        latencies.push(started.elapsed().as_secs_f64() * 1e6);
+        Ok(started.elapsed().as_secs_f64() * 1e6)
     }
-    latencies.sort_by(f64::total_cmp);
-    Ok(latencies)
 }
 
 async fn lifecycles_per_second(ws_url: &str, count: u32) -> anyhow::Result<f64> {

@@ -1,8 +1,6 @@
 //! The load section of `cargo xtask bench`: many labs at once, each looping
 //! the whole lifecycle, driven by a Rust client so that the client is not
-//! the bottleneck; and the baseline the send→read figure must meet, a plain
-//! WebSocket-to-TCP echo bridge on tokio-tungstenite that the bench runs
-//! itself.
+//! the bottleneck.
 //!
 //! Two shapes: closed loop (each lab sends its next command once the last
 //! is answered: the peak rate) and paced (each lab sends 25 commands a
@@ -12,11 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures_util::{SinkExt, StreamExt};
 use protocol::{EventBody, Op, Phase, Role};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::bench::{BenchRelay, Session, cpu_seconds, percentile, rss_bytes, start_relay};
 
@@ -263,91 +257,4 @@ fn bound_first(call: &protocol::Call) -> bool {
         call.note,
         Some(protocol::Note::BoundBeforeListen | protocol::Note::BoundBeforeConnect)
     )
-}
-
-/// The baseline: a WebSocket-to-TCP echo bridge. A client's text frame is
-/// written to a TCP connection to an echo server, and what comes back is
-/// sent back as a frame. Like the relay, and like the websocat bridge the
-/// goal was set against, it runs in a process of its own (`xtask
-/// echo-bridge`): a bridge inside the measuring process would skip the
-/// wake-up of another process that every relay round trip pays. Returns the
-/// round trips, in µs, sorted.
-pub async fn echo_bridge(round_trips: u32) -> anyhow::Result<Vec<f64>> {
-    let exe = std::env::current_exe().context("where is xtask?")?;
-    let mut bridge = tokio::process::Command::new(exe)
-        .arg("echo-bridge")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("could not start the echo bridge")?;
-    let stdout = bridge.stdout.take().context("no stdout")?;
-    let url = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout))
-        .next_line()
-        .await?
-        .context("the echo bridge printed nothing")?;
-    let (mut client, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
-    let mut round_trip_us = Vec::with_capacity(round_trips as usize);
-    for _ in 0..round_trips {
-        let started = Instant::now();
-        client.send(Message::Text("ping".into())).await?;
-        loop {
-            match client.next().await.context("the bridge closed")?? {
-                Message::Text(_) => break,
-                _ => continue,
-            }
-        }
-        round_trip_us.push(started.elapsed().as_secs_f64() * 1e6);
-    }
-    round_trip_us.sort_by(f64::total_cmp);
-    Ok(round_trip_us)
-}
-
-/// `xtask echo-bridge`: serves the bridge on a loopback port, which it
-/// prints as a ws:// URL, until it is killed.
-pub fn serve_echo_bridge() -> anyhow::Result<()> {
-    tokio::runtime::Runtime::new()?.block_on(async {
-        let echo = TcpListener::bind("127.0.0.1:0").await?;
-        let echo_addr = echo.local_addr()?;
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = echo.accept().await {
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(async move {
-                    let mut buffer = vec![0u8; 4096];
-                    while let Ok(count) = stream.read(&mut buffer).await {
-                        if count == 0 || stream.write_all(&buffer[..count]).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        let bridge = TcpListener::bind("127.0.0.1:0").await?;
-        println!("ws://{}/", bridge.local_addr()?);
-        while let Ok((stream, _)) = bridge.accept().await {
-            tokio::spawn(async move {
-                let _ = stream.set_nodelay(true);
-                let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
-                    return;
-                };
-                let Ok(mut tcp) = TcpStream::connect(echo_addr).await else {
-                    return;
-                };
-                let _ = tcp.set_nodelay(true);
-                let mut buffer = vec![0u8; 4096];
-                while let Some(Ok(Message::Text(text))) = socket.next().await {
-                    if tcp.write_all(text.as_bytes()).await.is_err() {
-                        return;
-                    }
-                    let Ok(count) = tcp.read(&mut buffer).await else {
-                        return;
-                    };
-                    let reply = String::from_utf8_lossy(&buffer[..count]).to_string();
-                    if socket.send(Message::Text(reply.into())).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        Ok(())
-    })
 }

@@ -10,6 +10,7 @@
 //! - `tidy`: checks of the sources that run as tests.
 
 mod bench;
+mod bridge;
 mod browser_bench;
 mod ci;
 mod fuzz;
@@ -106,7 +107,7 @@ fn main() -> anyhow::Result<()> {
             &sections,
         ),
         Task::Fuzz { seconds, seed } => fuzz::run(seconds, seed),
-        Task::EchoBridge => load::serve_echo_bridge(),
+        Task::EchoBridge => bridge::serve(),
     }
 }
 
