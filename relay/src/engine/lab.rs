@@ -19,7 +19,7 @@ use super::clock::{self, Stamp};
 use super::ops::{self, CallContext, refuse};
 use super::table::SocketTable;
 use super::timeline::Timeline;
-use super::wait::{Completion, Pending};
+use super::wait::{self, Pending};
 use super::wire::Wire;
 use super::{LabInput, LabSettings};
 use crate::capture::{Capture, Observation, RouteKey, WireSegment};
@@ -47,10 +47,6 @@ pub(super) struct Lab {
     latest_call: Stamp,
     /// The fingerprint of the routes last handed to the capture.
     synced_routes: Option<u64>,
-    /// Unbounded, yet never long: each pending wait sends one completion,
-    /// and a lab has at most two waits per socket (one each way).
-    completion_tx: mpsc::UnboundedSender<Completion>,
-    completions: mpsc::UnboundedReceiver<Completion>,
 }
 
 pub(super) async fn run(
@@ -77,7 +73,7 @@ pub(super) async fn run(
                 Some(input) => lab.handle(input).await,
                 None => break,
             },
-            Some(completion) = lab.completions.recv() => lab.complete(completion),
+            answer = wait::next_answer(&mut lab.pending) => lab.answered(answer),
             Some(observation) = lab.observations.recv() => lab.observed(observation),
             _ = poll.tick(), if polling => {}
         }
@@ -90,7 +86,6 @@ impl Lab {
     fn new(settings: LabSettings, events: mpsc::Sender<Event>, overflowed: Arc<AtomicBool>) -> Lab {
         let capture = settings.capture.clone().ok();
         let (wire, observations) = Wire::new(capture.clone(), settings.lab_id);
-        let (completion_tx, completions) = mpsc::unbounded_channel();
         let started = clock::now();
         let mut lab = Lab {
             timeline: Timeline::new(events, overflowed, started),
@@ -102,8 +97,6 @@ impl Lab {
             sockets: SocketTable::default(),
             next_sock: 1,
             pending: Vec::new(),
-            completion_tx,
-            completions,
             settings,
         };
         lab.hello(started);
@@ -129,10 +122,6 @@ impl Lab {
             states_reason: states.err(),
         };
         self.timeline.push(at, EventBody::Hello(hello));
-    }
-
-    pub(super) fn completion_sender(&self) -> mpsc::UnboundedSender<Completion> {
-        self.completion_tx.clone()
     }
 
     /// Holds a call event for this step's release, and remembers it as the
@@ -182,15 +171,10 @@ impl Lab {
         self.timeline.push(segment.at, EventBody::Segment(event));
     }
 
-    /// Ends a step: takes the answers and segments that are already in,
-    /// drains the capture up to now, asks the kernel for the states that
-    /// follow, and releases everything in kernel time.
+    /// Ends a step: takes the segments that are already in, drains the
+    /// capture up to now, asks the kernel for the states that follow, and
+    /// releases everything in kernel time.
     fn settle(&mut self) {
-        // Answers already queued carry stamps earlier than anything this
-        // step will read from the capture.
-        while let Ok(completion) = self.completions.try_recv() {
-            self.complete(completion);
-        }
         self.sockets.forget_old();
         // Route what this step gave the lab (a connect's connection) before
         // draining, so that its first segments are in this step. Without a
@@ -320,7 +304,7 @@ impl Lab {
     /// When the browser has gone: stop every wait, close every socket.
     async fn tear_down(&mut self) {
         self.wire.shut_down();
-        self.abandon_all().await;
+        self.abandon_all();
         self.close_all_silently();
         if let Some((p50, p99, late)) = self.timeline.hold_summary() {
             tracing::debug!(

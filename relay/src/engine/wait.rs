@@ -1,20 +1,23 @@
 //! How a call that would block waits: the kernel answered EAGAIN or
-//! EINPROGRESS, the lab reports phase `blocked`, a task waits for epoll to
-//! say the socket is ready and calls again, and the answer comes back to the
-//! lab as a [`Completion`] that finishes the call in order.
+//! EINPROGRESS, the lab reports phase `blocked`, and a future held by the
+//! lab waits for epoll to say the socket is ready and calls again. The lab's
+//! loop polls its waits itself ([`next_answer`]), so a lab, its waits and its
+//! session are one task: an answer never waits for another thread to wake.
 //!
 //! Every blocking op (accept, connect, send, read) goes through
 //! [`Lab::block`]; only the attempt and the way the answer is reported differ.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use protocol::{AbandonReason, Note, Phase, SockId};
 use socket2::Socket;
 use tokio::io::unix::AsyncFd;
-use tokio::task::JoinHandle;
 
 use super::clock::{self, Stamp};
 use super::lab::Lab;
@@ -35,11 +38,13 @@ pub(super) enum Direction {
     Outbound,
 }
 
-/// A call that got EAGAIN or EINPROGRESS and waits for readiness in a task.
+/// A call that got EAGAIN or EINPROGRESS and waits for readiness.
 pub(super) struct Pending {
     pub call: CallContext,
     pub direction: Direction,
-    task: JoinHandle<()>,
+    /// Waits for readiness and calls again until the kernel answers; `None`
+    /// if the lab took the answer first. Dropping it stops the wait.
+    wait: Pin<Box<dyn Future<Output = Option<Finish>> + Send>>,
     retry: SharedRetry,
 }
 
@@ -48,19 +53,20 @@ pub(super) struct Pending {
 /// EAGAIN, and hands out the report once: after that it never calls again.
 type Retry = Box<dyn FnMut(RawFd, Option<io::Error>) -> Option<Finish> + Send>;
 
-/// Shared by the wait task, which retries on readiness, and the lab, which
+/// Shared by the wait, which retries on readiness, and the lab, which
 /// retries right after its own commands: a lab's send makes its other
 /// socket's read ready inside the send() call, and answering that read in
-/// the same step saves two task hops. Whichever gets the answer first
+/// the same step saves a turn of the loop. Whichever gets the answer first
 /// reports it.
 type SharedRetry = Arc<Mutex<Retry>>;
 
 /// The kernel's second answer to a blocked call, stamped when it came, and
 /// how to report it.
-pub(super) struct Completion {
-    call: CallContext,
+pub(super) struct Answer {
+    /// Where the call is in [`Lab::pending`].
+    index: usize,
     at: Stamp,
-    finish: Finish,
+    finish: Option<Finish>,
 }
 
 /// Reports a blocked call's answer on the lab, at the stamp given.
@@ -88,9 +94,9 @@ pub(super) struct Blocked {
 }
 
 impl Lab {
-    /// Reports a call that would block and waits for it in a task. `attempt`
-    /// is the call to make again on each readiness; `finish` reports its
-    /// answer, stamped when it came.
+    /// Reports a call that would block and waits for it. `attempt` is the
+    /// call to make again on each readiness; `finish` reports its answer,
+    /// stamped when it came.
     pub(super) fn block<T: Send + 'static>(
         &mut self,
         call: CallContext,
@@ -110,27 +116,23 @@ impl Lab {
             Ok(io) => io,
             Err(error) => return finish(self, call, Err(error), clock::now()),
         };
-        let completions = self.completion_sender();
         let direction = blocked.direction;
         let retry: SharedRetry = Arc::new(Mutex::new(retry(call, attempt, finish)));
         let shared = Arc::clone(&retry);
-        let task = tokio::spawn(async move {
-            if let Some(finish) = wait_and_retry(&io, direction, &shared).await {
-                let at = clock::now();
-                let _ = completions.send(Completion { call, at, finish });
-            }
-        });
+        let wait = Box::pin(async move { wait_and_retry(&io, direction, &shared).await });
         self.pending.push(Pending {
             call,
             direction,
-            task,
+            wait,
             retry,
         });
     }
 
     /// Makes every blocked call again once, right after a command, and
-    /// reports those the kernel now answers. An answer that is still EAGAIN
-    /// is not news: the call stays blocked, as its wait task would find it.
+    /// reports those the kernel now answers: the command's own connect, too,
+    /// whose handshake on loopback is often done by then. An answer that is
+    /// still EAGAIN is not news: the call stays blocked, as its wait would
+    /// find it.
     pub(super) fn retry_pending(&mut self) {
         let mut index = 0;
         while index < self.pending.len() {
@@ -139,8 +141,8 @@ impl Lab {
             match answer {
                 Some(finish) => {
                     let at = clock::now();
-                    let pending = self.pending.remove(index);
-                    pending.task.abort();
+                    // Dropping the wait stops it.
+                    self.pending.remove(index);
                     finish(self, at);
                 }
                 None => index += 1,
@@ -148,15 +150,12 @@ impl Lab {
         }
     }
 
-    /// Reports a blocked call's answer.
-    pub(super) fn complete(&mut self, completion: Completion) {
-        let finished = completion.call;
-        self.pending.retain(|pending| {
-            !(pending.call.id == finished.id
-                && pending.call.sock == finished.sock
-                && pending.call.op == finished.op)
-        });
-        (completion.finish)(self, completion.at);
+    /// Reports the answer a wait got.
+    pub(super) fn answered(&mut self, answer: Answer) {
+        self.pending.remove(answer.index);
+        if let Some(finish) = answer.finish {
+            finish(self, answer.at);
+        }
     }
 
     /// The socket's registration with epoll, made on its first wait. Only
@@ -180,37 +179,30 @@ impl Lab {
     }
 
     /// Stops waiting for every blocked call of `sock`, and reports each.
-    pub(super) async fn cancel_pending(&mut self, sock: SockId, because: AbandonReason) {
+    pub(super) fn cancel_pending(&mut self, sock: SockId, because: AbandonReason) {
         let (cancelled, kept): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.pending)
             .into_iter()
             .partition(|pending| pending.call.sock == sock);
         self.pending = kept;
+        // A wait's answer is taken only when the lab polls it, and is
+        // reported then, so every wait still here has had none: dropping it
+        // abandons a call the kernel has not answered.
         for pending in cancelled {
-            pending.task.abort();
-            // A task that finished before the abort has queued its
-            // completion, which will be reported; only a real abort is news.
-            if let Err(error) = pending.task.await {
-                if error.is_cancelled() {
-                    let call = pending.call;
-                    let at = clock::now();
-                    let mut event = call.event(
-                        Phase::Cancelled,
-                        format!("{}({}, …) /* abandoned */", call.op.as_str(), call.fd),
-                        at,
-                    );
-                    event.note = Some(Note::WaitAbandoned { because });
-                    self.emit(at, event);
-                }
-            }
+            let call = pending.call;
+            let at = clock::now();
+            let mut event = call.event(
+                Phase::Cancelled,
+                format!("{}({}, …) /* abandoned */", call.op.as_str(), call.fd),
+                at,
+            );
+            event.note = Some(Note::WaitAbandoned { because });
+            self.emit(at, event);
         }
     }
 
     /// Stops every wait, reporting nothing: the browser has gone.
-    pub(super) async fn abandon_all(&mut self) {
-        for pending in std::mem::take(&mut self.pending) {
-            pending.task.abort();
-            let _ = pending.task.await;
-        }
+    pub(super) fn abandon_all(&mut self) {
+        self.pending.clear();
     }
 
     /// Whether `sock` already has a call waiting in `direction`, and which.
@@ -251,6 +243,21 @@ fn lock(retry: &SharedRetry) -> std::sync::MutexGuard<'_, Retry> {
     retry
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The first answer any of the lab's waits has, stamped as it comes; never
+/// ready while there are none. The lab's loop polls this with its other
+/// sources, so a readiness wakes the lab's own task.
+pub(super) fn next_answer(pending: &mut [Pending]) -> impl Future<Output = Answer> + '_ {
+    std::future::poll_fn(move |context| {
+        for (index, waiting) in pending.iter_mut().enumerate() {
+            if let Poll::Ready(finish) = waiting.wait.as_mut().poll(context) {
+                let at = clock::now();
+                return Poll::Ready(Answer { index, at, finish });
+            }
+        }
+        Poll::Pending
+    })
 }
 
 /// Waits for readiness and repeats the call until the kernel gives an answer

@@ -89,7 +89,7 @@ impl Lab {
     }
 
     async fn close_because(&mut self, call: CallContext, because: AbandonReason) {
-        self.cancel_pending(call.sock, because).await;
+        self.cancel_pending(call.sock, because);
         let Some(socket) = self.sockets.open.remove(&call.sock) else {
             return;
         };
