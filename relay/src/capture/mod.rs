@@ -16,8 +16,8 @@ use std::io;
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::io::unix::AsyncFd;
 
@@ -41,6 +41,9 @@ pub struct Capture {
     transitions: Result<Mutex<TransitionTrace>, String>,
     /// When the latest finished drain began.
     drained_since: AtomicU64,
+    /// The reading task found a drain under way, and frames may have come
+    /// after it last read.
+    wanted: AtomicBool,
 }
 
 struct Reader {
@@ -100,6 +103,7 @@ impl Capture {
             }),
             transitions: transitions.map(Mutex::new),
             drained_since: AtomicU64::new(0),
+            wanted: AtomicBool::new(false),
         });
         tokio::spawn(read_loop(io, Arc::clone(&capture)));
         if let Some(io) = transition_io {
@@ -116,33 +120,74 @@ impl Capture {
     /// Reads every frame and every state change the kernel holds for the
     /// relay and routes each, returning once nothing more is queued.
     pub fn drain(&self) {
-        let began = clock::now();
-        self.drain_frames();
-        if let Ok(Ok(mut trace)) = self.transitions.as_ref().map(|trace| trace.lock()) {
-            trace.drain(|transition| self.route(Observation::Transition(transition)));
-        }
-        self.drained_since.fetch_max(began, Ordering::Relaxed);
+        self.drain_after(Stamp::MAX);
     }
 
     /// Drains unless a drain that began after `since` has already finished:
     /// that one read every frame and change queued before it began, which
     /// includes everything a system call that returned at `since` caused.
-    /// Many labs then share one drain instead of each making its own.
+    /// Many labs, and the reading task, then share one drain instead of each
+    /// making its own.
     pub fn drain_after(&self, since: Stamp) {
-        if self.drained_since.load(Ordering::Relaxed) < since {
-            self.drain();
+        if self.drained_since.load(Ordering::Acquire) >= since {
+            return;
+        }
+        let Ok(reader) = self.reader.lock() else {
+            return;
+        };
+        // The drain this one waited for may have done the work.
+        if self.drained_since.load(Ordering::Acquire) >= since {
+            return;
+        }
+        self.drain_holding(reader);
+    }
+
+    /// What the reading task does when frames arrive: drains, unless a
+    /// drain is under way. That one reads until the socket is empty, and
+    /// looks at `wanted` once it lets go, so a frame that came too late for
+    /// it is still read at once.
+    fn drain_unless_busy(&self) {
+        self.wanted.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if let Ok(reader) = self.reader.try_lock() {
+            self.drain_holding(reader);
         }
     }
 
-    fn drain_frames(&self) {
-        let Ok(mut reader) = self.reader.lock() else {
-            return;
-        };
+    /// Reads the packet socket until EAGAIN, then the trace, routing
+    /// everything; then lets go of the reader, and drains again if the
+    /// reading task asked meanwhile.
+    fn drain_holding<'a>(&'a self, mut reader: MutexGuard<'a, Reader>) {
+        loop {
+            self.wanted.store(false, Ordering::SeqCst);
+            let began = clock::now();
+            self.drain_frames(&mut reader);
+            if let Ok(Ok(mut trace)) = self.transitions.as_ref().map(|trace| trace.lock()) {
+                trace.drain(|transition| self.route(Observation::Transition(transition)));
+            }
+            self.drained_since.fetch_max(began, Ordering::Release);
+            drop(reader);
+            // Pairs with the fence in drain_unless_busy: either the task saw
+            // the reader locked after its mark, and the mark is seen here,
+            // or it took the reader itself.
+            fence(Ordering::SeqCst);
+            if !self.wanted.swap(false, Ordering::SeqCst) {
+                return;
+            }
+            reader = match self.reader.try_lock() {
+                Ok(reader) => reader,
+                // Whoever holds it reads until EAGAIN, after the frame came.
+                Err(_) => return,
+            };
+        }
+    }
+
+    fn drain_frames(&self, reader: &mut Reader) {
         let Reader {
             socket,
             buffer,
             loopback_index,
-        } = &mut *reader;
+        } = reader;
         loop {
             match receive(socket.as_raw_fd(), buffer) {
                 Ok(frame) => {
@@ -215,6 +260,6 @@ async fn read_loop(io: AsyncFd<PacketFd>, capture: Arc<Capture>) {
         // Clear first: a frame that lands during the drain sets readiness
         // again, so none is left waiting for the next one.
         guard.clear_ready();
-        capture.drain();
+        capture.drain_unless_busy();
     }
 }
