@@ -58,6 +58,20 @@ pub fn decode_event(text: &str) -> Result<Event, String> {
     serde_json::from_str(text).map_err(|error| error.to_string())
 }
 
+/// The events of a log, each a frame exactly as the relay sent it, as one
+/// JSON array: one event a line.
+pub fn event_array<'a>(frames: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::from("[\n");
+    for (index, frame) in frames.enumerate() {
+        if index > 0 {
+            out.push_str(",\n");
+        }
+        out.push_str(frame);
+    }
+    out.push_str("\n]\n");
+    out
+}
+
 /// Turns any event into a pretty JSON string.
 pub fn pretty_event(event: &Event) -> String {
     pretty_frame(&encode_event(event))
@@ -124,6 +138,18 @@ pub fn pretty_frame(compact: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_array_is_a_json_array_of_the_frames() {
+        let frames = [r#"{"seq":1}"#, r#"{"seq":2,"kind":"x"}"#];
+        let text = event_array(frames.into_iter());
+        let parsed: Vec<serde_json::Value> = serde_json::from_str(&text).expect("an array");
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed[1]["kind"], "x");
+        let empty: Vec<serde_json::Value> =
+            serde_json::from_str(&event_array(std::iter::empty())).expect("an array");
+        assert!(empty.is_empty());
+    }
 
     #[test]
     fn pretty_events_read_as_serde_json_writes_them() {

@@ -1,5 +1,7 @@
-//! The controller: the WebSocket to the relay, the clicks and keys of the
-//! page, and the requestAnimationFrame loop that draws the model.
+//! The DOM side of the page: it turns the browser's events (clicks, keys,
+//! the WebSocket, animation frames) into [`Msg`]s for [`page::update`],
+//! carries out the [`Effect`]s it returns, and draws the page in the
+//! requestAnimationFrame loop. It decides nothing itself.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -12,37 +14,21 @@ use web_sys::{
     KeyboardEvent, MessageEvent, WebSocket,
 };
 
-use crate::i18n::Lang;
-use crate::model::{Action, Connection, Model, SERVER_LANE, Side, Step};
-use crate::script::{Player, Scenario};
-use crate::view::{self, Ui};
+use crate::action::UiAction;
+use crate::model::{Connection, Model, Side, Step};
+use crate::page::{self, Effect, Key, Msg, Page, Saved};
+use crate::script::Scenario;
+use crate::view;
 
-/// How long one new timeline row takes to appear, and how fast the queue
-/// drains when events arrive faster than that.
-const ROW_REVEAL_MS: f64 = 260.0;
-const BACKLOG_REVEAL_MS: f64 = 40.0;
-const BACKLOG_ROWS: usize = 6;
-
-/// A window at least this wide opens the drawer beside the stage at first.
-const DRAWER_ROOM_PX: f64 = 1600.0;
-
-/// Everything the page keeps between callbacks. The WebSocket's closures live
-/// here so that a reconnect replaces them instead of leaking them.
+/// The page, and what the browser holds for it. The WebSocket's closures
+/// live here so that a reconnect replaces them instead of leaking them.
 struct App {
-    model: Model,
-    ui: Ui,
-    player: Option<Player>,
+    page: Page,
     socket: Option<WebSocket>,
     on_open: Option<Closure<dyn FnMut()>>,
     on_message: Option<Closure<dyn FnMut(MessageEvent)>>,
     on_close: Option<Closure<dyn FnMut(CloseEvent)>>,
     retry_timer: Option<Closure<dyn FnMut()>>,
-    /// Something changed since the last frame was drawn.
-    dirty: bool,
-    /// When the last timeline row was revealed.
-    last_reveal_ms: f64,
-    /// Rows drawn before the last reveal; later ones animate.
-    fresh_from: usize,
     /// Each lane's next step when it was last brought into view.
     followed: Vec<Option<Step>>,
     /// The markup last written into each part of the page, by element id:
@@ -50,8 +36,6 @@ struct App {
     /// (a button half-way through a click, a focused box) stay the same.
     /// A list, not a map: a dozen parts, and no second map type in the wasm.
     drawn: Vec<(&'static str, String)>,
-    /// Where focus goes back to when help closes.
-    help_return: Option<String>,
     diagram: DrawnDiagram,
     /// The diagram is to scroll to its newest row at the next frame.
     scroll_to_newest: bool,
@@ -85,48 +69,26 @@ fn storage_set(key: &str, value: &str) {
     }
 }
 
-fn now_ms() -> f64 {
-    web_sys::window()
-        .and_then(|window| window.performance())
-        .map(|performance| performance.now())
-        .unwrap_or(0.0)
-}
-
 #[wasm_bindgen(start)]
 pub fn start() -> Result<(), JsValue> {
-    let lang = storage_get("socket-flow.lang")
-        .or_else(|| web_sys::window()?.navigator().language())
-        .map(|tag| Lang::from_tag(&tag))
-        .unwrap_or(Lang::En);
-    let ui = Ui {
-        dark: storage_get("socket-flow.theme").as_deref() == Some("dark"),
-        projector: storage_get("socket-flow.projector").as_deref() == Some("on"),
-        // Open beside the stage where there is room for both, unless the
-        // person closed it.
-        drawer_open: match storage_get("socket-flow.drawer").as_deref() {
-            Some(choice) => choice == "open",
-            None => web_sys::window()
-                .and_then(|window| window.inner_width().ok())
-                .and_then(|width| width.as_f64())
-                .is_some_and(|width| width >= DRAWER_ROOM_PX),
-        },
-        ..Ui::default()
+    let saved = Saved {
+        lang: storage_get(page::LANG_KEY),
+        theme: storage_get(page::THEME_KEY),
+        projector: storage_get(page::PROJECTOR_KEY),
+        drawer: storage_get(page::DRAWER_KEY),
     };
+    let window = web_sys::window().ok_or("no window")?;
+    let browser_lang = window.navigator().language();
+    let width = window.inner_width().ok().and_then(|width| width.as_f64());
     let app = Rc::new(RefCell::new(App {
-        model: Model::new(lang),
-        ui,
-        player: None,
+        page: Page::new(&saved, browser_lang.as_deref(), width),
         socket: None,
         on_open: None,
         on_message: None,
         on_close: None,
         retry_timer: None,
-        dirty: true,
-        last_reveal_ms: 0.0,
-        fresh_from: 0,
         followed: Vec::new(),
         drawn: Vec::new(),
-        help_return: None,
         diagram: DrawnDiagram::default(),
         scroll_to_newest: false,
         snapshot: None,
@@ -138,45 +100,124 @@ pub fn start() -> Result<(), JsValue> {
     Ok(())
 }
 
+/// Hands a message to `update` and carries out its effects. Returns whether
+/// a key was taken, so that the browser does not also act on it.
+fn dispatch(app: &Shared, msg: Msg) -> bool {
+    let effects = page::update(&mut app.borrow_mut().page, msg);
+    let mut taken = false;
+    for effect in effects {
+        taken |= effect == Effect::KeyTaken;
+        carry_out(app, effect);
+    }
+    taken
+}
+
+fn carry_out(app: &Shared, effect: Effect) {
+    match effect {
+        Effect::Send(text) => {
+            if let Some(socket) = &app.borrow().socket {
+                let _ = socket.send_with_str(&text);
+            }
+        }
+        Effect::Persist { key, value } => storage_set(key, &value),
+        Effect::Download { name, mime, text } => download(name, mime, &text),
+        Effect::Reconnect { delay_ms } => schedule_reconnect(app, delay_ms),
+        Effect::Remount => {
+            let _ = mount(&mut app.borrow_mut());
+        }
+        Effect::ConfirmReset(question) => {
+            let confirmed = web_sys::window()
+                .and_then(|window| window.confirm_with_message(question).ok())
+                .unwrap_or(false);
+            if confirmed {
+                dispatch(app, Msg::ResetConfirmed);
+            }
+        }
+        // Help must be on the page before focus can move into it.
+        Effect::FocusHelp => {
+            draw_now(app);
+            focus("#help button");
+        }
+        Effect::Focus(selector) => {
+            draw_now(app);
+            focus(&selector);
+        }
+        Effect::ClearMessage(sock) => {
+            if let Some(input) = message_box(sock) {
+                input.set_value("");
+            }
+        }
+        Effect::KeyTaken => {}
+        Effect::ShowPacket => {
+            let mut app = app.borrow_mut();
+            if let Some(inspector) = by_id("inspector") {
+                inspector.set_text_content(Some(&view::inspector(&app.page.model, &app.page.ui)));
+            }
+            let packet = view::packet(&app.page.model, &app.page.ui);
+            draw(&mut app, "packet", packet);
+        }
+        Effect::Console(words) => web_sys::console::info_1(&words.into()),
+    }
+}
+
+fn draw_now(app: &Shared) {
+    let mut app = app.borrow_mut();
+    let _ = render(&mut app);
+    app.page.dirty = false;
+}
+
+fn focus(selector: &str) {
+    let element = document().and_then(|document| document.query_selector(selector).ok().flatten());
+    if let Some(element) = element
+        .as_ref()
+        .and_then(|element| element.dyn_ref::<HtmlElement>())
+    {
+        let _ = element.focus();
+    }
+}
+
 /// Writes the frame of the page for the current language and settings.
 fn mount(app: &mut App) -> Result<(), JsValue> {
     app.drawn.clear();
     app.diagram = DrawnDiagram::default();
+    let (lang, ui) = (app.page.model.lang, &app.page.ui);
     let document = document().ok_or("no document")?;
     let root = document.get_element_by_id("app").ok_or("no #app element")?;
-    root.set_inner_html(&view::skeleton(app.model.lang));
+    root.set_inner_html(&view::skeleton(lang));
     if let Some(html) = document.document_element() {
-        html.set_attribute("lang", app.model.lang.tag())?;
+        html.set_attribute("lang", lang.tag())?;
     }
-    document.set_title(app.model.lang.pick(
+    document.set_title(lang.pick(
         "socket-flow: how TCP sockets really work",
         "socket-flow：TCP 套接字到底如何工作",
     ));
     if let Some(body) = document.body() {
         let classes = body.class_list();
-        classes.toggle_with_force("dark", app.ui.dark)?;
-        classes.toggle_with_force("projector", app.ui.projector)?;
+        classes.toggle_with_force("dark", ui.dark)?;
+        classes.toggle_with_force("projector", ui.projector)?;
     }
-    if let Some(button) = document.query_selector("[data-action=projector]")? {
-        button.set_attribute(
-            "aria-pressed",
-            if app.ui.projector { "true" } else { "false" },
-        )?;
+    if let Some(button) = document.query_selector(&format!("[{}]", projector_selector()))? {
+        button.set_attribute("aria-pressed", if ui.projector { "true" } else { "false" })?;
     }
     if let Some(speed) =
         by_id("speed").and_then(|element| element.dyn_into::<HtmlInputElement>().ok())
     {
-        speed.set_value(&app.ui.step_delay_ms.to_string());
+        speed.set_value(&ui.step_delay_ms.to_string());
     }
     if let Some(skip) =
         by_id("skip").and_then(|element| element.dyn_into::<HtmlInputElement>().ok())
     {
-        skip.set_checked(app.ui.skip_animation);
+        skip.set_checked(ui.skip_animation);
     }
     if let Some(mistakes) = by_id("mistakes") {
-        mistakes.set_inner_html(&view::mistakes(app.model.lang));
+        mistakes.set_inner_html(&view::mistakes(lang));
     }
     Ok(())
+}
+
+/// The projector button's attribute, as the view writes it.
+fn projector_selector() -> String {
+    UiAction::Projector.to_string().trim().to_string()
 }
 
 fn relay_url() -> Result<String, JsValue> {
@@ -198,40 +239,20 @@ fn connect(app: &Shared) -> Result<(), JsValue> {
         if let Some(performance) = web_sys::window().and_then(|window| window.performance()) {
             let _ = performance.mark("socket-flow:connected");
         }
-        let mut app = opened.borrow_mut();
-        app.model.connection_opened();
-        app.dirty = true;
+        dispatch(&opened, Msg::SocketOpened);
     });
 
     let received = Rc::clone(app);
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
-        let Some(text) = message.data().as_string() else {
-            return;
-        };
-        let mut app = received.borrow_mut();
-        match protocol::decode_event(&text) {
-            Ok(event) => {
-                app.model.apply_frame(&event, &text);
-                app.dirty = true;
-            }
-            // A frame this page cannot read is logged, not trusted.
-            Err(error) => {
-                web_sys::console::info_1(&format!("skipped an unreadable event: {error}").into())
-            }
+        if let Some(text) = message.data().as_string() {
+            dispatch(&received, Msg::Frame(text));
         }
     });
 
     let closed = Rc::clone(app);
     let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |_: CloseEvent| {
-        let delay_ms = {
-            let mut app = closed.borrow_mut();
-            app.socket = None;
-            app.player = None;
-            app.ui.playing = None;
-            app.dirty = true;
-            app.model.connection_lost()
-        };
-        schedule_reconnect(&closed, delay_ms);
+        closed.borrow_mut().socket = None;
+        dispatch(&closed, Msg::SocketClosed);
     });
 
     socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
@@ -262,99 +283,25 @@ fn schedule_reconnect(app: &Shared, delay_ms: u32) {
     app.borrow_mut().retry_timer = Some(retry);
 }
 
-/// Turns an action into a command and sends it. None, with the reason
-/// shown, when there is no command yet or no relay.
-fn send_action(app: &mut App, action: &Action) -> Option<u64> {
-    if app.ui.at_seq.is_some() {
-        // The stage shows the past; a click there must not act on the present.
-        app.model.last_error = Some(
-            app.model
-                .lang
-                .pick(
-                    "The stage shows the lab as it was. Press Live to act on it again.",
-                    "舞台上显示的是过去的状态。按“回到实时”后才能继续操作。",
-                )
-                .to_string(),
-        );
-        app.dirty = true;
-        return None;
-    }
-    let open = app
-        .socket
-        .as_ref()
-        .is_some_and(|socket| socket.ready_state() == WebSocket::OPEN);
-    if !open || app.model.connection != Connection::Connected {
-        app.model.last_error = Some(
-            app.model
-                .lang
-                .pick(
-                    "The relay is not connected; the page is retrying.",
-                    "中继未连接，页面正在重试。",
-                )
-                .to_string(),
-        );
-        app.dirty = true;
-        return None;
-    }
-    match app.model.command_for(action) {
-        Ok(command) => {
-            let text = protocol::encode_command(&command);
-            if let Some(socket) = &app.socket {
-                let _ = socket.send_with_str(&text);
-            }
-            app.model.last_error = None;
-            app.dirty = true;
-            Some(command.id)
-        }
-        Err(reason) => {
-            app.model.announce(reason.clone());
-            app.model.last_error = Some(reason);
-            app.dirty = true;
-            None
-        }
-    }
+/// The action an element carries, read from its `data-*` attributes.
+fn action_of(element: &Element) -> Option<UiAction> {
+    UiAction::read(|name| element.get_attribute(&format!("data-{name}")))
 }
 
-fn start_player(app: &mut App, scenario: Scenario) {
-    app.player = Some(Player::new(scenario, now_ms(), app.model.last_seq + 1));
-    app.ui.playing = Some((scenario, false));
-    app.dirty = true;
+fn message_box(sock: u32) -> Option<HtmlInputElement> {
+    document()?
+        .query_selector(&format!("input[data-key=msg-{sock}]"))
+        .ok()??
+        .dyn_into::<HtmlInputElement>()
+        .ok()
 }
 
-fn data(element: &Element, name: &str) -> Option<String> {
-    element.get_attribute(&format!("data-{name}"))
-}
-
-fn data_usize(element: &Element, name: &str) -> Option<usize> {
-    data(element, name)?.parse().ok()
-}
-
-fn input_value(element: &Element) -> String {
+/// Where focus is, as a selector that finds it again after a redraw.
+fn selector_of(element: &Element) -> Option<String> {
     element
-        .dyn_ref::<HtmlInputElement>()
-        .map(HtmlInputElement::value)
-        .unwrap_or_default()
-}
-
-/// Sends the text of a message box, then empties it.
-fn send_message(app: &mut App, lane: usize, sock: u32) {
-    let Some(input) = document().and_then(|document| {
-        document
-            .query_selector(&format!("input[data-key=msg-{sock}]"))
-            .ok()
-            .flatten()
-    }) else {
-        return;
-    };
-    let text = input_value(&input);
-    if text.is_empty() {
-        return;
-    }
-    if send_action(app, &Action::SendText(lane, sock, text)).is_some() {
-        if let Some(input) = input.dyn_ref::<HtmlInputElement>() {
-            input.set_value("");
-        }
-    }
+        .get_attribute("data-key")
+        .map(|key| format!("[data-key='{key}']"))
+        .or_else(|| Some(format!("#{}", element.id())).filter(|id| id.len() > 1))
 }
 
 fn on_click(app: &Shared, event: Event) {
@@ -367,126 +314,33 @@ fn on_click(app: &Shared, event: Event) {
     let Ok(Some(element)) = target.closest("[data-action]") else {
         return;
     };
+    // Boxes and pickers speak through their changes, not their clicks.
     if element.tag_name() == "INPUT" || element.tag_name() == "SELECT" {
         return;
     }
-    let mut app = app.borrow_mut();
-    let app = &mut *app;
-    let action = data(&element, "action").unwrap_or_default();
-    match action.as_str() {
-        "step" => {
-            if let (Some(lane), Some(step)) = (
-                data_usize(&element, "lane"),
-                data(&element, "step").and_then(|key| Step::from_key(&key)),
-            ) {
-                send_action(app, &Action::Step(lane, step));
-            }
-        }
-        "send-message" => {
-            if let (Some(lane), Some(sock)) =
-                (data_usize(&element, "lane"), data_usize(&element, "sock"))
-            {
-                send_message(app, lane, sock as u32);
-            }
-        }
-        "read-on" => {
-            if let (Some(lane), Some(sock)) =
-                (data_usize(&element, "lane"), data_usize(&element, "sock"))
-            {
-                send_action(app, &Action::ReadOn(lane, sock as u32));
-            }
-        }
-        "run" => {
-            let scenario = data(&element, "scenario")
-                .and_then(|key| Scenario::from_key(&key))
-                .unwrap_or(Scenario::Lesson);
-            start_player(app, scenario);
-        }
-        "run-scenario" => {
-            let chosen = by_id("scenario")
+    let Some(action) = action_of(&element) else {
+        return;
+    };
+    // Three actions need something from the DOM first.
+    let msg = match action {
+        UiAction::SendMessage { lane, sock } => Msg::SendText {
+            lane,
+            sock,
+            text: message_box(sock)
+                .map(|input| input.value())
+                .unwrap_or_default(),
+        },
+        UiAction::RunChosen => Msg::RunChosen(
+            by_id("scenario")
                 .and_then(|select| select.dyn_into::<HtmlSelectElement>().ok())
-                .and_then(|select| Scenario::from_key(&select.value()));
-            if let Some(scenario) = chosen {
-                start_player(app, scenario);
-            }
-        }
-        "pause" => {
-            if let Some(player) = &mut app.player {
-                player.paused = !player.paused;
-                app.ui.playing = Some((player.scenario, player.paused));
-                app.dirty = true;
-            }
-        }
-        "reset" => {
-            app.player = None;
-            app.ui.playing = None;
-            send_action(app, &Action::Reset);
-        }
-        "add-client" => {
-            app.model.add_client();
-            app.dirty = true;
-        }
-        "lang" => {
-            app.model.lang = app.model.lang.other();
-            storage_set("socket-flow.lang", app.model.lang.tag());
-            let _ = mount(app);
-            app.dirty = true;
-        }
-        "theme" => {
-            app.ui.dark = !app.ui.dark;
-            storage_set(
-                "socket-flow.theme",
-                if app.ui.dark { "dark" } else { "light" },
-            );
-            let _ = mount(app);
-            app.dirty = true;
-        }
-        "projector" => {
-            app.ui.projector = !app.ui.projector;
-            storage_set(
-                "socket-flow.projector",
-                if app.ui.projector { "on" } else { "off" },
-            );
-            let _ = mount(app);
-            app.dirty = true;
-        }
-        "help" => {
-            if app.ui.help_open {
-                close_help(app);
-            } else {
-                open_help(app, &element);
-            }
-        }
-        "history-back" | "history-forward" | "live" => {
-            app.ui.at_seq = step_history(&app.model, app.ui.at_seq, action.as_str());
-            app.dirty = true;
-        }
-        "drawer" => {
-            app.ui.drawer_open = !app.ui.drawer_open;
-            storage_set(
-                "socket-flow.drawer",
-                if app.ui.drawer_open { "open" } else { "closed" },
-            );
-            app.dirty = true;
-        }
-        "code-lang" => {
-            app.ui.rust_listing = data(&element, "value").as_deref() == Some("rust");
-            app.dirty = true;
-        }
-        "code-side" => {
-            app.ui.code_side = match data(&element, "value").as_deref() {
-                Some("client") => Some(Side::Client),
-                _ => Some(Side::Server),
-            };
-            app.dirty = true;
-        }
-        "inspect" => {
-            app.ui.selected_seq = data(&element, "seq").and_then(|seq| seq.parse().ok());
-            app.dirty = true;
-        }
-        "export" => export_log(&app.model),
-        _ => {}
-    }
+                .and_then(|select| Scenario::from_key(&select.value())),
+        ),
+        UiAction::Help => Msg::ToggleHelp {
+            from: selector_of(&element),
+        },
+        action => Msg::Click(action),
+    };
+    dispatch(app, msg);
 }
 
 /// Inputs and selects: addresses, the speed, filters, the chosen connection.
@@ -497,59 +351,25 @@ fn on_change(app: &Shared, event: Event) {
     else {
         return;
     };
-    let mut app = app.borrow_mut();
-    let action = data(&element, "action").unwrap_or_default();
-    let select_value = || {
-        element
-            .dyn_ref::<HtmlSelectElement>()
-            .map(HtmlSelectElement::value)
-            .unwrap_or_default()
+    let Some(action) = action_of(&element) else {
+        return;
     };
-    match action.as_str() {
-        "address" => {
-            if let Some(lane) = data_usize(&element, "lane") {
-                let value = input_value(&element);
-                if let Some(lane) = app.model.lanes.get_mut(lane) {
-                    lane.address = value;
-                }
-            }
-        }
-        "speed" => {
-            if let Ok(delay) = input_value(&element).parse() {
-                app.ui.step_delay_ms = delay;
-            }
-        }
-        "skip" => {
-            let checked = element
-                .dyn_ref::<HtmlInputElement>()
-                .is_some_and(HtmlInputElement::checked);
-            app.ui.skip_animation = checked;
-            app.dirty = true;
-        }
-        "scrub" => {
-            if let (Ok(seq), Some((_, newest))) =
-                (input_value(&element).parse::<u64>(), app.model.log_span())
-            {
-                app.ui.at_seq = (seq < newest).then_some(seq);
-                app.dirty = true;
-            }
-        }
-        "log-kind" => {
-            app.ui.log_kind = select_value();
-            app.dirty = true;
-        }
-        "log-sock" => {
-            app.ui.log_sock = select_value();
-            app.dirty = true;
-        }
-        "select-conn" => {
-            if let Some(sock) = data_usize(&element, "sock") {
-                app.model.lanes[SERVER_LANE].selected_conn = Some(sock as u32);
-                app.dirty = true;
-            }
-        }
-        _ => {}
-    }
+    let (value, checked) = match (
+        element.dyn_ref::<HtmlInputElement>(),
+        element.dyn_ref::<HtmlSelectElement>(),
+    ) {
+        (Some(input), _) => (input.value(), input.checked()),
+        (None, Some(select)) => (select.value(), false),
+        (None, None) => return,
+    };
+    dispatch(
+        app,
+        Msg::Input {
+            action,
+            value,
+            checked,
+        },
+    );
 }
 
 fn on_key(app: &Shared, event: KeyboardEvent) {
@@ -560,135 +380,43 @@ fn on_key(app: &Shared, event: KeyboardEvent) {
         return;
     };
     let typing = matches!(target.tag_name().as_str(), "INPUT" | "SELECT" | "TEXTAREA");
-    let mut app = app.borrow_mut();
-    let app = &mut *app;
     if typing {
-        if event.key() == "Enter" && data(&target, "action").as_deref() == Some("message") {
-            if let (Some(lane), Some(sock)) =
-                (data_usize(&target, "lane"), data_usize(&target, "sock"))
-            {
-                event.prevent_default();
-                send_message(app, lane, sock as u32);
-            }
+        if let (Some(UiAction::Message { lane, sock }), "Enter") =
+            (action_of(&target), event.key().as_str())
+        {
+            event.prevent_default();
+            let text = message_box(sock)
+                .map(|input| input.value())
+                .unwrap_or_default();
+            dispatch(app, Msg::SendText { lane, sock, text });
         }
         return;
     }
     if event.ctrl_key() || event.meta_key() || event.alt_key() {
         return;
     }
-    match event.key().as_str() {
-        "ArrowRight" | " " => {
-            // A focused button's own Space is its click; leave it alone.
-            if event.key() == " " && target.tag_name() == "BUTTON" {
-                return;
-            }
-            let focused = target
+    let msg = match event.key().as_str() {
+        // A focused button's own Space is its click; leave it alone.
+        " " if target.tag_name() == "BUTTON" => return,
+        "ArrowRight" | " " => Msg::Key(Key::Next {
+            focused_lane: target
                 .closest("[data-lane]")
                 .ok()
                 .flatten()
-                .and_then(|lane| data_usize(&lane, "lane"));
-            let wanted = focused.unwrap_or(app.ui.active_lane);
-            // The lane asked for, or else the first after it with a step to take.
-            let count = app.model.lanes.len().max(1);
-            let driven = (0..count)
-                .map(|offset| (wanted + offset) % count)
-                .find_map(|lane| Some((lane, app.model.next_step(lane)?)));
-            if let Some((lane, step)) = driven {
-                event.prevent_default();
-                app.ui.active_lane = lane;
-                send_action(app, &Action::Step(lane, step));
-            }
-        }
-        "," | "." => {
-            let action = if event.key() == "," {
-                "history-back"
-            } else {
-                "history-forward"
-            };
-            app.ui.at_seq = step_history(&app.model, app.ui.at_seq, action);
-            app.dirty = true;
-        }
-        "l" | "L" => {
-            let count = app.model.lanes.len().max(1);
-            app.ui.active_lane = (app.ui.active_lane + 1) % count;
-            if let Some(lane) = app.model.lanes.get(app.ui.active_lane) {
-                let label = lane.aria_label(app.model.lang);
-                let said = app.model.lang.pick("Now driving", "正在操作");
-                app.model.announce(format!("{said}: {label}"));
-            }
-            app.dirty = true;
-        }
-        "r" | "R" => {
-            // A stray key must not throw the lesson away.
-            let question = app.model.lang.pick(
-                "Reset the lab? Every socket is closed.",
-                "重置实验？所有套接字都会被关闭。",
-            );
-            let confirmed = web_sys::window()
-                .and_then(|window| window.confirm_with_message(question).ok())
-                .unwrap_or(false);
-            if confirmed {
-                app.player = None;
-                app.ui.playing = None;
-                send_action(app, &Action::Reset);
-            }
-        }
-        "?" => {
-            if app.ui.help_open {
-                close_help(app);
-            } else {
-                open_help(app, &target);
-            }
-        }
-        "Escape" if app.ui.help_open => close_help(app),
-        _ => {}
-    }
-}
-
-/// Where a history control takes the view: one event back or forward
-/// (forward past the newest is live again), or live.
-fn step_history(model: &Model, at: Option<u64>, action: &str) -> Option<u64> {
-    let (oldest, newest) = model.log_span()?;
-    match (action, at) {
-        ("history-back", None) => Some(newest.saturating_sub(1).max(oldest)),
-        ("history-back", Some(seq)) => Some(seq.saturating_sub(1).max(oldest)),
-        ("history-forward", Some(seq)) if seq + 1 < newest => Some(seq + 1),
-        _ => None,
-    }
-}
-
-/// Opens help and moves focus into it, remembering where focus was.
-fn open_help(app: &mut App, from: &Element) {
-    app.help_return = from
-        .get_attribute("data-key")
-        .map(|key| format!("[data-key='{key}']"))
-        .or_else(|| Some(format!("#{}", from.id())).filter(|id| id.len() > 1));
-    app.ui.help_open = true;
-    let _ = render(app);
-    app.dirty = false;
-    if let Some(help) =
-        document().and_then(|document| document.query_selector("#help button").ok().flatten())
-    {
-        if let Some(button) = help.dyn_ref::<HtmlElement>() {
-            let _ = button.focus();
-        }
-    }
-}
-
-/// Closes help and gives focus back to where it was.
-fn close_help(app: &mut App) {
-    app.ui.help_open = false;
-    let _ = render(app);
-    app.dirty = false;
-    let back = app
-        .help_return
-        .take()
-        .and_then(|selector| document()?.query_selector(&selector).ok().flatten());
-    if let Some(element) = back
-        .as_ref()
-        .and_then(|element| element.dyn_ref::<HtmlElement>())
-    {
-        let _ = element.focus();
+                .and_then(|lane| lane.get_attribute("data-lane")?.parse().ok()),
+        }),
+        "," => Msg::Key(Key::Back),
+        "." => Msg::Key(Key::Forward),
+        "l" | "L" => Msg::Key(Key::SwitchLane),
+        "r" | "R" => Msg::Key(Key::Reset),
+        "?" => Msg::ToggleHelp {
+            from: selector_of(&target),
+        },
+        "Escape" => Msg::Key(Key::Escape),
+        _ => return,
+    };
+    if dispatch(app, msg) {
+        event.prevent_default();
     }
 }
 
@@ -703,15 +431,11 @@ fn on_focus(app: &Shared, event: Event) {
     let Ok(Some(mark)) = target.closest("g[data-seq]") else {
         return;
     };
-    let mut app = app.borrow_mut();
-    let seq = data(&mark, "seq").and_then(|seq| seq.parse().ok());
-    if app.ui.selected_seq != seq {
-        app.ui.selected_seq = seq;
-        if let Some(inspector) = by_id("inspector") {
-            inspector.set_text_content(Some(&view::inspector(&app.model, &app.ui)));
-        }
-        let packet = view::packet(&app.model, &app.ui);
-        draw(&mut app, "packet", packet);
+    if let Some(seq) = mark
+        .get_attribute("data-seq")
+        .and_then(|seq| seq.parse().ok())
+    {
+        dispatch(app, Msg::Hover { seq });
     }
 }
 
@@ -740,7 +464,9 @@ fn listen_to_page(app: &Shared) -> Result<(), JsValue> {
 
     // A new width redraws the diagram at its new size.
     let resized = Rc::clone(app);
-    let on_resize = Closure::<dyn FnMut()>::new(move || resized.borrow_mut().dirty = true);
+    let on_resize = Closure::<dyn FnMut()>::new(move || {
+        dispatch(&resized, Msg::Resized);
+    });
     web_sys::window()
         .ok_or("no window")?
         .add_event_listener_with_callback("resize", on_resize.as_ref().unchecked_ref())?;
@@ -755,14 +481,20 @@ fn listen_to_page(app: &Shared) -> Result<(), JsValue> {
     Ok(())
 }
 
-/// The animation loop: plays the player, reveals queued timeline rows, and
-/// draws the model when it changed.
+/// The animation loop: a tick for the player and the timeline, then a
+/// drawing of the page when it changed.
 fn schedule_frame(app: &Shared) {
     let frame: Rc<RefCell<Option<Closure<dyn FnMut(f64)>>>> = Rc::new(RefCell::new(None));
     let next = Rc::clone(&frame);
     let looping = Rc::clone(app);
-    *frame.borrow_mut() = Some(Closure::<dyn FnMut(f64)>::new(move |now: f64| {
-        tick(&looping, now);
+    *frame.borrow_mut() = Some(Closure::<dyn FnMut(f64)>::new(move |now_ms: f64| {
+        dispatch(&looping, Msg::Tick { now_ms });
+        {
+            let mut app = looping.borrow_mut();
+            if std::mem::take(&mut app.page.dirty) {
+                let _ = render(&mut app);
+            }
+        }
         if let (Some(window), Some(callback)) = (web_sys::window(), next.borrow().as_ref()) {
             let _ = window.request_animation_frame(callback.as_ref().unchecked_ref());
         }
@@ -772,64 +504,6 @@ fn schedule_frame(app: &Shared) {
     }
     // The loop runs for the page's life.
     std::mem::forget(frame);
-}
-
-fn tick(app: &Shared, now: f64) {
-    let mut app = app.borrow_mut();
-    let app = &mut *app;
-    // The player clicks its next step when the last one has its answer.
-    let delay = app.ui.step_delay_ms as f64;
-    let due = app
-        .player
-        .as_mut()
-        .and_then(|player| player.due(now, delay, &app.model));
-    if let Some(action) = due {
-        match send_action(app, &action) {
-            Some(id) => {
-                if let Some(player) = &mut app.player {
-                    player.sent(id);
-                }
-            }
-            // The step has no command (it says why): stop, do not guess.
-            None => {
-                if let Some(player) = &mut app.player {
-                    player.paused = true;
-                    app.ui.playing = Some((player.scenario, true));
-                }
-            }
-        }
-    }
-    if app.player.as_ref().is_some_and(Player::finished) {
-        if let Some(player) = app.player.take() {
-            app.model
-                .summarise_scenario(player.scenario, player.started_at_seq);
-        }
-        app.ui.playing = None;
-        app.dirty = true;
-    }
-
-    let waiting = app.model.waiting_rows();
-    if waiting > 0 {
-        let interval = if waiting > BACKLOG_ROWS {
-            BACKLOG_REVEAL_MS
-        } else {
-            ROW_REVEAL_MS
-        };
-        if app.ui.skip_animation {
-            app.fresh_from = app.model.rows.len();
-            app.model.revealed = app.model.rows.len();
-            app.dirty = true;
-        } else if now - app.last_reveal_ms >= interval {
-            app.fresh_from = app.model.revealed;
-            app.model.revealed += 1;
-            app.last_reveal_ms = now;
-            app.dirty = true;
-        }
-    }
-    if app.dirty {
-        app.dirty = false;
-        let _ = render(app);
-    }
 }
 
 /// Draws the model. Inputs keep their text and the focused control keeps
@@ -868,19 +542,19 @@ fn render(app: &mut App) -> Result<(), JsValue> {
         measure(app, &diagram);
     }
 
-    let (state, text) = view::status(&app.model);
+    let (state, text) = view::status(&app.page.model);
     if let Some(status) = by_id("status") {
         status.set_attribute("data-state", state)?;
         // How far the page has applied the lab's events, for tests and the
         // browser bench to read.
-        status.set_attribute("data-seq", &app.model.last_seq.to_string())?;
+        status.set_attribute("data-seq", &app.page.model.last_seq.to_string())?;
         status.set_text_content(Some(&text));
     }
     if let Some(banner) = by_id("banner") {
-        let lost = matches!(app.model.connection, Connection::Lost { .. });
+        let lost = matches!(app.page.model.connection, Connection::Lost { .. });
         banner.toggle_attribute_with_force("hidden", !lost)?;
         if lost {
-            banner.set_text_content(Some(app.model.lang.pick(
+            banner.set_text_content(Some(app.page.model.lang.pick(
                 "The relay is down: what you see below is the last known state, not live. The page reconnects by itself; a new connection starts a new, empty lab.",
                 "中继已断开：下面是最后已知的状态，不是实时的。页面会自动重连；新连接会开始一个新的空实验。",
             )));
@@ -890,31 +564,34 @@ fn render(app: &mut App) -> Result<(), JsValue> {
         }
     }
     if let Some(error) = by_id("error") {
-        error.toggle_attribute_with_force("hidden", app.model.last_error.is_none())?;
-        error.set_text_content(app.model.last_error.as_deref());
+        error.toggle_attribute_with_force("hidden", app.page.model.last_error.is_none())?;
+        error.set_text_content(app.page.model.last_error.as_deref());
     }
     if let Some(nc) = by_id("nc").and_then(|element| element.dyn_into::<HtmlInputElement>().ok()) {
-        nc.set_value(&app.model.nc_command().unwrap_or_default());
+        nc.set_value(&app.page.model.nc_command().unwrap_or_default());
     }
     // Live, or the lab as it was at the event being stepped to.
-    if let Some(seq) = app.ui.at_seq {
+    if let Some(seq) = app.page.ui.at_seq {
         if app.snapshot.as_ref().map(|(at, _)| *at) != Some(seq) {
-            app.snapshot = Some((seq, app.model.as_of(seq)));
+            app.snapshot = Some((seq, app.page.model.as_of(seq)));
         }
     } else {
         app.snapshot = None;
     }
-    let shown = app.snapshot.as_ref().map_or(&app.model, |(_, past)| past);
+    let shown = app
+        .snapshot
+        .as_ref()
+        .map_or(&app.page.model, |(_, past)| past);
     let parts = [
         (
             "side-server-lanes",
-            view::lanes(shown, &app.ui, Side::Server),
+            view::lanes(shown, &app.page.ui, Side::Server),
         ),
         (
             "side-client-lanes",
-            view::lanes(shown, &app.ui, Side::Client),
+            view::lanes(shown, &app.page.ui, Side::Client),
         ),
-        ("history", view::history(&app.model, &app.ui)),
+        ("history", view::history(&app.page.model, &app.page.ui)),
     ];
     for (id, html) in parts {
         draw(app, id, html);
@@ -922,17 +599,17 @@ fn render(app: &mut App) -> Result<(), JsValue> {
     if let Some(stage) = by_id("lanes") {
         stage
             .class_list()
-            .toggle_with_force("in-past", app.ui.at_seq.is_some())?;
+            .toggle_with_force("in-past", app.page.ui.at_seq.is_some())?;
     }
-    if app.ui.at_seq.is_none() {
+    if app.page.ui.at_seq.is_none() {
         follow_steps(app);
     }
-    draw(app, "summary", view::summary(&app.model));
-    draw(app, "packet", view::packet(&app.model, &app.ui));
-    draw(app, "wire-note", view::wire_note(&app.model));
+    draw(app, "summary", view::summary(&app.page.model));
+    draw(app, "packet", view::packet(&app.page.model, &app.page.ui));
+    draw(app, "wire-note", view::wire_note(&app.page.model));
     if let (Some(diagram), Some((_, past))) = (by_id("diagram"), &app.snapshot) {
         // The past is drawn whole, and drawn again whole once live.
-        diagram.set_inner_html(&view::diagram(past, &app.ui, usize::MAX));
+        diagram.set_inner_html(&view::diagram(past, &app.page.ui, usize::MAX));
         app.diagram = DrawnDiagram::default();
     } else if let Some(diagram) = by_id("diagram") {
         draw_diagram(app, &diagram);
@@ -940,63 +617,71 @@ fn render(app: &mut App) -> Result<(), JsValue> {
             // Scrolled at the start of the next frame, where reading and
             // scrolling cost no extra layout of the page.
             app.scroll_to_newest = true;
-            app.dirty = true;
+            app.page.dirty = true;
         }
     }
     if let Some(workspace) = by_id("workspace") {
         workspace
             .class_list()
-            .toggle_with_force("drawer-open", app.ui.drawer_open)?;
+            .toggle_with_force("drawer-open", app.page.ui.drawer_open)?;
     }
     if let Some(toggle) = by_id("drawer-toggle") {
         toggle.set_attribute(
             "aria-expanded",
-            if app.ui.drawer_open { "true" } else { "false" },
+            if app.page.ui.drawer_open {
+                "true"
+            } else {
+                "false"
+            },
         )?;
     }
     // The drawer's parts are drawn only while it is open: nobody reads a
     // log that is not on screen, and a stream of events would rewrite it
     // every frame.
-    if app.ui.drawer_open {
-        draw(app, "code", view::code(&app.model, &app.ui));
+    if app.page.ui.drawer_open {
+        draw(app, "code", view::code(&app.page.model, &app.page.ui));
     }
     for (id, pressed) in [
-        ("tab-c", !app.ui.rust_listing),
-        ("tab-rust", app.ui.rust_listing),
+        ("tab-c", !app.page.ui.rust_listing),
+        ("tab-rust", app.page.ui.rust_listing),
         (
             "side-server",
-            app.ui.code_side.or(app.model.code.side) != Some(Side::Client),
+            app.page.ui.code_side.or(app.page.model.code.side) != Some(Side::Client),
         ),
         (
             "side-client",
-            app.ui.code_side.or(app.model.code.side) == Some(Side::Client),
+            app.page.ui.code_side.or(app.page.model.code.side) == Some(Side::Client),
         ),
     ] {
         if let Some(tab) = by_id(id) {
             tab.set_attribute("aria-selected", if pressed { "true" } else { "false" })?;
         }
     }
-    if app.ui.drawer_open {
-        draw(app, "log-sock", view::sock_options(&app.model, &app.ui));
+    if app.page.ui.drawer_open {
+        draw(
+            app,
+            "log-sock",
+            view::sock_options(&app.page.model, &app.page.ui),
+        );
     }
-    if app.ui.drawer_open && draw(app, "log-list", view::log(&app.model, &app.ui)) {
+    if app.page.ui.drawer_open && draw(app, "log-list", view::log(&app.page.model, &app.page.ui)) {
         if let Some(list) = by_id("log-list") {
             list.set_scroll_top(list.scroll_height());
         }
     }
     if let Some(inspector) = by_id("inspector") {
-        inspector.set_text_content(Some(&view::inspector(&app.model, &app.ui)));
+        inspector.set_text_content(Some(&view::inspector(&app.page.model, &app.page.ui)));
     }
-    draw(app, "playing", view::playing(&app.model, &app.ui));
+    draw(app, "playing", view::playing(&app.page.model, &app.page.ui));
     if let Some(pause) = by_id("pause") {
-        pause.toggle_attribute_with_force("disabled", app.ui.playing.is_none())?;
+        pause.toggle_attribute_with_force("disabled", app.page.ui.playing.is_none())?;
     }
     if let Some(help) = by_id("help") {
-        help.toggle_attribute_with_force("hidden", !app.ui.help_open)?;
+        help.toggle_attribute_with_force("hidden", !app.page.ui.help_open)?;
     }
     // Every announcement of the frame, in order: a screen reader hears them
     // all rather than only the last.
-    let announcements = app.model.take_announcements();
+    let announcements = app.page.model.take_announcements();
     if let (Some(live), false) = (by_id("live"), announcements.is_empty()) {
         let mut said = String::new();
         for words in &announcements {
@@ -1055,19 +740,28 @@ struct DrawnDiagram {
 /// stream of segments costs its own rows, not the whole diagram again);
 /// anything else redraws it whole.
 fn draw_diagram(app: &mut App, diagram: &Element) {
-    let layout = view::diagram_layout(&app.model, &app.ui);
-    let revealed = app.model.revealed.min(app.model.rows.len());
+    let layout = view::diagram_layout(&app.page.model, &app.page.ui);
+    let revealed = app.page.model.revealed.min(app.page.model.rows.len());
     let drawn = &app.diagram;
     let has_heads = diagram.first_element_child().is_some();
     if has_heads && drawn.layout == layout && revealed >= drawn.rows {
         if revealed > drawn.rows {
-            let rows = view::diagram_rows(&app.model, &app.ui, drawn.rows, app.fresh_from);
+            let rows = view::diagram_rows(
+                &app.page.model,
+                &app.page.ui,
+                drawn.rows,
+                app.page.fresh_from,
+            );
             let _ = diagram.insert_adjacent_html("beforeend", &rows);
             app.diagram.rows = revealed;
         }
         return;
     }
-    diagram.set_inner_html(&view::diagram(&app.model, &app.ui, app.fresh_from));
+    diagram.set_inner_html(&view::diagram(
+        &app.page.model,
+        &app.page.ui,
+        app.page.fresh_from,
+    ));
     app.diagram = DrawnDiagram {
         layout,
         rows: revealed,
@@ -1082,7 +776,7 @@ const FOLLOW_SLACK_PX: i32 = 48;
 fn measure(app: &mut App, diagram: &Element) {
     let width = f64::from(diagram.client_width());
     if width > 0.0 {
-        app.ui.diagram_width = width;
+        app.page.ui.diagram_width = width;
     }
     let font = web_sys::window()
         .zip(document().and_then(|document| document.body()))
@@ -1095,7 +789,7 @@ fn measure(app: &mut App, diagram: &Element) {
             whole.parse::<u32>().ok().map(f64::from)
         });
     if let Some(font) = font {
-        app.ui.font_px = font;
+        app.page.ui.font_px = font;
     }
 }
 
@@ -1104,10 +798,11 @@ fn measure(app: &mut App, diagram: &Element) {
 /// card, and the next step below it when there is room.
 fn follow_steps(app: &mut App) {
     let next: Vec<Option<Step>> = app
+        .page
         .model
         .lanes
         .iter()
-        .map(|lane| app.model.next_step(lane.id))
+        .map(|lane| app.page.model.next_step(lane.id))
         .collect();
     for (lane, step) in next.iter().enumerate() {
         if app.followed.get(lane) == Some(step) {
@@ -1136,12 +831,12 @@ fn follow_steps(app: &mut App) {
     app.followed = next;
 }
 
-/// Offers the whole event log as a JSON file.
-fn export_log(model: &Model) {
+/// Offers `text` as a file to download.
+fn download(name: &str, mime: &str, text: &str) {
     let Some(document) = document() else { return };
-    let parts = js_sys::Array::of1(&JsValue::from_str(&view::export(model)));
+    let parts = js_sys::Array::of1(&JsValue::from_str(text));
     let options = web_sys::BlobPropertyBag::new();
-    options.set_type("application/json");
+    options.set_type(mime);
     let Ok(blob) = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options) else {
         return;
     };
@@ -1150,7 +845,7 @@ fn export_log(model: &Model) {
     };
     if let Ok(anchor) = document.create_element("a") {
         let _ = anchor.set_attribute("href", &url);
-        let _ = anchor.set_attribute("download", "socket-flow-events.json");
+        let _ = anchor.set_attribute("download", name);
         if let Some(anchor) = anchor.dyn_ref::<HtmlElement>() {
             anchor.click();
         }

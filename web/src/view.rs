@@ -6,65 +6,13 @@ use std::fmt::Write;
 
 use protocol::{Phase, Role, TcpState};
 
+use crate::action::UiAction;
 use crate::i18n::Lang;
 use crate::listing::{self, MISTAKES};
 use crate::model::{Card, Column, Connection, Lane, Model, Row, Side, SockView, Step};
 use crate::notes;
+use crate::page::Ui;
 use crate::script::Scenario;
-
-/// What the page shows that is no part of the lab: choices of the person
-/// in front of it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Ui {
-    pub dark: bool,
-    pub projector: bool,
-    pub skip_animation: bool,
-    pub rust_listing: bool,
-    /// Which side's listing the code panel shows; None follows the last call.
-    pub code_side: Option<Side>,
-    pub log_kind: String,
-    pub log_sock: String,
-    /// The event the inspector shows, highlighted everywhere.
-    pub selected_seq: Option<u64>,
-    pub help_open: bool,
-    /// The player's state for the toolbar: (scenario, paused), if playing.
-    pub playing: Option<(Scenario, bool)>,
-    /// Milliseconds between the player's steps.
-    pub step_delay_ms: u32,
-    /// Whether the drawer beside the stage (code and log) is open.
-    pub drawer_open: bool,
-    /// The lane the keyboard drives when no lane has focus.
-    pub active_lane: usize,
-    /// The event the stage shows the lab as it was at; None is live.
-    pub at_seq: Option<u64>,
-    /// The width the diagram is drawn in, and the body's font size, both in
-    /// CSS pixels, as the page measured them.
-    pub diagram_width: f64,
-    pub font_px: f64,
-}
-
-impl Default for Ui {
-    fn default() -> Ui {
-        Ui {
-            dark: false,
-            projector: false,
-            skip_animation: false,
-            rust_listing: false,
-            code_side: None,
-            log_kind: "all".into(),
-            log_sock: "all".into(),
-            selected_seq: None,
-            help_open: false,
-            playing: None,
-            step_delay_ms: 900,
-            drawer_open: false,
-            active_lane: 0,
-            at_seq: None,
-            diagram_width: 600.0,
-            font_px: 16.0,
-        }
-    }
-}
 
 /// Escapes text for HTML content and attributes.
 pub fn esc(text: &str) -> String {
@@ -101,24 +49,24 @@ pub fn skeleton(lang: Lang) -> String {
   <span id="status" class="status" role="status"></span>
   <span class="spacer"></span>
   <label class="nc">{join} <input id="nc" readonly data-key="nc" aria-label="{join}" value=""></label>
-  <button data-action="drawer" id="drawer-toggle" aria-controls="drawer" aria-expanded="false">{code_and_log}</button>
-  <button data-action="lang" lang="{other_tag}">{other_lang}</button>
-  <button data-action="theme">{theme}</button>
-  <button data-action="projector" aria-pressed="false">{projector}</button>
-  <button data-action="help" id="help-open" aria-keyshortcuts="?">?</button>
+  <button{a_drawer} id="drawer-toggle" aria-controls="drawer" aria-expanded="false">{code_and_log}</button>
+  <button{a_lang} lang="{other_tag}">{other_lang}</button>
+  <button{a_theme}>{theme}</button>
+  <button{a_projector} aria-pressed="false">{projector}</button>
+  <button{a_help} id="help-open" aria-keyshortcuts="?">?</button>
 </header>
 <div id="banner" class="banner" hidden></div>
 <nav class="toolbar" aria-label="{controls}">
-  <button data-action="run" data-scenario="lesson">▶ {run}</button>
-  <button data-action="pause" id="pause" disabled>❚❚ {pause}</button>
-  <label><span class="speed-text">{speed}</span> <input type="range" id="speed" data-action="speed" min="150" max="2500" step="50" value="900" aria-label="{speed}"></label>
-  <label class="check"><input type="checkbox" data-action="skip" id="skip"> {skip_anim}</label>
+  <button{a_lesson}>▶ {run}</button>
+  <button{a_pause} id="pause" disabled>❚❚ {pause}</button>
+  <label><span class="speed-text">{speed}</span> <input type="range" id="speed"{a_speed} min="150" max="2500" step="50" value="900" aria-label="{speed}"></label>
+  <label class="check"><input type="checkbox"{a_skip} id="skip"> {skip_anim}</label>
   <span class="sep"></span>
   <label>{scenario_label} <select id="scenario" aria-label="{scenario_label}">{scenarios}</select></label>
-  <button data-action="run-scenario">{try_it}</button>
+  <button{a_run_chosen}>{try_it}</button>
   <span class="sep"></span>
-  <button data-action="add-client">+ {add_client}</button>
-  <button data-action="reset" aria-keyshortcuts="R">⟲ {reset}</button>
+  <button{a_add_client}>+ {add_client}</button>
+  <button{a_reset} aria-keyshortcuts="R">⟲ {reset}</button>
   <span id="playing" class="playing"></span>
 </nav>
 <div id="error" class="error" role="alert" hidden></div>
@@ -138,11 +86,11 @@ pub fn skeleton(lang: Lang) -> String {
 <aside id="drawer" class="drawer" aria-label="{code}">
 <section class="code" aria-label="{code}">
   <div class="tabs" role="tablist">
-    <button data-action="code-lang" data-value="c" role="tab" id="tab-c">C</button>
-    <button data-action="code-lang" data-value="rust" role="tab" id="tab-rust">Rust (std::net)</button>
+    <button{a_c} role="tab" id="tab-c">C</button>
+    <button{a_rust} role="tab" id="tab-rust">Rust (std::net)</button>
     <span class="sep"></span>
-    <button data-action="code-side" data-value="server" id="side-server">{server}</button>
-    <button data-action="code-side" data-value="client" id="side-client">{client}</button>
+    <button{a_server} id="side-server">{server}</button>
+    <button{a_client} id="side-client">{client}</button>
   </div>
   <div id="code"></div>
   <details class="mistakes-box" open><summary>{mistakes}</summary><div id="mistakes"></div></details>
@@ -150,12 +98,12 @@ pub fn skeleton(lang: Lang) -> String {
 <section class="log" aria-label="{log}">
   <h2>{log}</h2>
   <div class="filters">
-    <label>{kind} <select id="log-kind" data-action="log-kind">
+    <label>{kind} <select id="log-kind"{a_log_kind}>
       <option value="all">{all}</option><option value="call">call</option><option value="state">state</option>
       <option value="segment">segment</option><option value="error">error</option><option value="hello">hello</option>
     </select></label>
-    <label>{socket} <select id="log-sock" data-action="log-sock"></select></label>
-    <button data-action="export">{export}</button>
+    <label>{socket} <select id="log-sock"{a_log_sock}></select></label>
+    <button{a_export}>{export}</button>
   </div>
   <ol id="log-list" class="log-list"></ol>
   <pre id="inspector" class="inspector" tabindex="0" aria-label="{inspector}"></pre>
@@ -172,10 +120,29 @@ pub fn skeleton(lang: Lang) -> String {
     <li><kbd>?</kbd>: {help} · <kbd>Esc</kbd>: {close}</li>
   </ul>
   <p>{honest}</p>
-  <button data-action="help">{close}</button>
+  <button{a_help}>{close}</button>
 </div>
 <div id="live" class="sr-only" aria-live="polite"></div>"##,
         skip = t("Skip to the lab", "跳到实验"),
+        a_drawer = UiAction::Drawer,
+        a_lang = UiAction::Lang,
+        a_theme = UiAction::Theme,
+        a_projector = UiAction::Projector,
+        a_help = UiAction::Help,
+        a_lesson = UiAction::Run(Scenario::Lesson),
+        a_pause = UiAction::Pause,
+        a_speed = UiAction::Speed,
+        a_skip = UiAction::SkipAnimation,
+        a_run_chosen = UiAction::RunChosen,
+        a_add_client = UiAction::AddClient,
+        a_reset = UiAction::Reset,
+        a_c = UiAction::CodeLang { rust: false },
+        a_rust = UiAction::CodeLang { rust: true },
+        a_server = UiAction::CodeSide(Side::Server),
+        a_client = UiAction::CodeSide(Side::Client),
+        a_log_kind = UiAction::LogKind,
+        a_log_sock = UiAction::LogSock,
+        a_export = UiAction::Export,
         join = t("Join from outside:", "从外部加入："),
         other_tag = lang.other().tag(),
         other_lang = lang.pick("中文", "English"),
@@ -391,11 +358,22 @@ fn message_box(lane: &Lane, view: &SockView, lang: Lang) -> String {
         })
         .unwrap_or_default();
     format!(
-        r#"<div class="message"><input data-key="msg-{sock}" data-action="message" data-lane="{lane}" data-sock="{sock}" aria-label="{label} fd {fd}" placeholder="{placeholder}">
-<button data-action="send-message" data-lane="{lane}" data-sock="{sock}">send()</button>
-<button data-action="read-on" data-lane="{lane}" data-sock="{sock}">read()</button>{last}</div>"#,
+        r#"<div class="message"><input data-key="msg-{sock}"{message} aria-label="{label} fd {fd}" placeholder="{placeholder}">
+<button{send}>send()</button>
+<button{read}>read()</button>{last}</div>"#,
         sock = view.sock,
-        lane = lane.id,
+        message = UiAction::Message {
+            lane: lane.id,
+            sock: view.sock
+        },
+        send = UiAction::SendMessage {
+            lane: lane.id,
+            sock: view.sock
+        },
+        read = UiAction::ReadOn {
+            lane: lane.id,
+            sock: view.sock
+        },
         fd = view.fd.unwrap_or(-1),
         label = lang.pick("Message to send on", "要发送的消息，fd"),
         placeholder = lang.pick("Type a message, Enter sends", "输入消息，按 Enter 发送"),
@@ -456,10 +434,11 @@ pub fn lane(model: &Model, lane: &Lane, ui: &Ui) -> String {
             let _ = write!(
                 html,
                 r#"<li class="step address"><label><span class="n">{n}</span> {title} <code>struct sockaddr_in</code>
-<input data-key="addr-{lane}" data-action="address" data-lane="{lane}" placeholder="{placeholder}" value="{value}" aria-label="{title} (IP:PORT)"></label>
+<input data-key="addr-{lane}"{action} placeholder="{placeholder}" value="{value}" aria-label="{title} (IP:PORT)"></label>
 <p class="hint">{hint}</p></li>"#,
                 n = number + 1,
                 lane = lane.id,
+                action = UiAction::Address { lane: lane.id },
                 value = esc(&lane.address),
                 hint = lang.pick(
                     "No system call: this only fills in a struct in memory.",
@@ -473,7 +452,7 @@ pub fn lane(model: &Model, lane: &Lane, ui: &Ui) -> String {
         let next = model.next_step(lane.id) == Some(*step);
         let _ = write!(
             html,
-            r#"<li class="step {state}{next}" data-step="{key}"><button data-action="step" data-lane="{lane}" data-step="{key}" data-key="step-{lane}-{key}"{current}><span class="n">{n}</span> {title} <code>{call}</code></button>{gloss}{card}</li>"#,
+            r#"<li class="step {state}{next}" data-step="{key}"><button{action} data-key="step-{lane}-{key}"{current}><span class="n">{n}</span> {title} <code>{call}</code></button>{gloss}{card}</li>"#,
             gloss = step
                 .gloss(lang)
                 .map(|gloss| format!(r#"<p class="gloss">{}</p>"#, esc(gloss)))
@@ -481,6 +460,10 @@ pub fn lane(model: &Model, lane: &Lane, ui: &Ui) -> String {
             state = state.unwrap_or("todo"),
             next = if next { " next" } else { "" },
             key = step.key(),
+            action = UiAction::Step {
+                lane: lane.id,
+                step: *step
+            },
             lane = lane.id,
             current = if next { r#" aria-current="step""# } else { "" },
             n = number + 1,
@@ -507,9 +490,9 @@ pub fn lane(model: &Model, lane: &Lane, ui: &Ui) -> String {
             let selected = lane.selected_conn == Some(*conn);
             let _ = write!(
                 html,
-                r#"<div class="conn{sel}"><label class="pick"><input type="radio" name="conn" data-action="select-conn" data-sock="{sock}"{checked} aria-label="{use_it} fd {fd}"></label>{line}{message}</div>"#,
+                r#"<div class="conn{sel}"><label class="pick"><input type="radio" name="conn"{action}{checked} aria-label="{use_it} fd {fd}"></label>{line}{message}</div>"#,
                 sel = if selected { " selected" } else { "" },
-                sock = conn,
+                action = UiAction::SelectConn { sock: *conn },
                 checked = if selected { " checked" } else { "" },
                 use_it = lang.pick("read, send and close use", "read、send 和 close 使用"),
                 fd = view.fd.unwrap_or(-1),
@@ -651,7 +634,11 @@ pub fn history(model: &Model, ui: &Ui) -> String {
         None => ("live", lang.pick("Live", "实时").to_string()),
     };
     format!(
-        r#"<button data-action="history-back" aria-keyshortcuts="," title="{back}">◀</button><input type="range" id="scrub" data-action="scrub" min="{oldest}" max="{newest}" value="{at}" aria-label="{event}"><button data-action="history-forward" aria-keyshortcuts="." title="{forward}">▶</button><button data-action="live"{live_disabled}>{go_live}</button> <span class="at" data-state="{state}" role="status">{said}</span>"#,
+        r#"<button{back_action} aria-keyshortcuts="," title="{back}">◀</button><input type="range" id="scrub"{scrub} min="{oldest}" max="{newest}" value="{at}" aria-label="{event}"><button{forward_action} aria-keyshortcuts="." title="{forward}">▶</button><button{live}{live_disabled}>{go_live}</button> <span class="at" data-state="{state}" role="status">{said}</span>"#,
+        back_action = UiAction::HistoryBack,
+        scrub = UiAction::Scrub,
+        forward_action = UiAction::HistoryForward,
+        live = UiAction::Live,
         back = esc(lang.pick("One event back (,)", "后退一个事件（,）")),
         forward = esc(lang.pick("One event forward (.)", "前进一个事件（.）")),
         event = esc(lang.pick("Event", "事件")),
@@ -1075,8 +1062,8 @@ pub fn mistakes(lang: Lang) -> String {
             .scenario
             .map(|scenario| {
                 format!(
-                    r#" <button data-action="run" data-scenario="{}">{}</button>"#,
-                    scenario.key(),
+                    r#" <button{}>{}</button>"#,
+                    UiAction::Run(scenario),
                     lang.pick("Show the kernel's answer", "看看内核怎么说")
                 )
             })
@@ -1105,21 +1092,24 @@ pub fn summary(model: &Model) -> String {
     if let Some(seq) = summary.call_seq {
         let _ = write!(
             links,
-            r#"<button data-action="inspect" data-seq="{seq}">{}</button>"#,
+            r#"<button{}>{}</button>"#,
+            UiAction::Inspect { seq },
             lang.pick("Show the card", "查看卡片")
         );
     }
     if let Some(seq) = summary.segment_seq {
         let _ = write!(
             links,
-            r#"<button data-action="inspect" data-seq="{seq}">{}</button>"#,
+            r#"<button{}>{}</button>"#,
+            UiAction::Inspect { seq },
             lang.pick("Show the arrow", "查看箭头")
         );
     }
     if let (Some(seq), Some(line)) = (summary.call_seq, summary.c_line) {
         let _ = write!(
             links,
-            r#"<button data-action="inspect" data-seq="{seq}">{} <code>{}</code></button>"#,
+            r#"<button{}>{} <code>{}</code></button>"#,
+            UiAction::Inspect { seq },
             lang.pick("The C line:", "C 代码行："),
             esc(line)
         );
@@ -1173,7 +1163,7 @@ pub fn log(model: &Model, ui: &Ui) -> String {
     for entry in matches.into_iter().skip(skip) {
         let _ = write!(
             html,
-            r#"<li class="entry {kind}{sel}"><button data-action="inspect" data-seq="{seq}"><span class="seq">#{seq}</span> <span class="kind">{kind}</span> {summary}</button></li>"#,
+            r#"<li class="entry {kind}{sel}"><button{action}><span class="seq">#{seq}</span> <span class="kind">{kind}</span> {summary}</button></li>"#,
             kind = entry.kind,
             sel = if ui.selected_seq == Some(entry.seq) {
                 " highlight"
@@ -1181,6 +1171,7 @@ pub fn log(model: &Model, ui: &Ui) -> String {
                 ""
             },
             seq = entry.seq,
+            action = UiAction::Inspect { seq: entry.seq },
             summary = esc(&entry.summary)
         );
     }
@@ -1199,16 +1190,6 @@ pub fn inspector(model: &Model, ui: &Ui) -> String {
                 .pick("Click an event to see its JSON.", "点击事件查看其 JSON。")
                 .to_string()
         })
-}
-
-/// The whole log as a JSON array, for export.
-pub fn export(model: &Model) -> String {
-    let events: Vec<String> = model
-        .log
-        .iter()
-        .filter_map(|entry| entry.frame.clone())
-        .collect();
-    format!("[\n{}\n]\n", events.join(",\n"))
 }
 
 /// The sentence the player shows while it plays.
@@ -1360,17 +1341,5 @@ mod tests {
     fn the_wire_note_is_honest_when_capture_is_off() {
         let model = lesson_model(Lang::En);
         assert!(wire_note(&model).contains("Wire view off."));
-    }
-
-    #[test]
-    fn export_is_a_json_array_of_every_event() {
-        let model = lesson_model(Lang::En);
-        let text = export(&model);
-        assert!(text.starts_with("[\n{\"seq\":1,"));
-        assert_eq!(text.matches("\"seq\":").count(), model.log.len());
-        // Each exactly as the relay sent it.
-        for line in include_str!("../tests/fixtures/seed-flow.jsonl").lines() {
-            assert!(text.contains(line));
-        }
     }
 }

@@ -263,10 +263,6 @@ function __wbg_get_imports() {
             const ret = new Blob(getObject(arg0), getObject(arg1));
             return addHeapObject(ret);
         }, arguments); },
-        __wbg_now_043d245551b22f9c: function(arg0) {
-            const ret = getObject(arg0).now();
-            return ret;
-        },
         __wbg_of_027eb15371aac932: function(arg0) {
             const ret = Array.of(getObject(arg0));
             return addHeapObject(ret);
@@ -297,10 +293,6 @@ function __wbg_get_imports() {
             const ret = getObject(arg0).querySelector(getStringFromWasm0(arg1, arg2));
             return isLikeNone(ret) ? 0 : addHeapObject(ret);
         }, arguments); },
-        __wbg_readyState_039bc047141a5f6d: function(arg0) {
-            const ret = getObject(arg0).readyState;
-            return ret;
-        },
         __wbg_requestAnimationFrame_9ba49d36a19ca83c: function() { return handleError(function (arg0, arg1) {
             const ret = getObject(arg0).requestAnimationFrame(getObject(arg1));
             return ret;

@@ -1,0 +1,784 @@
+//! The page as one state machine, in the shape of the Elm architecture and
+//! wasm-bindgen's todomvc: a [`Page`], the [`Msg`]s that happen to it, and
+//! one pure [`update`] that changes it and says which [`Effect`]s the
+//! browser must carry out. Every decision the page makes is here, tested
+//! natively; `app.rs` only turns DOM events into messages and effects into
+//! DOM calls.
+
+use crate::action::UiAction;
+use crate::i18n::Lang;
+use crate::model::{Action, Connection, Model, SERVER_LANE, Side};
+use crate::script::{Player, Scenario};
+
+/// How long one new timeline row takes to appear, and how fast the queue
+/// drains when events arrive faster than that.
+const ROW_REVEAL_MS: f64 = 260.0;
+const BACKLOG_REVEAL_MS: f64 = 40.0;
+const BACKLOG_ROWS: usize = 6;
+
+/// What the page shows that is no part of the lab: choices of the person
+/// in front of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ui {
+    pub dark: bool,
+    pub projector: bool,
+    pub skip_animation: bool,
+    pub rust_listing: bool,
+    /// Which side's listing the code panel shows; None follows the last call.
+    pub code_side: Option<Side>,
+    pub log_kind: String,
+    pub log_sock: String,
+    /// The event the inspector shows, highlighted everywhere.
+    pub selected_seq: Option<u64>,
+    pub help_open: bool,
+    /// The player's state for the toolbar: (scenario, paused), if playing.
+    pub playing: Option<(Scenario, bool)>,
+    /// Milliseconds between the player's steps.
+    pub step_delay_ms: u32,
+    /// Whether the drawer beside the stage (code and log) is open.
+    pub drawer_open: bool,
+    /// The lane the keyboard drives when no lane has focus.
+    pub active_lane: usize,
+    /// The event the stage shows the lab as it was at; None is live.
+    pub at_seq: Option<u64>,
+    /// The width the diagram is drawn in, and the body's font size, both in
+    /// CSS pixels, as the page measured them.
+    pub diagram_width: f64,
+    pub font_px: f64,
+}
+
+impl Default for Ui {
+    fn default() -> Ui {
+        Ui {
+            dark: false,
+            projector: false,
+            skip_animation: false,
+            rust_listing: false,
+            code_side: None,
+            log_kind: "all".into(),
+            log_sock: "all".into(),
+            selected_seq: None,
+            help_open: false,
+            playing: None,
+            step_delay_ms: 900,
+            drawer_open: false,
+            active_lane: 0,
+            at_seq: None,
+            diagram_width: 600.0,
+            font_px: 16.0,
+        }
+    }
+}
+
+/// The settings a page keeps across visits, as it reads them back.
+#[derive(Clone, Debug, Default)]
+pub struct Saved {
+    pub lang: Option<String>,
+    pub theme: Option<String>,
+    pub projector: Option<String>,
+    pub drawer: Option<String>,
+}
+
+/// Where settings are kept (localStorage keys).
+pub const LANG_KEY: &str = "socket-flow.lang";
+pub const THEME_KEY: &str = "socket-flow.theme";
+pub const PROJECTOR_KEY: &str = "socket-flow.projector";
+pub const DRAWER_KEY: &str = "socket-flow.drawer";
+
+/// A window at least this wide opens the drawer beside the stage at first.
+const DRAWER_ROOM_PX: f64 = 1600.0;
+
+/// Everything the page knows: the lab as its events told it, the person's
+/// choices, the player, and the pace of the timeline.
+pub struct Page {
+    pub model: Model,
+    pub ui: Ui,
+    pub player: Option<Player>,
+    /// Something changed since the last frame was drawn.
+    pub dirty: bool,
+    /// When the last timeline row was revealed.
+    last_reveal_ms: f64,
+    /// Rows drawn before the last reveal; later ones animate.
+    pub fresh_from: usize,
+    /// Where focus goes back to when help closes (a selector).
+    help_return: Option<String>,
+}
+
+/// Something that happened to the page.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Msg {
+    /// A button or a link with an action.
+    Click(UiAction),
+    /// A box, a slider, a checkbox or a picker changed: its value, and
+    /// whether it is checked.
+    Input {
+        action: UiAction,
+        value: String,
+        checked: bool,
+    },
+    /// A message box's text, sent with its button or with Enter.
+    SendText {
+        lane: usize,
+        sock: u32,
+        text: String,
+    },
+    /// The scenario picker's choice, run with its button.
+    RunChosen(Option<Scenario>),
+    Key(Key),
+    /// Help opens or closes; `from` is where focus was (a selector).
+    ToggleHelp {
+        from: Option<String>,
+    },
+    /// The person said yes to "Reset the lab?".
+    ResetConfirmed,
+    /// An animation frame, at this time in ms.
+    Tick {
+        now_ms: f64,
+    },
+    SocketOpened,
+    SocketClosed,
+    /// A text frame from the relay.
+    Frame(String),
+    /// The window changed size.
+    Resized,
+    /// An arrow was focused or hovered: its event is shown at once, without
+    /// drawing the rest of the page again.
+    Hover {
+        seq: u64,
+    },
+}
+
+/// A key pressed outside any box.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key {
+    /// → or Space: drive the lane with focus, else the active one.
+    Next {
+        focused_lane: Option<usize>,
+    },
+    /// `,` and `.`: one event back or forward in history.
+    Back,
+    Forward,
+    /// L: switch the lane the keys drive.
+    SwitchLane,
+    /// R: reset, once confirmed.
+    Reset,
+    Escape,
+}
+
+/// What the browser must do for an update.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Send a command frame to the relay.
+    Send(String),
+    /// Keep a setting for the next visit.
+    Persist { key: &'static str, value: String },
+    /// Offer a file for download.
+    Download {
+        name: &'static str,
+        mime: &'static str,
+        text: String,
+    },
+    /// Open a new WebSocket after this long.
+    Reconnect { delay_ms: u32 },
+    /// Write the page's frame again (language, theme or projector changed).
+    Remount,
+    /// Ask this question, and answer [`Msg::ResetConfirmed`] on yes.
+    ConfirmReset(&'static str),
+    /// Draw now, then move focus into help.
+    FocusHelp,
+    /// Draw now, then give focus back to this selector.
+    Focus(String),
+    /// Empty the message box of this socket.
+    ClearMessage(u32),
+    /// The key did something: the browser should not also act on it.
+    KeyTaken,
+    /// Draw the inspector and the packet pane now.
+    ShowPacket,
+    /// Write this to the browser's console.
+    Console(String),
+}
+
+impl Page {
+    /// A new page, from the settings kept from earlier visits, the
+    /// browser's language and the window's width.
+    pub fn new(saved: &Saved, browser_lang: Option<&str>, window_width: Option<f64>) -> Page {
+        let lang = saved
+            .lang
+            .as_deref()
+            .or(browser_lang)
+            .map(Lang::from_tag)
+            .unwrap_or(Lang::En);
+        let ui = Ui {
+            dark: saved.theme.as_deref() == Some("dark"),
+            projector: saved.projector.as_deref() == Some("on"),
+            // Open beside the stage where there is room for both, unless the
+            // person closed it.
+            drawer_open: match saved.drawer.as_deref() {
+                Some(choice) => choice == "open",
+                None => window_width.is_some_and(|width| width >= DRAWER_ROOM_PX),
+            },
+            ..Ui::default()
+        };
+        Page {
+            model: Model::new(lang),
+            ui,
+            player: None,
+            dirty: true,
+            last_reveal_ms: 0.0,
+            fresh_from: 0,
+            help_return: None,
+        }
+    }
+}
+
+/// Changes the page for one message, and returns what the browser must do.
+pub fn update(page: &mut Page, msg: Msg) -> Vec<Effect> {
+    let mut effects = Vec::new();
+    // A tick decides for itself whether anything is new; typing an address
+    // or sliding the speed shows nothing new, and a hover draws its own
+    // part. Anything else may change what is shown.
+    let quiet = matches!(
+        msg,
+        Msg::Tick { .. }
+            | Msg::Hover { .. }
+            | Msg::Input {
+                action: UiAction::Address { .. } | UiAction::Speed,
+                ..
+            }
+    );
+    match msg {
+        Msg::Click(action) => click(page, action, &mut effects),
+        Msg::Input {
+            action,
+            value,
+            checked,
+        } => input(page, action, &value, checked),
+        Msg::SendText { lane, sock, text } => {
+            if !text.is_empty()
+                && send_action(page, &Action::SendText(lane, sock, text), &mut effects).is_some()
+            {
+                effects.push(Effect::ClearMessage(sock));
+            }
+        }
+        Msg::RunChosen(scenario) => {
+            if let Some(scenario) = scenario {
+                start_player(page, scenario);
+            }
+        }
+        Msg::Key(key) => self::key(page, key, &mut effects),
+        Msg::ToggleHelp { from } => {
+            if page.ui.help_open {
+                close_help(page, &mut effects);
+            } else {
+                page.help_return = from;
+                page.ui.help_open = true;
+                effects.push(Effect::FocusHelp);
+            }
+        }
+        Msg::ResetConfirmed => reset(page, &mut effects),
+        Msg::Tick { now_ms } => tick(page, now_ms, &mut effects),
+        Msg::SocketOpened => page.model.connection_opened(),
+        Msg::SocketClosed => {
+            page.player = None;
+            page.ui.playing = None;
+            let delay_ms = page.model.connection_lost();
+            effects.push(Effect::Reconnect { delay_ms });
+        }
+        // A frame this page cannot read is logged, not trusted, and changes
+        // nothing.
+        Msg::Frame(text) => match protocol::decode_event(&text) {
+            Ok(event) => page.model.apply_frame(&event, &text),
+            Err(error) => {
+                effects.push(Effect::Console(format!(
+                    "skipped an unreadable event: {error}"
+                )));
+                return effects;
+            }
+        },
+        Msg::Resized => {}
+        Msg::Hover { seq } => {
+            if page.ui.selected_seq != Some(seq) {
+                page.ui.selected_seq = Some(seq);
+                effects.push(Effect::ShowPacket);
+            }
+        }
+    }
+    if !quiet {
+        page.dirty = true;
+    }
+    effects
+}
+
+fn click(page: &mut Page, action: UiAction, effects: &mut Vec<Effect>) {
+    match action {
+        UiAction::Step { lane, step } => {
+            send_action(page, &Action::Step(lane, step), effects);
+        }
+        UiAction::ReadOn { lane, sock } => {
+            send_action(page, &Action::ReadOn(lane, sock), effects);
+        }
+        UiAction::Run(scenario) => start_player(page, scenario),
+        UiAction::Pause => {
+            if let Some(player) = &mut page.player {
+                player.paused = !player.paused;
+                page.ui.playing = Some((player.scenario, player.paused));
+            }
+        }
+        UiAction::Reset => reset(page, effects),
+        UiAction::AddClient => {
+            page.model.add_client();
+        }
+        UiAction::Lang => {
+            page.model.lang = page.model.lang.other();
+            effects.push(Effect::Persist {
+                key: LANG_KEY,
+                value: page.model.lang.tag().to_string(),
+            });
+            effects.push(Effect::Remount);
+        }
+        UiAction::Theme => {
+            page.ui.dark = !page.ui.dark;
+            let value = if page.ui.dark { "dark" } else { "light" };
+            effects.push(Effect::Persist {
+                key: THEME_KEY,
+                value: value.into(),
+            });
+            effects.push(Effect::Remount);
+        }
+        UiAction::Projector => {
+            page.ui.projector = !page.ui.projector;
+            let value = if page.ui.projector { "on" } else { "off" };
+            effects.push(Effect::Persist {
+                key: PROJECTOR_KEY,
+                value: value.into(),
+            });
+            effects.push(Effect::Remount);
+        }
+        UiAction::HistoryBack => page.ui.at_seq = step_history(&page.model, page.ui.at_seq, -1),
+        UiAction::HistoryForward => page.ui.at_seq = step_history(&page.model, page.ui.at_seq, 1),
+        UiAction::Live => page.ui.at_seq = None,
+        UiAction::Drawer => {
+            page.ui.drawer_open = !page.ui.drawer_open;
+            let value = if page.ui.drawer_open {
+                "open"
+            } else {
+                "closed"
+            };
+            effects.push(Effect::Persist {
+                key: DRAWER_KEY,
+                value: value.into(),
+            });
+        }
+        UiAction::CodeLang { rust } => page.ui.rust_listing = rust,
+        UiAction::CodeSide(side) => page.ui.code_side = Some(side),
+        UiAction::Inspect { seq } => page.ui.selected_seq = Some(seq),
+        UiAction::Export => effects.push(Effect::Download {
+            name: "socket-flow-events.json",
+            mime: "application/json",
+            text: protocol::event_array(page.model.log.iter().filter_map(|e| e.frame.as_deref())),
+        }),
+        // These need the DOM first (a box's text, the picker's choice, where
+        // focus was); `app.rs` sends the message that carries it.
+        UiAction::SendMessage { .. } | UiAction::RunChosen | UiAction::Help => {}
+        // Boxes and pickers change; they are not clicked.
+        UiAction::Message { .. }
+        | UiAction::Address { .. }
+        | UiAction::SelectConn { .. }
+        | UiAction::Speed
+        | UiAction::SkipAnimation
+        | UiAction::Scrub
+        | UiAction::LogKind
+        | UiAction::LogSock => {}
+    }
+}
+
+/// Boxes, sliders and pickers: addresses, the speed, filters, the chosen
+/// connection.
+fn input(page: &mut Page, action: UiAction, value: &str, checked: bool) {
+    match action {
+        UiAction::Address { lane } => {
+            if let Some(lane) = page.model.lanes.get_mut(lane) {
+                lane.address = value.to_string();
+            }
+        }
+        UiAction::Speed => {
+            if let Ok(delay) = value.parse() {
+                page.ui.step_delay_ms = delay;
+            }
+        }
+        UiAction::SkipAnimation => page.ui.skip_animation = checked,
+        UiAction::Scrub => {
+            if let (Ok(seq), Some((_, newest))) = (value.parse::<u64>(), page.model.log_span()) {
+                page.ui.at_seq = (seq < newest).then_some(seq);
+            }
+        }
+        UiAction::LogKind => page.ui.log_kind = value.to_string(),
+        UiAction::LogSock => page.ui.log_sock = value.to_string(),
+        UiAction::SelectConn { sock } => {
+            page.model.lanes[SERVER_LANE].selected_conn = Some(sock);
+        }
+        _ => {}
+    }
+}
+
+fn key(page: &mut Page, key: Key, effects: &mut Vec<Effect>) {
+    match key {
+        Key::Next { focused_lane } => {
+            let wanted = focused_lane.unwrap_or(page.ui.active_lane);
+            // The lane asked for, or else the first after it with a step to take.
+            let count = page.model.lanes.len().max(1);
+            let driven = (0..count)
+                .map(|offset| (wanted + offset) % count)
+                .find_map(|lane| Some((lane, page.model.next_step(lane)?)));
+            if let Some((lane, step)) = driven {
+                effects.push(Effect::KeyTaken);
+                page.ui.active_lane = lane;
+                send_action(page, &Action::Step(lane, step), effects);
+            }
+        }
+        Key::Back => page.ui.at_seq = step_history(&page.model, page.ui.at_seq, -1),
+        Key::Forward => page.ui.at_seq = step_history(&page.model, page.ui.at_seq, 1),
+        Key::SwitchLane => {
+            let count = page.model.lanes.len().max(1);
+            page.ui.active_lane = (page.ui.active_lane + 1) % count;
+            if let Some(lane) = page.model.lanes.get(page.ui.active_lane) {
+                let label = lane.aria_label(page.model.lang);
+                let said = page.model.lang.pick("Now driving", "正在操作");
+                page.model.announce(format!("{said}: {label}"));
+            }
+        }
+        // A stray key must not throw the lesson away.
+        Key::Reset => effects.push(Effect::ConfirmReset(page.model.lang.pick(
+            "Reset the lab? Every socket is closed.",
+            "重置实验？所有套接字都会被关闭。",
+        ))),
+        Key::Escape => {
+            if page.ui.help_open {
+                close_help(page, effects);
+            }
+        }
+    }
+}
+
+fn close_help(page: &mut Page, effects: &mut Vec<Effect>) {
+    page.ui.help_open = false;
+    if let Some(selector) = page.help_return.take() {
+        effects.push(Effect::Focus(selector));
+    }
+}
+
+fn reset(page: &mut Page, effects: &mut Vec<Effect>) {
+    page.player = None;
+    page.ui.playing = None;
+    send_action(page, &Action::Reset, effects);
+}
+
+/// The player's next click, and the timeline's next row.
+fn tick(page: &mut Page, now_ms: f64, effects: &mut Vec<Effect>) {
+    // The player clicks its next step when the last one has its answer.
+    let delay = f64::from(page.ui.step_delay_ms);
+    let due = page
+        .player
+        .as_mut()
+        .and_then(|player| player.due(now_ms, delay, &page.model));
+    if let Some(action) = due {
+        match send_action(page, &action, effects) {
+            Some(id) => {
+                if let Some(player) = &mut page.player {
+                    player.sent(id);
+                }
+            }
+            // The step has no command (it says why): stop, do not guess.
+            None => {
+                if let Some(player) = &mut page.player {
+                    player.paused = true;
+                    page.ui.playing = Some((player.scenario, true));
+                }
+            }
+        }
+    }
+    if page.player.as_ref().is_some_and(Player::finished) {
+        if let Some(player) = page.player.take() {
+            page.model
+                .summarise_scenario(player.scenario, player.started_at_seq);
+        }
+        page.ui.playing = None;
+        page.dirty = true;
+    }
+    let waiting = page.model.waiting_rows();
+    if waiting > 0 {
+        let interval = if waiting > BACKLOG_ROWS {
+            BACKLOG_REVEAL_MS
+        } else {
+            ROW_REVEAL_MS
+        };
+        if page.ui.skip_animation {
+            page.fresh_from = page.model.rows.len();
+            page.model.revealed = page.model.rows.len();
+            page.dirty = true;
+        } else if now_ms - page.last_reveal_ms >= interval {
+            page.fresh_from = page.model.revealed;
+            page.model.revealed += 1;
+            page.last_reveal_ms = now_ms;
+            page.dirty = true;
+        }
+    }
+}
+
+fn start_player(page: &mut Page, scenario: Scenario) {
+    page.player = Some(Player::new(scenario, 0.0, page.model.last_seq + 1));
+    page.ui.playing = Some((scenario, false));
+}
+
+/// Where a history control takes the view: one event back or forward
+/// (forward past the newest is live again).
+fn step_history(model: &Model, at: Option<u64>, direction: i8) -> Option<u64> {
+    let (oldest, newest) = model.log_span()?;
+    match (direction, at) {
+        (-1, None) => Some(newest.saturating_sub(1).max(oldest)),
+        (-1, Some(seq)) => Some(seq.saturating_sub(1).max(oldest)),
+        (1, Some(seq)) if seq + 1 < newest => Some(seq + 1),
+        _ => None,
+    }
+}
+
+/// Turns an action into a command to send. None, with the reason shown,
+/// when there is no command yet, no relay, or the stage shows the past.
+fn send_action(page: &mut Page, action: &Action, effects: &mut Vec<Effect>) -> Option<u64> {
+    let lang = page.model.lang;
+    if page.ui.at_seq.is_some() {
+        // The stage shows the past; a click there must not act on the present.
+        page.model.last_error = Some(
+            lang.pick(
+                "The stage shows the lab as it was. Press Live to act on it again.",
+                "舞台上显示的是过去的状态。按“回到实时”后才能继续操作。",
+            )
+            .to_string(),
+        );
+        return None;
+    }
+    if page.model.connection != Connection::Connected {
+        page.model.last_error = Some(
+            lang.pick(
+                "The relay is not connected; the page is retrying.",
+                "中继未连接，页面正在重试。",
+            )
+            .to_string(),
+        );
+        return None;
+    }
+    match page.model.command_for(action) {
+        Ok(command) => {
+            effects.push(Effect::Send(protocol::encode_command(&command)));
+            page.model.last_error = None;
+            Some(command.id)
+        }
+        Err(reason) => {
+            page.model.announce(reason.clone());
+            page.model.last_error = Some(reason);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Step;
+
+    fn connected() -> Page {
+        let mut page = Page::new(&Saved::default(), Some("en-GB"), Some(1280.0));
+        update(&mut page, Msg::SocketOpened);
+        let hello = r#"{"seq":1,"t_us":0,"kind":"hello","protocol":1,"relay":"r","default_addr":"127.0.0.1","limits":{"sockets_per_lab":16,"labs_per_relay":64,"send_bytes":1,"read_bytes":1,"frame_bytes":1,"port_range":[7001,7999]},"capture":false}"#;
+        update(&mut page, Msg::Frame(hello.into()));
+        page
+    }
+
+    fn sent(effects: &[Effect]) -> Vec<&str> {
+        effects
+            .iter()
+            .filter_map(|effect| match effect {
+                Effect::Send(text) => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_step_click_sends_its_command() {
+        let mut page = connected();
+        let effects = update(
+            &mut page,
+            Msg::Click(UiAction::Step {
+                lane: SERVER_LANE,
+                step: Step::Socket,
+            }),
+        );
+        let sent = sent(&effects);
+        assert_eq!(sent.len(), 1, "{effects:?}");
+        assert!(sent[0].contains(r#""op":"socket""#), "{}", sent[0]);
+        assert!(page.dirty);
+    }
+
+    #[test]
+    fn nothing_is_sent_without_a_relay_and_the_page_says_why() {
+        let mut page = Page::new(&Saved::default(), None, None);
+        let effects = update(
+            &mut page,
+            Msg::Click(UiAction::Step {
+                lane: SERVER_LANE,
+                step: Step::Socket,
+            }),
+        );
+        assert!(sent(&effects).is_empty());
+        assert!(page.model.last_error.is_some());
+    }
+
+    #[test]
+    fn the_past_refuses_clicks() {
+        let mut page = connected();
+        page.ui.at_seq = Some(1);
+        let effects = update(
+            &mut page,
+            Msg::Click(UiAction::Step {
+                lane: SERVER_LANE,
+                step: Step::Socket,
+            }),
+        );
+        assert!(sent(&effects).is_empty());
+        assert!(
+            page.model
+                .last_error
+                .as_deref()
+                .is_some_and(|error| error.contains("Live"))
+        );
+    }
+
+    #[test]
+    fn a_reset_key_asks_first_and_a_yes_resets() {
+        let mut page = connected();
+        let effects = update(&mut page, Msg::Key(Key::Reset));
+        assert!(matches!(effects.as_slice(), [Effect::ConfirmReset(_)]));
+        let effects = update(&mut page, Msg::ResetConfirmed);
+        assert!(sent(&effects)[0].contains(r#""op":"reset""#));
+    }
+
+    #[test]
+    fn help_takes_focus_and_gives_it_back() {
+        let mut page = connected();
+        let effects = update(
+            &mut page,
+            Msg::ToggleHelp {
+                from: Some("#help-open".into()),
+            },
+        );
+        assert_eq!(effects, vec![Effect::FocusHelp]);
+        assert!(page.ui.help_open);
+        let effects = update(&mut page, Msg::Key(Key::Escape));
+        assert_eq!(effects, vec![Effect::Focus("#help-open".into())]);
+        assert!(!page.ui.help_open);
+    }
+
+    #[test]
+    fn the_next_key_drives_a_lane_with_a_step_and_takes_the_key() {
+        let mut page = connected();
+        let effects = update(&mut page, Msg::Key(Key::Next { focused_lane: None }));
+        assert_eq!(effects.first(), Some(&Effect::KeyTaken));
+        assert_eq!(sent(&effects).len(), 1);
+    }
+
+    #[test]
+    fn settings_are_kept_and_the_frame_is_written_again() {
+        let mut page = connected();
+        let effects = update(&mut page, Msg::Click(UiAction::Lang));
+        assert_eq!(page.model.lang, Lang::Zh);
+        assert_eq!(
+            effects,
+            vec![
+                Effect::Persist {
+                    key: LANG_KEY,
+                    value: "zh-CN".into()
+                },
+                Effect::Remount
+            ]
+        );
+        let effects = update(&mut page, Msg::Click(UiAction::Drawer));
+        assert!(matches!(
+            effects.as_slice(),
+            [Effect::Persist {
+                key: DRAWER_KEY,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn a_lost_relay_stops_the_player_and_reconnects() {
+        let mut page = connected();
+        update(&mut page, Msg::Click(UiAction::Run(Scenario::Lesson)));
+        assert!(page.player.is_some());
+        let effects = update(&mut page, Msg::SocketClosed);
+        assert!(page.player.is_none());
+        assert!(matches!(effects.as_slice(), [Effect::Reconnect { .. }]));
+    }
+
+    #[test]
+    fn an_unreadable_frame_changes_nothing() {
+        let mut page = connected();
+        page.dirty = false;
+        let effects = update(&mut page, Msg::Frame("{not json".into()));
+        assert!(matches!(effects.as_slice(), [Effect::Console(_)]));
+        assert!(!page.dirty);
+    }
+
+    #[test]
+    fn a_sent_message_empties_its_box_and_an_empty_one_sends_nothing() {
+        let mut page = connected();
+        assert!(
+            update(
+                &mut page,
+                Msg::SendText {
+                    lane: 0,
+                    sock: 1,
+                    text: String::new()
+                }
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn export_downloads_every_event_exactly_as_the_relay_sent_it() {
+        let mut page = connected();
+        for line in include_str!("../tests/fixtures/seed-flow.jsonl").lines() {
+            update(&mut page, Msg::Frame(line.into()));
+        }
+        let effects = update(&mut page, Msg::Click(UiAction::Export));
+        let [Effect::Download { text, .. }] = effects.as_slice() else {
+            panic!("{effects:?}");
+        };
+        assert!(text.starts_with("[\n{"));
+        for line in include_str!("../tests/fixtures/seed-flow.jsonl").lines() {
+            assert!(text.contains(line));
+        }
+    }
+
+    #[test]
+    fn the_first_visit_opens_the_drawer_only_where_there_is_room() {
+        assert!(
+            Page::new(&Saved::default(), None, Some(1920.0))
+                .ui
+                .drawer_open
+        );
+        assert!(
+            !Page::new(&Saved::default(), None, Some(1280.0))
+                .ui
+                .drawer_open
+        );
+        let closed = Saved {
+            drawer: Some("closed".into()),
+            ..Saved::default()
+        };
+        assert!(!Page::new(&closed, None, Some(1920.0)).ui.drawer_open);
+    }
+}
