@@ -1,0 +1,250 @@
+//! The page's frame, written once per language (the header, the toolbar,
+//! the drawer, help), and the small parts beside it: the status line and
+//! what the player is playing.
+
+use std::fmt::Write;
+
+use crate::action::UiAction;
+use crate::i18n::Lang;
+use crate::listing::MISTAKES;
+use crate::model::{Connection, Model, Side};
+use crate::page::Ui;
+use crate::script::Scenario;
+
+use super::esc;
+
+/// The page's frame: everything that only changes with the language.
+pub fn skeleton(lang: Lang) -> String {
+    let t = |en, zh| lang.pick(en, zh);
+    let mut scenarios = String::new();
+    for scenario in Scenario::MENU {
+        let _ = write!(
+            scenarios,
+            r#"<option value="{}">{}</option>"#,
+            scenario.key(),
+            esc(scenario.title(lang))
+        );
+    }
+    format!(
+        r##"<a class="skip" href="#lanes">{skip}</a>
+<header class="top">
+  <h1>socket-flow</h1>
+  <span id="status" class="status" role="status"></span>
+  <span class="spacer"></span>
+  <label class="nc">{join} <input id="nc" readonly data-key="nc" aria-label="{join}" value=""></label>
+  <button{a_drawer} id="drawer-toggle" aria-controls="drawer" aria-expanded="false">{code_and_log}</button>
+  <button{a_lang} lang="{other_tag}">{other_lang}</button>
+  <button{a_theme}>{theme}</button>
+  <button{a_projector} aria-pressed="false">{projector}</button>
+  <button{a_help} id="help-open" aria-keyshortcuts="?">?</button>
+</header>
+<div id="banner" class="banner" hidden></div>
+<nav class="toolbar" aria-label="{controls}">
+  <button{a_lesson}>▶ {run}</button>
+  <button{a_pause} id="pause" disabled>❚❚ {pause}</button>
+  <label><span class="speed-text">{speed}</span> <input type="range" id="speed"{a_speed} min="150" max="2500" step="50" value="900" aria-label="{speed}"></label>
+  <label class="check"><input type="checkbox"{a_skip} id="skip"> {skip_anim}</label>
+  <span class="sep"></span>
+  <label>{scenario_label} <select id="scenario" aria-label="{scenario_label}">{scenarios}</select></label>
+  <button{a_run_chosen}>{try_it}</button>
+  <span class="sep"></span>
+  <button{a_add_client}>+ {add_client}</button>
+  <button{a_reset} aria-keyshortcuts="R">⟲ {reset}</button>
+  <span id="playing" class="playing"></span>
+</nav>
+<div id="error" class="error" role="alert" hidden></div>
+<div id="summary" class="summary"></div>
+<div id="workspace" class="workspace">
+<main id="lanes" class="stage">
+<div id="side-server-lanes" class="side server-side"></div>
+<section class="wire" aria-label="{wire}">
+  <h2>{wire}</h2>
+  <div id="history" class="history"></div>
+  <div id="wire-note" class="note"></div>
+  <div id="diagram" class="diagram"></div>
+  <div id="packet" class="packet"></div>
+</section>
+<div id="side-client-lanes" class="side client-side"></div>
+</main>
+<aside id="drawer" class="drawer" aria-label="{code}">
+<section class="code" aria-label="{code}">
+  <div class="tabs" role="tablist">
+    <button{a_c} role="tab" id="tab-c">C</button>
+    <button{a_rust} role="tab" id="tab-rust">Rust (std::net)</button>
+    <span class="sep"></span>
+    <button{a_server} id="side-server">{server}</button>
+    <button{a_client} id="side-client">{client}</button>
+  </div>
+  <div id="code"></div>
+  <details class="mistakes-box" open><summary>{mistakes}</summary><div id="mistakes"></div></details>
+</section>
+<section class="log" aria-label="{log}">
+  <h2>{log}</h2>
+  <div class="filters">
+    <label>{kind} <select id="log-kind"{a_log_kind}>
+      <option value="all">{all}</option><option value="call">call</option><option value="state">state</option>
+      <option value="segment">segment</option><option value="error">error</option><option value="hello">hello</option>
+    </select></label>
+    <label>{socket} <select id="log-sock"{a_log_sock}></select></label>
+    <button{a_export}>{export}</button>
+  </div>
+  <ol id="log-list" class="log-list"></ol>
+  <pre id="inspector" class="inspector" tabindex="0" aria-label="{inspector}"></pre>
+</section>
+</aside>
+</div>
+<div id="help" class="help" role="dialog" aria-label="{help}" hidden>
+  <h2>{help}</h2>
+  <ul>
+    <li><kbd>→</kbd> / <kbd>Space</kbd>: {next_step}</li>
+    <li><kbd>L</kbd>: {switch_lane}</li>
+    <li><kbd>,</kbd> / <kbd>.</kbd>: {step_events}</li>
+    <li><kbd>R</kbd>: {reset_asks}</li>
+    <li><kbd>?</kbd>: {help} · <kbd>Esc</kbd>: {close}</li>
+  </ul>
+  <p>{honest}</p>
+  <button{a_help}>{close}</button>
+</div>
+<div id="live" class="sr-only" aria-live="polite"></div>"##,
+        skip = t("Skip to the lab", "跳到实验"),
+        a_drawer = UiAction::Drawer,
+        a_lang = UiAction::Lang,
+        a_theme = UiAction::Theme,
+        a_projector = UiAction::Projector,
+        a_help = UiAction::Help,
+        a_lesson = UiAction::Run(Scenario::Lesson),
+        a_pause = UiAction::Pause,
+        a_speed = UiAction::Speed,
+        a_skip = UiAction::SkipAnimation,
+        a_run_chosen = UiAction::RunChosen,
+        a_add_client = UiAction::AddClient,
+        a_reset = UiAction::Reset,
+        a_c = UiAction::CodeLang { rust: false },
+        a_rust = UiAction::CodeLang { rust: true },
+        a_server = UiAction::CodeSide(Side::Server),
+        a_client = UiAction::CodeSide(Side::Client),
+        a_log_kind = UiAction::LogKind,
+        a_log_sock = UiAction::LogSock,
+        a_export = UiAction::Export,
+        join = t("Join from outside:", "从外部加入："),
+        other_tag = lang.other().tag(),
+        other_lang = lang.pick("中文", "English"),
+        theme = t("Light / dark", "浅色 / 深色"),
+        projector = t("Projector", "投影模式"),
+        controls = t("Controls", "控制"),
+        run = t("Run the whole flow", "运行完整流程"),
+        pause = t("Pause", "暂停"),
+        speed = t("Speed", "速度"),
+        skip_anim = t("Skip animation", "跳过动画"),
+        scenario_label = t("Error scenario", "错误场景"),
+        scenarios = scenarios,
+        try_it = t("Run scenario", "运行场景"),
+        add_client = t("Add client", "添加客户端"),
+        reset = t("Reset lab", "重置实验"),
+        wire = t("Timeline and wire", "时间线与线路"),
+        code = t("Code", "代码"),
+        code_and_log = t("Code and log", "代码与日志"),
+        server = t("Server", "服务端"),
+        client = t("Client", "客户端"),
+        mistakes = t(
+            "Common mistakes in the course material",
+            "原教程中的常见错误"
+        ),
+        log = t("Event log", "事件日志"),
+        kind = t("Kind", "类型"),
+        all = t("all", "全部"),
+        socket = t("Socket", "套接字"),
+        export = t("Export JSON", "导出 JSON"),
+        inspector = t("Selected event", "所选事件"),
+        help = t("Keyboard shortcuts", "键盘快捷键"),
+        next_step = t(
+            "the next step of the lane you are driving (the one with focus, else the highlighted one; if it has none, the next lane that has one)",
+            "执行正在操作的栏的下一步（有焦点的栏，否则是高亮的栏；若它没有下一步，则是下一个有下一步的栏）"
+        ),
+        switch_lane = t(
+            "drive the next lane (server, client 1, …)",
+            "切换到下一栏（服务端、客户端 1……）"
+        ),
+        reset_asks = t("reset the lab, after you confirm", "确认后重置实验"),
+        step_events = t(
+            "one event back / forward: the stage shows the lab as it was then (Live returns)",
+            "后退 / 前进一个事件：舞台显示当时的实验状态（“回到实时”返回）"
+        ),
+        honest = t(
+            "Every step is a real system call on the relay's host. The relay's sockets are non-blocking (it runs under tokio): a call shown as waiting got EAGAIN or EINPROGRESS from the kernel, and the relay waits for readiness, then calls again.",
+            "每一步都是中继所在主机上的真实系统调用。中继的套接字是非阻塞的（基于 tokio）：显示为“等待”的调用从内核得到了 EAGAIN 或 EINPROGRESS，中继等待就绪后再次调用。"
+        ),
+        close = t("Close", "关闭"),
+    )
+}
+
+/// The header's connection status: (data-state, text).
+pub fn status(model: &Model) -> (&'static str, String) {
+    let lang = model.lang;
+    match &model.connection {
+        Connection::Connecting => (
+            "connecting",
+            lang.pick("Connecting to the relay…", "正在连接中继…")
+                .into(),
+        ),
+        Connection::Connected => (
+            "connected",
+            lang.pick("Connected to the relay", "已连接中继").into(),
+        ),
+        Connection::Lost {
+            attempt,
+            retry_in_ms,
+        } => (
+            "lost",
+            match lang {
+                Lang::En => format!(
+                    "Relay unreachable: retrying in {:.1} s (attempt {attempt})",
+                    *retry_in_ms as f64 / 1000.0
+                ),
+                Lang::Zh => format!(
+                    "无法连接中继：{:.1} 秒后重试（第 {attempt} 次）",
+                    *retry_in_ms as f64 / 1000.0
+                ),
+            },
+        ),
+    }
+}
+
+pub fn mistakes(lang: Lang) -> String {
+    let mut html = String::from("<ul class=\"mistakes\">");
+    for mistake in MISTAKES {
+        let button = mistake
+            .scenario
+            .map(|scenario| {
+                format!(
+                    r#" <button{}>{}</button>"#,
+                    UiAction::Run(scenario),
+                    lang.pick("Show the kernel's answer", "看看内核怎么说")
+                )
+            })
+            .unwrap_or_default();
+        let _ = write!(
+            html,
+            "<li>{}{button}</li>",
+            esc(lang.pick(mistake.en, mistake.zh))
+        );
+    }
+    html.push_str("</ul>");
+    html
+}
+
+/// The sentence the player shows while it plays.
+pub fn playing(model: &Model, ui: &Ui) -> String {
+    match ui.playing {
+        Some((scenario, paused)) => format!(
+            "{} {}",
+            if paused {
+                model.lang.pick("Paused:", "已暂停：")
+            } else {
+                model.lang.pick("Playing:", "正在运行：")
+            },
+            esc(scenario.title(model.lang))
+        ),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,174 @@
+//! The page's HTML and SVG, written from the model. The functions here are
+//! pure (model in, markup out) so they are tested natively; `app.rs` puts
+//! the markup into the document.
+//!
+//! - `frame`: the page's frame, the status line, the player's line.
+//! - `lanes`: the server and client lanes.
+//! - `wire`: the sequence diagram and its history controls.
+//! - `panels`: the packet pane, the code, the summary, the log, the inspector.
+
+mod frame;
+mod lanes;
+mod panels;
+mod wire;
+
+pub use frame::{mistakes, playing, skeleton, status};
+pub use lanes::{lane, lanes};
+pub use panels::{code, inspector, log, packet, sock_options, summary};
+pub use wire::{diagram, diagram_layout, diagram_rows, history, wire_note};
+
+/// Escapes text for HTML content and attributes.
+pub fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wire::{Geometry, label_lines};
+    use super::*;
+    use crate::i18n::Lang;
+    use crate::model::{Model, Row, Side};
+    use crate::page::Ui;
+
+    fn lesson_model(lang: Lang) -> Model {
+        let mut model = Model::new(lang);
+        for line in include_str!("../../tests/fixtures/seed-flow.jsonl").lines() {
+            model.apply_frame(&protocol::decode_event(line).expect("parses"), line);
+        }
+        model.revealed = model.rows.len();
+        model
+    }
+
+    #[test]
+    fn lanes_are_labelled_regions_with_step_buttons() {
+        let model = lesson_model(Lang::En);
+        let html = lanes(&model, &Ui::default(), Side::Server)
+            + &lanes(&model, &Ui::default(), Side::Client);
+        assert!(html.contains(r#"aria-label="Server""#));
+        assert!(html.contains(r#"aria-label="Client 1""#));
+        assert!(html.contains("<code>listen()</code>"));
+        assert!(html.contains("Accepted connections"));
+        let zh_model = lesson_model(Lang::Zh);
+        let zh = lanes(&zh_model, &Ui::default(), Side::Server)
+            + &lanes(&zh_model, &Ui::default(), Side::Client);
+        assert!(zh.contains("启动监听"));
+        assert!(zh.contains("接受设备"));
+        assert!(zh.contains(r#"aria-label="服务端""#));
+    }
+
+    #[test]
+    fn the_code_panel_highlights_the_last_call_with_its_value() {
+        let model = lesson_model(Lang::En);
+        let html = code(&model, &Ui::default());
+        let highlighted: Vec<&str> = html
+            .split("<li")
+            .filter(|line| line.contains(" hl\""))
+            .collect();
+        assert_eq!(highlighted.len(), 1, "{html}");
+        assert!(highlighted[0].contains("close("));
+        assert!(html.contains("valread = 0"));
+    }
+
+    #[test]
+    fn the_diagram_draws_every_revealed_row_and_escapes_text() {
+        let model = lesson_model(Lang::En);
+        let svg = diagram(&model, &Ui::default(), model.rows.len());
+        assert_eq!(svg.matches("data-seq=").count(), model.rows.len());
+        assert!(!svg.contains("<q>"));
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+
+    #[test]
+    fn the_rust_listing_highlights_the_line_that_binds_and_listens() {
+        let mut model = Model::new(Lang::En);
+        for line in include_str!("../../tests/fixtures/seed-flow.jsonl")
+            .lines()
+            .take(7)
+        {
+            model.apply(&protocol::decode_event(line).expect("parses"));
+        }
+        let ui = Ui {
+            rust_listing: true,
+            ..Ui::default()
+        };
+        let html = code(&model, &ui);
+        let highlighted: Vec<&str> = html
+            .split("<li")
+            .filter(|line| line.contains(" hl\""))
+            .collect();
+        assert_eq!(highlighted.len(), 1, "{html}");
+        assert!(highlighted[0].contains("TcpListener::bind"));
+    }
+
+    #[test]
+    fn the_diagram_is_drawn_at_the_body_size_with_lifelines_under_their_lanes() {
+        let model = lesson_model(Lang::En);
+        for (width, font) in [(380.0, 16.0), (700.0, 22.0), (1200.0, 16.0)] {
+            let ui = Ui {
+                diagram_width: width,
+                font_px: font,
+                ..Ui::default()
+            };
+            let svg = diagram(&model, &ui, model.rows.len());
+            // One unit is one pixel: the heads' viewBox is as wide as the
+            // SVG, and every row is that wide.
+            assert!(svg.contains(&format!(r#"viewBox="0 0 {width} "#)), "{svg}");
+            let rows = svg.matches(r#"<svg class="row""#).count();
+            assert_eq!(rows, model.rows.len(), "a row each");
+            assert_eq!(
+                svg.matches(&format!(r#"width="{width}""#)).count(),
+                rows + 1
+            );
+            // The heads come first, with one lifeline each.
+            let heads = &svg[..svg.find("</svg>").expect("the heads")];
+            let lifelines: Vec<f64> = heads
+                .split(r#"class="lifeline" x1=""#)
+                .skip(1)
+                .filter_map(|rest| rest.split('"').next()?.parse().ok())
+                .collect();
+            assert_eq!(lifelines.len(), 2, "a server and a client: {svg}");
+            assert!(lifelines[0] < width * 0.1, "the server's at the left");
+            assert!(lifelines[1] > width * 0.9, "the client's at the right");
+            // Every arrow label fits between the lifelines.
+            let geometry = Geometry::new(&ui);
+            let span = lifelines[1] - lifelines[0] - 2.0 * font * 0.7;
+            for row in &model.rows {
+                if let Row::Segment { label, .. } = row {
+                    for line in label_lines(label, span, &geometry) {
+                        assert!(
+                            geometry.text_width(line) <= span || width < 400.0,
+                            "{line:?} does not fit {span} px at {width}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chinese_cards_explain_in_chinese() {
+        let html = lanes(&lesson_model(Lang::Zh), &Ui::default(), Side::Server);
+        assert!(html.contains("accept() 不参与握手"));
+        assert!(!html.contains("accept() does not take part"));
+    }
+
+    #[test]
+    fn the_wire_note_is_honest_when_capture_is_off() {
+        let model = lesson_model(Lang::En);
+        assert!(wire_note(&model).contains("Wire view off."));
+    }
+}
