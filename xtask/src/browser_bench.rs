@@ -94,7 +94,7 @@ pub async fn measure(www: Option<&Path>) -> anyhow::Result<()> {
     browser
         .cdp("Performance.enable", serde_json::json!({}))
         .await;
-    let busy_before = task_seconds(&browser).await?;
+    let before = MainThread::read(&browser).await?;
     let seq_before = browser.applied_seq().await;
     let started = Instant::now();
     while started.elapsed() < STEADY {
@@ -103,7 +103,8 @@ pub async fn measure(www: Option<&Path>) -> anyhow::Result<()> {
     }
     // Let the page apply what is in flight before the second reading.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let busy = task_seconds(&browser).await? - busy_before;
+    let spent = MainThread::read(&browser).await?.since(&before);
+    let busy = spent.task;
     let span = started.elapsed().as_secs_f64();
     let seq_after = browser.applied_seq().await;
     let long_tasks: Vec<f64> = serde_json::from_value(
@@ -149,8 +150,12 @@ pub async fn measure(www: Option<&Path>) -> anyhow::Result<()> {
         _ => println!("browser per event:      not measured"),
     }
     println!(
-        "browser main thread:    busy {:.0} ms per second of streaming",
-        busy * 1000.0 / span
+        "browser main thread:    busy {:.0} ms per second of streaming: script {:.0}, style {:.0}, layout {:.0}, the rest (paint, parsing, GC) {:.0}",
+        busy * 1000.0 / span,
+        spent.script * 1000.0 / span,
+        spent.style * 1000.0 / span,
+        spent.layout * 1000.0 / span,
+        (busy - spent.script - spent.style - spent.layout) * 1000.0 / span,
     );
     println!(
         "browser long tasks:     {} over 50 ms, longest {:.0} ms   (while streaming)",
@@ -202,18 +207,41 @@ async fn number(browser: &Browser, script: &str) -> Option<f64> {
         .and_then(|value| value.as_f64())
 }
 
-/// Chrome's own count of the main thread's busy time, in seconds.
-async fn task_seconds(browser: &Browser) -> anyhow::Result<f64> {
-    let metrics = browser
-        .cdp("Performance.getMetrics", serde_json::json!({}))
-        .await;
-    metrics["metrics"]
-        .as_array()
-        .and_then(|metrics| {
-            metrics
-                .iter()
-                .find(|metric| metric["name"] == "TaskDuration")
+/// Chrome's own count of the main thread's busy time, in seconds, and
+/// what it went to.
+struct MainThread {
+    task: f64,
+    script: f64,
+    style: f64,
+    layout: f64,
+}
+
+impl MainThread {
+    async fn read(browser: &Browser) -> anyhow::Result<MainThread> {
+        let metrics = browser
+            .cdp("Performance.getMetrics", serde_json::json!({}))
+            .await;
+        let metric = |name: &str| {
+            metrics["metrics"]
+                .as_array()
+                .and_then(|metrics| metrics.iter().find(|metric| metric["name"] == name))
+                .and_then(|metric| metric["value"].as_f64())
+                .with_context(|| format!("Chrome reported no {name}"))
+        };
+        Ok(MainThread {
+            task: metric("TaskDuration")?,
+            script: metric("ScriptDuration")?,
+            style: metric("RecalcStyleDuration")?,
+            layout: metric("LayoutDuration")?,
         })
-        .and_then(|metric| metric["value"].as_f64())
-        .context("Chrome reported no TaskDuration")
+    }
+
+    fn since(&self, before: &MainThread) -> MainThread {
+        MainThread {
+            task: self.task - before.task,
+            script: self.script - before.script,
+            style: self.style - before.style,
+            layout: self.layout - before.layout,
+        }
+    }
 }
