@@ -418,3 +418,78 @@ async fn twenty_clicks_while_segments_stream_in_all_reach_the_relay() {
         "segments streamed in while the clicks were made"
     );
 }
+
+/// Each drawn row's event, in the order the rows stand (rows without an
+/// event, like a reset's divider, are left out), and the wire note.
+const DRAWN_ROWS: &str = r#"
+const seqs = Array.from(document.querySelectorAll('#diagram svg.row'))
+  .map((row) => row.querySelector('g[data-seq]')?.dataset.seq)
+  .filter((seq) => seq !== undefined)
+  .map(Number);
+return [seqs, document.getElementById('wire-note')?.textContent ?? ''];
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_diagram_lets_its_oldest_rows_go_and_keeps_drawing_the_newest() {
+    let relay = RelayProcess::start(&[]).await;
+    let browser = Browser::start("en-US").await;
+    browser.open_page(&relay.url).await;
+    click(&browser, "//input[@id='skip']").await;
+    let mut clicks = 0;
+    handshake(&browser, "Server", "Client 1", &mut clicks).await;
+    let port = browser.lab_port().await;
+
+    // An outside peer streams until the page has applied far more events
+    // than the diagram keeps rows (2,000), so it lets blocks of rows go.
+    let mut peer = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("the peer connects");
+    peer.set_nodelay(true).expect("nodelay");
+    let started = std::time::Instant::now();
+    while browser.applied_seq().await.expect("the page says its seq") < 4_600 {
+        for _ in 0..50 {
+            tokio::io::AsyncWriteExt::write_all(&mut peer, b"x")
+                .await
+                .expect("the peer writes");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "the page kept up"
+        );
+    }
+    drop(peer);
+
+    // Once the page has drawn what it applied, the newest rows are there,
+    // each once and in order, and the note says the oldest were let go.
+    let mut last: (Vec<u64>, String) = (Vec::new(), String::new());
+    for _ in 0..100 {
+        let applied = browser.applied_seq().await.expect("the page says its seq");
+        let value = browser
+            .client
+            .execute(DRAWN_ROWS, vec![])
+            .await
+            .expect("the script runs");
+        last = serde_json::from_value(value).expect("seqs and a note");
+        if last.0.last().is_some_and(|newest| newest + 5 >= applied) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (seqs, note) = last;
+    assert!(
+        (1_000..=2_000).contains(&seqs.len()),
+        "{} rows are drawn",
+        seqs.len()
+    );
+    assert!(
+        seqs.windows(2).all(|pair| pair[0] < pair[1]),
+        "every row is drawn once, in order"
+    );
+    assert!(seqs[0] > 1_000, "the oldest rows were let go: {}", seqs[0]);
+    assert!(
+        note.contains("oldest rows are no longer drawn"),
+        "the page says so: {note}"
+    );
+    browser.assert_clean_console().await;
+}

@@ -729,42 +729,52 @@ fn draw(app: &mut App, id: &'static str, html: String) -> bool {
     true
 }
 
-/// What the diagram in the page shows: its layout, and how many rows.
+/// What the diagram in the page shows: its layout, how many rows, and how
+/// many rows the model had let go of when they were drawn.
 #[derive(Default)]
 struct DrawnDiagram {
     layout: String,
     rows: usize,
+    trimmed: usize,
 }
 
 /// Draws the diagram: new rows are appended to the ones already there (a
-/// stream of segments costs its own rows, not the whole diagram again);
-/// anything else redraws it whole.
+/// stream of segments costs its own rows, not the whole diagram again), and
+/// rows the model let go of are removed from the top; anything else redraws
+/// it whole.
 fn draw_diagram(app: &mut App, diagram: &Element) {
-    let layout = view::diagram_layout(&app.page.model, &app.page.ui);
-    let revealed = app.page.model.revealed.min(app.page.model.rows.len());
-    let drawn = &app.diagram;
-    let has_heads = diagram.first_element_child().is_some();
-    if has_heads && drawn.layout == layout && revealed >= drawn.rows {
-        if revealed > drawn.rows {
-            let rows = view::diagram_rows(
-                &app.page.model,
-                &app.page.ui,
-                drawn.rows,
-                app.page.fresh_from,
-            );
-            let _ = diagram.insert_adjacent_html("beforeend", &rows);
-            app.diagram.rows = revealed;
+    let model = &app.page.model;
+    let layout = view::diagram_layout(model, &app.page.ui);
+    let revealed = model.revealed.min(model.rows.len());
+    let drawn = &mut app.diagram;
+    let heads = diagram.first_element_child();
+    if heads.is_some() && drawn.layout == layout {
+        // The model let go of its oldest rows: so does the page.
+        let let_go = model
+            .trimmed_rows
+            .saturating_sub(drawn.trimmed)
+            .min(drawn.rows);
+        for _ in 0..let_go {
+            if let Some(oldest) = heads.as_ref().and_then(Element::next_element_sibling) {
+                oldest.remove();
+            }
         }
-        return;
+        drawn.rows -= let_go;
+        drawn.trimmed = model.trimmed_rows;
+        if revealed >= drawn.rows {
+            if revealed > drawn.rows {
+                let rows = view::diagram_rows(model, &app.page.ui, drawn.rows, app.page.fresh_from);
+                let _ = diagram.insert_adjacent_html("beforeend", &rows);
+                drawn.rows = revealed;
+            }
+            return;
+        }
     }
-    diagram.set_inner_html(&view::diagram(
-        &app.page.model,
-        &app.page.ui,
-        app.page.fresh_from,
-    ));
+    diagram.set_inner_html(&view::diagram(model, &app.page.ui, app.page.fresh_from));
     app.diagram = DrawnDiagram {
         layout,
         rows: revealed,
+        trimmed: model.trimmed_rows,
     };
 }
 

@@ -263,6 +263,10 @@ function __wbg_get_imports() {
             const ret = new Blob(getObject(arg0), getObject(arg1));
             return addHeapObject(ret);
         }, arguments); },
+        __wbg_nextElementSibling_758a2a7370bec999: function(arg0) {
+            const ret = getObject(arg0).nextElementSibling;
+            return isLikeNone(ret) ? 0 : addHeapObject(ret);
+        },
         __wbg_of_027eb15371aac932: function(arg0) {
             const ret = Array.of(getObject(arg0));
             return addHeapObject(ret);
@@ -293,6 +297,9 @@ function __wbg_get_imports() {
             const ret = getObject(arg0).querySelector(getStringFromWasm0(arg1, arg2));
             return isLikeNone(ret) ? 0 : addHeapObject(ret);
         }, arguments); },
+        __wbg_remove_8228e91d7ddbc755: function(arg0) {
+            getObject(arg0).remove();
+        },
         __wbg_requestAnimationFrame_9ba49d36a19ca83c: function() { return handleError(function (arg0, arg1) {
             const ret = getObject(arg0).requestAnimationFrame(getObject(arg1));
             return ret;

@@ -79,8 +79,8 @@ impl Model {
             }
         }
         if self.rows.len() > MAX_ROWS {
-            // Let go of a block at a time: the drawn diagram starts over at
-            // each trim, so trimming row by row would redraw it per event.
+            // Let go of a block at a time: the note that says so changes
+            // once a block, not once an event.
             let excess = self.rows.len() - (MAX_ROWS - TRIM_BLOCK);
             self.rows.drain(..excess);
             self.trimmed_rows += excess;

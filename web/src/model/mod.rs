@@ -162,7 +162,7 @@ impl Model {
             .collect();
         self.sockets.clear();
         self.issued.clear();
-        // Rows let go, as far as a drawn diagram knows: it must start over.
+        // Every row is let go: a drawn diagram removes them all.
         self.trimmed_rows += self.rows.len();
         self.rows_let_go = 0;
         self.rows.clear();

@@ -184,13 +184,13 @@ pub fn diagram(model: &Model, ui: &Ui, fresh_from: usize) -> String {
     diagram_frame(model, ui, &diagram_rows(model, ui, 0, fresh_from))
 }
 
-/// The diagram's layout, as a key: new rows are appended while it stays the
-/// same, and anything that changes it (the width, the lanes, a selection,
-/// trimmed rows) redraws the diagram whole.
+/// The diagram's layout, as a key: new rows are appended (and let-go rows
+/// removed) while it stays the same, and anything that changes it (the
+/// width, the lanes, a selection) redraws the diagram whole.
 pub fn diagram_layout(model: &Model, ui: &Ui) -> String {
     let geometry = Geometry::new(ui);
     format!(
-        "{}|{}|{}|{}|{}|{}|{}|{}",
+        "{}|{}|{}|{}|{}|{}|{}",
         px(geometry.width),
         px(geometry.font),
         model.lanes.len(),
@@ -198,7 +198,6 @@ pub fn diagram_layout(model: &Model, ui: &Ui) -> String {
         model.lang.tag(),
         ui.selected_seq.map_or(0, |seq| seq + 1),
         ui.skip_animation,
-        model.trimmed_rows
     )
 }
 
