@@ -231,8 +231,7 @@ pub fn diagram_rows(model: &Model, ui: &Ui, from: usize, fresh_from: usize) -> S
     }
     for (index, row) in shown.iter().enumerate().skip(from) {
         // Each row is an SVG of its own, its y from its own top: a new row
-        // is appended without touching the rows above it, and a row out of
-        // sight is not rendered at all (content-visibility).
+        // is appended without touching the rows above it.
         let y_top = 0.0;
         let mut content = String::new();
         let fresh = if index >= fresh_from && !ui.skip_animation {
@@ -344,7 +343,7 @@ pub fn diagram_rows(model: &Model, ui: &Ui, from: usize, fresh_from: usize) -> S
         let (wp, hp) = (px(width), px(row_height));
         let _ = write!(
             body,
-            r#"<svg class="row" width="{wp}" height="{hp}" style="contain-intrinsic-size: auto {hp}px">"#
+            r#"<svg class="row" width="{wp}" height="{hp}">"#
         );
         for column in &columns {
             let xp = px(x(*column).0);
