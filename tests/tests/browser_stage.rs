@@ -101,9 +101,30 @@ async fn handshake_on_a_projector(language: &str, server: &str, client: &str) {
             .expect("the script runs"),
     )
     .expect("a list");
+    // No word of the diagram runs past its edges.
+    let clipped: Vec<String> = serde_json::from_value(
+        browser
+            .client
+            .execute(
+                "const box = document.getElementById('diagram').getBoundingClientRect(); \
+                 return [...document.querySelectorAll('#diagram svg.row text')] \
+                   .filter((text) => { const r = text.getBoundingClientRect(); \
+                     return r.left < box.left - 1 || r.right > box.right + 1; }) \
+                   .map((text) => text.textContent);",
+                vec![],
+            )
+            .await
+            .expect("the script runs"),
+    )
+    .expect("a list");
     let shot = browser
         .screenshot(&format!("stage-projector-1280x720-{language}"))
         .await;
+    assert!(
+        clipped.is_empty(),
+        "these labels run past the diagram's edge: {clipped:?}; see {}",
+        shot.display()
+    );
     assert!(
         inside(&accept),
         "the accept step is in view ({accept:?}); see {}",
@@ -492,4 +513,70 @@ async fn the_diagram_lets_its_oldest_rows_go_and_keeps_drawing_the_newest() {
         "the page says so: {note}"
     );
     browser.assert_clean_console().await;
+}
+
+/// The step titles whose text runs over more than one line: each title is
+/// the text of its step button (or of the address step's label), outside
+/// the number and the call.
+const WRAPPED_TITLES: &str = r#"
+return [...document.querySelectorAll('li.step button, li.step.address label')].flatMap((button) => {
+  const lines = new Set();
+  for (const node of button.childNodes) {
+    if (node.nodeType !== Node.TEXT_NODE || !node.textContent.trim()) { continue; }
+    const range = document.createRange();
+    range.selectNodeContents(node);
+    for (const rect of range.getClientRects()) {
+      if (rect.width > 0) { lines.add(Math.round(rect.top)); }
+    }
+  }
+  return lines.size > 1 ? [button.textContent.trim()] : [];
+});
+"#;
+
+async fn no_step_title_wraps_on_a_1366_projector(language: &str) {
+    let relay = RelayProcess::start(&[]).await;
+    let browser = Browser::start(language).await;
+    browser.open_page(&relay.url).await;
+    browser.set_viewport(1366, 768).await;
+    click(&browser, "//button[@data-action='projector']").await;
+    browser.wait_for("body.projector").await;
+    browser.wait_for("li.step button").await;
+    let wrapped: Vec<String> = serde_json::from_value(
+        browser
+            .client
+            .execute(WRAPPED_TITLES, vec![])
+            .await
+            .expect("the script runs"),
+    )
+    .expect("a list");
+    let steps: u64 = serde_json::from_value(
+        browser
+            .client
+            .execute(
+                "return document.querySelectorAll('li.step button').length",
+                vec![],
+            )
+            .await
+            .expect("the script runs"),
+    )
+    .expect("a count");
+    assert!(steps >= 12, "both lanes' steps are drawn ({steps})");
+    let shot = browser
+        .screenshot(&format!("stage-projector-1366x768-{language}"))
+        .await;
+    assert!(
+        wrapped.is_empty(),
+        "these step titles wrap: {wrapped:?}; see {}",
+        shot.display()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_step_title_wraps_on_a_1366_projector_in_english() {
+    no_step_title_wraps_on_a_1366_projector("en-US").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_step_title_wraps_on_a_1366_projector_in_chinese() {
+    no_step_title_wraps_on_a_1366_projector("zh-CN").await;
 }

@@ -35,7 +35,7 @@ pub fn esc(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::wire::{Geometry, label_lines};
+    use super::wire::{Geometry, label_lines, wrap_words};
     use super::*;
     use crate::i18n::Lang;
     use crate::model::{Model, Row, Side};
@@ -170,5 +170,27 @@ mod tests {
     fn the_wire_note_is_honest_when_capture_is_off() {
         let model = lesson_model(Lang::En);
         assert!(wire_note(&model).contains("Wire view off."));
+    }
+
+    #[test]
+    fn a_mark_too_long_for_its_side_wraps_between_words() {
+        let ui = Ui {
+            diagram_width: 300.0,
+            font_px: 22.0,
+            ..Ui::default()
+        };
+        let geometry = Geometry::new(&ui);
+        let label = "connect() … EINPROGRESS (waiting)";
+        let span = 200.0;
+        let lines = wrap_words(label, span, &geometry);
+        assert!(lines.len() > 1, "{lines:?}");
+        assert_eq!(lines.join(" "), label, "no word is lost");
+        for line in &lines {
+            assert!(
+                geometry.text_width(line) <= span || !line.contains(' '),
+                "{line} fits"
+            );
+        }
+        assert_eq!(wrap_words("bind() = 0", span, &geometry), ["bind() = 0"]);
     }
 }

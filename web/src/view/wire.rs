@@ -165,6 +165,38 @@ fn lifeline_x(model: &Model, geometry: &Geometry, column: Column, outside: bool)
     (x, true)
 }
 
+/// A mark's words, in as many lines as they need to fit `span`, broken
+/// between words: never clipped at the diagram's edge. A word longer than
+/// the span keeps a line of its own.
+pub(super) fn wrap_words(text: &str, span: f64, geometry: &Geometry) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split(' ') {
+        match lines.last_mut() {
+            Some(line) if geometry.text_width(&format!("{line} {word}")) <= span => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    if lines.is_empty() {
+        lines.push(String::new());
+    }
+    lines
+}
+
+/// Writes lines of text one under the other, the first at `y`.
+fn text_lines(out: &mut String, lines: &[String], x: i64, y: f64, anchor: &str, font: f64) {
+    for (number, line) in lines.iter().enumerate() {
+        let _ = write!(
+            out,
+            r#"<text x="{x}" y="{yp}" text-anchor="{anchor}">{line}</text>"#,
+            yp = px(y + font * 1.2 * number as f64),
+            line = esc(line)
+        );
+    }
+}
+
 /// An arrow's label, in one line when it fits between the lifelines and in
 /// two (the flags, then the numbers) when it does not, so it is never
 /// clipped and never runs over the arrowhead.
@@ -219,6 +251,15 @@ pub fn diagram_rows(model: &Model, ui: &Ui, from: usize, fresh_from: usize) -> S
     let x = |column: Column| lifeline_x(model, geometry, column, outside);
     let (width, font) = (geometry.width, geometry.font);
     let head_arrow = font * 0.7;
+    // The room a mark's words have, from where they start to the diagram's
+    // edge on their side.
+    let room = |start: f64, leftward: bool| {
+        if leftward {
+            start - geometry.margin()
+        } else {
+            width - start - geometry.margin()
+        }
+    };
     let mut body = String::new();
     // Each lifeline's x, drawn again in every row.
     let mut columns: Vec<Column> = model
@@ -260,15 +301,18 @@ pub fn diagram_rows(model: &Model, ui: &Ui, from: usize, fresh_from: usize) -> S
                 } else {
                     (cx + font * 0.6, "start")
                 };
-                let (cxp, yp, tx) = (px(cx), px(y), px(tx));
+                let lines = wrap_words(label, room(tx, leftward), geometry);
+                row_height += font * 1.2 * (lines.len() as f64 - 1.0);
+                let (cxp, tx) = (px(cx), px(tx));
                 let _ = write!(
                     content,
-                    r#"<g class="mark call {class}{fresh}{highlight}" data-seq="{seq}" tabindex="0"><title>{title}</title><circle cx="{cxp}" cy="{cy}" r="{r}"/><text x="{tx}" y="{yp}" text-anchor="{anchor}">{label}</text></g>"#,
+                    r#"<g class="mark call {class}{fresh}{highlight}" data-seq="{seq}" tabindex="0"><title>{title}</title><circle cx="{cxp}" cy="{cy}" r="{r}"/>"#,
                     title = esc(label),
                     cy = px(y - font * 0.3),
                     r = px(font * 0.3),
-                    label = esc(label)
                 );
+                text_lines(&mut content, &lines, tx, y, anchor, font);
+                content.push_str("</g>");
             }
             Row::State { seq, lane, label } => {
                 let (cx, leftward) = x(Column::Lane(*lane));
@@ -278,12 +322,14 @@ pub fn diagram_rows(model: &Model, ui: &Ui, from: usize, fresh_from: usize) -> S
                 } else {
                     (cx + font * 0.6, "start", format!("▸ {label}"))
                 };
-                let (yp, tx) = (px(y), px(tx));
+                let lines = wrap_words(&text, room(tx, leftward), geometry);
+                row_height += font * 1.2 * (lines.len() as f64 - 1.0);
                 let _ = write!(
                     content,
-                    r#"<g class="mark state{fresh}{highlight}" data-seq="{seq}"><text x="{tx}" y="{yp}" text-anchor="{anchor}">{text}</text></g>"#,
-                    text = esc(&text)
+                    r#"<g class="mark state{fresh}{highlight}" data-seq="{seq}">"#
                 );
+                text_lines(&mut content, &lines, px(tx), y, anchor, font);
+                content.push_str("</g>");
             }
             Row::Divider { seq, label } => {
                 let (yp, wp) = (px(y_top + row_height * 0.65), px(width));
@@ -341,10 +387,7 @@ pub fn diagram_rows(model: &Model, ui: &Ui, from: usize, fresh_from: usize) -> S
             }
         }
         let (wp, hp) = (px(width), px(row_height));
-        let _ = write!(
-            body,
-            r#"<svg class="row" width="{wp}" height="{hp}">"#
-        );
+        let _ = write!(body, r#"<svg class="row" width="{wp}" height="{hp}">"#);
         for column in &columns {
             let xp = px(x(*column).0);
             let _ = write!(
