@@ -7,7 +7,9 @@ use crate::{Note, OpName, Role, SockId};
 /// One frame from the relay. `seq` counts 1, 2, 3, … per session with no gaps;
 /// `t_us` is microseconds since the session began, when the thing happened in
 /// the kernel, and never goes backwards: `seq` order is `t_us` order.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// It is written with serde; [`crate::decode_event`] reads it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Event {
     pub seq: u64,
     pub t_us: u64,
@@ -16,7 +18,7 @@ pub struct Event {
 }
 
 /// The kinds of event, tagged by `kind`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventBody {
     Hello(Hello),

@@ -65,7 +65,14 @@ pub enum UiAction {
     Inspect {
         seq: u64,
     },
-    Export,
+    /// Download the lab's events so far as a recording.
+    SaveRecording,
+    /// The file picker that opens a recording.
+    OpenRecording,
+    /// Play or pause the open recording.
+    ReplayPlay,
+    /// Close the recording and go back to a live lab.
+    LeaveRecording,
 }
 
 impl UiAction {
@@ -98,7 +105,10 @@ impl UiAction {
             UiAction::LogKind => "log-kind",
             UiAction::LogSock => "log-sock",
             UiAction::Inspect { .. } => "inspect",
-            UiAction::Export => "export",
+            UiAction::SaveRecording => "save-recording",
+            UiAction::OpenRecording => "open-recording",
+            UiAction::ReplayPlay => "replay-play",
+            UiAction::LeaveRecording => "leave-recording",
         }
     }
 
@@ -155,7 +165,10 @@ impl UiAction {
             "inspect" => UiAction::Inspect {
                 seq: number("seq")?,
             },
-            "export" => UiAction::Export,
+            "save-recording" => UiAction::SaveRecording,
+            "open-recording" => UiAction::OpenRecording,
+            "replay-play" => UiAction::ReplayPlay,
+            "leave-recording" => UiAction::LeaveRecording,
             _ => return None,
         };
         Some(action)
@@ -246,7 +259,10 @@ mod tests {
             UiAction::LogKind,
             UiAction::LogSock,
             UiAction::Inspect { seq: 42 },
-            UiAction::Export,
+            UiAction::SaveRecording,
+            UiAction::OpenRecording,
+            UiAction::ReplayPlay,
+            UiAction::LeaveRecording,
         ];
         for action in actions {
             assert_eq!(round_trip(action), Some(action), "{action}");

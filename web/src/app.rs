@@ -4,7 +4,6 @@
 //! requestAnimationFrame loop. It decides nothing itself.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use wasm_bindgen::JsCast;
@@ -157,7 +156,25 @@ fn carry_out(app: &Shared, effect: Effect) {
             draw(&mut app, "packet", packet);
         }
         Effect::Console(words) => web_sys::console::info_1(&words.into()),
+        Effect::CloseSocket => {
+            if let Some(socket) = app.borrow_mut().socket.take() {
+                let _ = socket.close();
+            }
+        }
     }
+}
+
+/// Reads a file's text and opens it as a recording.
+fn open_file(app: &Shared, file: &web_sys::File) {
+    let opened = Rc::clone(app);
+    let on_text = Closure::<dyn FnMut(JsValue)>::new(move |text: JsValue| {
+        if let Some(text) = text.as_string() {
+            dispatch(&opened, Msg::OpenRecording { text });
+        }
+    });
+    let _ = file.text().then(&on_text);
+    // Called once, when the file has been read; the page keeps no handle.
+    on_text.forget();
 }
 
 fn draw_now(app: &Shared) {
@@ -321,8 +338,14 @@ fn on_click(app: &Shared, event: Event) {
     let Some(action) = action_of(&element) else {
         return;
     };
-    // Three actions need something from the DOM first.
+    // A few actions need something from the browser first.
     let msg = match action {
+        UiAction::SaveRecording => Msg::SaveRecording {
+            now: js_sys::Date::new_0()
+                .to_iso_string()
+                .as_string()
+                .unwrap_or_default(),
+        },
         UiAction::SendMessage { lane, sock } => Msg::SendText {
             lane,
             sock,
@@ -354,6 +377,16 @@ fn on_change(app: &Shared, event: Event) {
     let Some(action) = action_of(&element) else {
         return;
     };
+    if action == UiAction::OpenRecording {
+        if let Some(input) = element.dyn_ref::<HtmlInputElement>() {
+            if let Some(file) = input.files().and_then(|files| files.get(0)) {
+                open_file(app, &file);
+            }
+            // The same file may be opened again.
+            input.set_value("");
+        }
+        return;
+    }
     let (value, checked) = match (
         element.dyn_ref::<HtmlInputElement>(),
         element.dyn_ref::<HtmlSelectElement>(),
@@ -472,6 +505,25 @@ fn listen_to_page(app: &Shared) -> Result<(), JsValue> {
         .add_event_listener_with_callback("resize", on_resize.as_ref().unchecked_ref())?;
     on_resize.forget();
 
+    // A recording dropped anywhere on the page opens.
+    let dragged = Closure::<dyn FnMut(Event)>::new(|event: Event| event.prevent_default());
+    document.add_event_listener_with_callback("dragover", dragged.as_ref().unchecked_ref())?;
+    dragged.forget();
+    let dropped = Rc::clone(app);
+    let on_drop =
+        Closure::<dyn FnMut(web_sys::DragEvent)>::new(move |event: web_sys::DragEvent| {
+            event.prevent_default();
+            if let Some(file) = event
+                .data_transfer()
+                .and_then(|transfer| transfer.files())
+                .and_then(|files| files.get(0))
+            {
+                open_file(&dropped, &file);
+            }
+        });
+    document.add_event_listener_with_callback("drop", on_drop.as_ref().unchecked_ref())?;
+    on_drop.forget();
+
     for kind in ["focusin", "mouseover"] {
         let focused = Rc::clone(app);
         let closure = Closure::<dyn FnMut(Event)>::new(move |event| on_focus(&focused, event));
@@ -513,7 +565,8 @@ fn render(app: &mut App) -> Result<(), JsValue> {
     let focused = document
         .active_element()
         .and_then(|element| element.get_attribute("data-key"));
-    let mut typed: HashMap<String, String> = HashMap::new();
+    // A list, not a map: a handful of boxes, and no hash map code in the wasm.
+    let mut typed: Vec<(String, String)> = Vec::new();
     let inputs = document.query_selector_all("#lanes input[data-key]")?;
     for index in 0..inputs.length() {
         if let Some(input) = inputs
@@ -521,7 +574,7 @@ fn render(app: &mut App) -> Result<(), JsValue> {
             .and_then(|node| node.dyn_into::<HtmlInputElement>().ok())
         {
             if let Some(key) = input.get_attribute("data-key") {
-                typed.insert(key, input.value());
+                typed.push((key, input.value()));
             }
         }
     }
@@ -605,6 +658,11 @@ fn render(app: &mut App) -> Result<(), JsValue> {
         follow_steps(app);
     }
     draw(app, "summary", view::summary(&app.page.model));
+    let recording = view::recording(&app.page.model, &app.page.ui);
+    if let Some(banner) = by_id("recording") {
+        banner.toggle_attribute_with_force("hidden", recording.is_empty())?;
+    }
+    draw(app, "recording", recording);
     draw(app, "packet", view::packet(&app.page.model, &app.page.ui));
     draw(app, "wire-note", view::wire_note(&app.page.model));
     if let (Some(diagram), Some((_, past))) = (by_id("diagram"), &app.snapshot) {

@@ -5,6 +5,8 @@
 //! natively; `app.rs` only turns DOM events into messages and effects into
 //! DOM calls.
 
+use protocol::{RecordingDamage, RecordingError, RecordingHeader};
+
 use crate::action::UiAction;
 use crate::i18n::Lang;
 use crate::model::{Action, Connection, Model, SERVER_LANE, Side};
@@ -45,6 +47,21 @@ pub struct Ui {
     /// CSS pixels, as the page measured them.
     pub diagram_width: f64,
     pub font_px: f64,
+    /// The recording open in the stage, if one is.
+    pub replay: Option<Replay>,
+}
+
+/// A recording open in the stage, instead of the live lab.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Replay {
+    pub header: RecordingHeader,
+    /// Where the file stopped replaying, if it is damaged.
+    pub damaged: Option<RecordingDamage>,
+    /// Whether it plays, one event per step of the speed slider.
+    pub playing: bool,
+    /// When the last event was stepped to, in page milliseconds; None
+    /// before the first tick, which only starts the clock.
+    last_step_ms: Option<f64>,
 }
 
 impl Default for Ui {
@@ -66,6 +83,7 @@ impl Default for Ui {
             at_seq: None,
             diagram_width: 600.0,
             font_px: 16.0,
+            replay: None,
         }
     }
 }
@@ -146,6 +164,14 @@ pub enum Msg {
     Hover {
         seq: u64,
     },
+    /// "Save recording", at this moment (RFC 3339, from the browser's clock).
+    SaveRecording {
+        now: String,
+    },
+    /// A file to open as a recording: its text.
+    OpenRecording {
+        text: String,
+    },
 }
 
 /// A key pressed outside any box.
@@ -196,6 +222,8 @@ pub enum Effect {
     ShowPacket,
     /// Write this to the browser's console.
     Console(String),
+    /// Close the WebSocket and do not reconnect: a recording is open.
+    CloseSocket,
 }
 
 impl Page {
@@ -277,6 +305,12 @@ pub fn update(page: &mut Page, msg: Msg) -> Vec<Effect> {
         }
         Msg::ResetConfirmed => reset(page, &mut effects),
         Msg::Tick { now_ms } => tick(page, now_ms, &mut effects),
+        // A recording is open: the live lab is closed and stays closed.
+        Msg::SocketOpened | Msg::Frame(_) if page.ui.replay.is_some() => {
+            effects.push(Effect::CloseSocket);
+            return effects;
+        }
+        Msg::SocketClosed if page.ui.replay.is_some() => return effects,
         Msg::SocketOpened => page.model.connection_opened(),
         Msg::SocketClosed => {
             page.player = None;
@@ -296,6 +330,8 @@ pub fn update(page: &mut Page, msg: Msg) -> Vec<Effect> {
             }
         },
         Msg::Resized => {}
+        Msg::SaveRecording { now } => save_recording(page, &now, &mut effects),
+        Msg::OpenRecording { text } => open_recording(page, &text, &mut effects),
         Msg::Hover { seq } => {
             if page.ui.selected_seq != Some(seq) {
                 page.ui.selected_seq = Some(seq);
@@ -372,14 +408,29 @@ fn click(page: &mut Page, action: UiAction, effects: &mut Vec<Effect>) {
         UiAction::CodeLang { rust } => page.ui.rust_listing = rust,
         UiAction::CodeSide(side) => page.ui.code_side = Some(side),
         UiAction::Inspect { seq } => page.ui.selected_seq = Some(seq),
-        UiAction::Export => effects.push(Effect::Download {
-            name: "socket-flow-events.json",
-            mime: "application/json",
-            text: protocol::event_array(page.model.log.iter().filter_map(|e| e.frame.as_deref())),
-        }),
+        UiAction::ReplayPlay => {
+            if let Some(replay) = &mut page.ui.replay {
+                replay.playing = !replay.playing;
+                // Playing from the end starts again at the beginning.
+                if replay.playing && page.ui.at_seq.is_none() {
+                    page.ui.at_seq = page.model.log_span().map(|(oldest, _)| oldest);
+                }
+            }
+        }
+        UiAction::LeaveRecording => {
+            if page.ui.replay.take().is_some() {
+                page.model = Model::new(page.model.lang);
+                page.ui.at_seq = None;
+                effects.push(Effect::Reconnect { delay_ms: 0 });
+            }
+        }
         // These need the DOM first (a box's text, the picker's choice, where
         // focus was); `app.rs` sends the message that carries it.
-        UiAction::SendMessage { .. } | UiAction::RunChosen | UiAction::Help => {}
+        UiAction::SendMessage { .. }
+        | UiAction::RunChosen
+        | UiAction::Help
+        | UiAction::SaveRecording
+        | UiAction::OpenRecording => {}
         // Boxes and pickers change; they are not clicked.
         UiAction::Message { .. }
         | UiAction::Address { .. }
@@ -473,10 +524,21 @@ fn reset(page: &mut Page, effects: &mut Vec<Effect>) {
     send_action(page, &Action::Reset, effects);
 }
 
-/// The player's next click, and the timeline's next row.
+/// The player's next click, the recording's next event, and the timeline's
+/// next row.
 fn tick(page: &mut Page, now_ms: f64, effects: &mut Vec<Effect>) {
-    // The player clicks its next step when the last one has its answer.
     let delay = f64::from(page.ui.step_delay_ms);
+    if let Some(replay) = &mut page.ui.replay {
+        let last = *replay.last_step_ms.get_or_insert(now_ms);
+        if replay.playing && now_ms - last >= delay {
+            replay.last_step_ms = Some(now_ms);
+            page.ui.at_seq = step_history(&page.model, page.ui.at_seq, 1);
+            // Past the newest event the recording is shown whole, and stops.
+            replay.playing = page.ui.at_seq.is_some();
+            page.dirty = true;
+        }
+    }
+    // The player clicks its next step when the last one has its answer.
     let due = page
         .player
         .as_mut()
@@ -530,6 +592,77 @@ fn start_player(page: &mut Page, scenario: Scenario) {
     page.ui.playing = Some((scenario, false));
 }
 
+/// Offers the lab's events so far as a recording to download.
+fn save_recording(page: &mut Page, now: &str, effects: &mut Vec<Effect>) {
+    let lang = page.model.lang;
+    // A recording saved again keeps the header of the run it records.
+    let header = match (&page.ui.replay, &page.model.hello) {
+        (Some(replay), _) => replay.header.clone(),
+        (None, Some(hello)) => RecordingHeader::new(&hello.relay, now, hello.capture),
+        (None, None) => {
+            page.model.last_error = Some(
+                lang.pick(
+                    "Nothing to save yet: the relay has not said hello.",
+                    "还没有可保存的内容：中继尚未发送 hello。",
+                )
+                .to_string(),
+            );
+            return;
+        }
+    };
+    let frames = page
+        .model
+        .log
+        .iter()
+        .filter_map(|entry| entry.frame.as_deref());
+    effects.push(Effect::Download {
+        name: "socket-flow-recording.jsonl",
+        mime: "application/x-ndjson",
+        text: protocol::write_recording(&header, frames),
+    });
+}
+
+/// Opens a recording in the stage in place of the live lab, from its first
+/// event, playing; or says, in the UI language, why the file cannot be.
+fn open_recording(page: &mut Page, text: &str, effects: &mut Vec<Effect>) {
+    let lang = page.model.lang;
+    let recording = match protocol::read_recording(text) {
+        Ok(recording) => recording,
+        Err(error) => {
+            page.model.last_error = Some(match (lang, &error) {
+                (Lang::Zh, RecordingError::Newer(version)) => {
+                    format!("这是第 {version} 版的录制；请用更新的 socket-flow 打开。")
+                }
+                (Lang::Zh, RecordingError::NotARecording(reason)) => {
+                    format!("这不是 socket-flow 的录制文件：{reason}")
+                }
+                (Lang::En, error) => format!("This file cannot be opened: {error}."),
+            });
+            return;
+        }
+    };
+    let mut model = Model::new(lang);
+    model.connection = Connection::Recording;
+    for (event, frame) in &recording.events {
+        model.apply_frame(event, frame);
+    }
+    model.revealed = model.rows.len();
+    // What the recording says in the live region is not news now.
+    model.take_announcements();
+    page.player = None;
+    page.ui.playing = None;
+    page.ui.at_seq = model.log_span().map(|(oldest, _)| oldest);
+    page.ui.replay = Some(Replay {
+        header: recording.header,
+        damaged: recording.damaged,
+        playing: true,
+        last_step_ms: None,
+    });
+    page.model = model;
+    page.fresh_from = page.model.rows.len();
+    effects.push(Effect::CloseSocket);
+}
+
 /// Where a history control takes the view: one event back or forward
 /// (forward past the newest is live again).
 fn step_history(model: &Model, at: Option<u64>, direction: i8) -> Option<u64> {
@@ -546,6 +679,16 @@ fn step_history(model: &Model, at: Option<u64>, direction: i8) -> Option<u64> {
 /// when there is no command yet, no relay, or the stage shows the past.
 fn send_action(page: &mut Page, action: &Action, effects: &mut Vec<Effect>) -> Option<u64> {
     let lang = page.model.lang;
+    if page.ui.replay.is_some() {
+        page.model.last_error = Some(
+            lang.pick(
+                "This is a recording of a real run: nothing in it is live. Press “Back to the live lab” to make calls.",
+                "这是一次真实运行的录制：其中没有任何实时内容。按“回到实时实验”后才能进行调用。",
+            )
+            .to_string(),
+        );
+        return None;
+    }
     if page.ui.at_seq.is_some() {
         // The stage shows the past; a click there must not act on the present.
         page.model.last_error = Some(
@@ -747,20 +890,127 @@ mod tests {
         );
     }
 
-    #[test]
-    fn export_downloads_every_event_exactly_as_the_relay_sent_it() {
+    const SEED_FLOW: &str = include_str!("../tests/fixtures/seed-flow.jsonl");
+
+    /// A page that ran the seed flow, and the recording it saves.
+    fn saved() -> (Page, String) {
         let mut page = connected();
-        for line in include_str!("../tests/fixtures/seed-flow.jsonl").lines() {
+        for line in SEED_FLOW.lines() {
             update(&mut page, Msg::Frame(line.into()));
         }
-        let effects = update(&mut page, Msg::Click(UiAction::Export));
-        let [Effect::Download { text, .. }] = effects.as_slice() else {
+        let effects = update(
+            &mut page,
+            Msg::SaveRecording {
+                now: "2026-11-30T16:00:00.000Z".into(),
+            },
+        );
+        let [Effect::Download { text, name, .. }] = effects.as_slice() else {
             panic!("{effects:?}");
         };
-        assert!(text.starts_with("[\n{"));
-        for line in include_str!("../tests/fixtures/seed-flow.jsonl").lines() {
-            assert!(text.contains(line));
+        assert!(name.ends_with(".jsonl"));
+        (page, text.clone())
+    }
+
+    fn seqs(page: &Page) -> Vec<u64> {
+        page.model.rows.iter().map(crate::model::Row::seq).collect()
+    }
+
+    #[test]
+    fn a_saved_recording_opens_again_with_the_same_rows() {
+        let (live, text) = saved();
+        assert!(text.starts_with(r#"{"format":"socket-flow-recording","version":1,"#));
+        for line in SEED_FLOW.lines() {
+            assert!(
+                text.contains(line),
+                "every frame exactly as the relay sent it"
+            );
         }
+        let mut page = Page::new(&Saved::default(), Some("en"), None);
+        let effects = update(&mut page, Msg::OpenRecording { text });
+        assert_eq!(effects, vec![Effect::CloseSocket]);
+        assert_eq!(seqs(&page), seqs(&live));
+        assert_eq!(page.model.connection, Connection::Recording);
+        let replay = page.ui.replay.as_ref().expect("a recording is open");
+        assert_eq!(replay.header.recorded_at, "2026-11-30T16:00:00.000Z");
+        // Nothing in it is live: a click makes no command, and says why.
+        let effects = update(
+            &mut page,
+            Msg::Click(UiAction::Step {
+                lane: SERVER_LANE,
+                step: Step::Socket,
+            }),
+        );
+        assert!(sent(&effects).is_empty());
+        assert!(page.model.last_error.is_some());
+        // The relay is not asked for, nor heard.
+        assert_eq!(
+            update(&mut page, Msg::SocketOpened),
+            vec![Effect::CloseSocket]
+        );
+        assert!(update(&mut page, Msg::SocketClosed).is_empty());
+    }
+
+    #[test]
+    fn a_damaged_recording_replays_up_to_its_bad_line_and_names_it() {
+        let (_, text) = saved();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines[5] = "{\"seq\": 5, \"t_us";
+        let mut page = Page::new(&Saved::default(), Some("en"), None);
+        update(
+            &mut page,
+            Msg::OpenRecording {
+                text: lines.join("\n"),
+            },
+        );
+        let replay = page.ui.replay.as_ref().expect("a recording is open");
+        assert_eq!(replay.damaged.as_ref().expect("damage").line, 6);
+        assert_eq!(page.model.log.len(), 4, "the four events before it replay");
+        let banner = crate::view::recording(&page.model, &page.ui);
+        assert!(banner.contains("Line 6"), "{banner}");
+        assert!(banner.contains("Nothing in it is live"), "{banner}");
+    }
+
+    #[test]
+    fn a_file_that_is_no_recording_is_refused_in_words() {
+        let mut page = connected();
+        let effects = update(
+            &mut page,
+            Msg::OpenRecording {
+                text: "[1, 2, 3]".into(),
+            },
+        );
+        assert!(effects.is_empty());
+        assert!(page.ui.replay.is_none());
+        assert!(
+            page.model
+                .last_error
+                .as_deref()
+                .is_some_and(|error| error.contains("not a socket-flow recording"))
+        );
+    }
+
+    #[test]
+    fn a_recording_plays_an_event_a_step_and_leaving_it_reconnects() {
+        let (_, text) = saved();
+        let mut page = Page::new(&Saved::default(), Some("en"), None);
+        update(&mut page, Msg::OpenRecording { text });
+        let (oldest, newest) = page.model.log_span().expect("events");
+        assert_eq!(page.ui.at_seq, Some(oldest), "it starts at the beginning");
+        let mut now = 0.0;
+        let mut steps = 0;
+        while page.ui.replay.as_ref().is_some_and(|replay| replay.playing) {
+            now += f64::from(page.ui.step_delay_ms);
+            update(&mut page, Msg::Tick { now_ms: now });
+            steps += 1;
+            assert!(steps < 1_000, "it ends");
+        }
+        assert_eq!(page.ui.at_seq, None, "the end shows the whole recording");
+        // The first tick starts the clock; each after it is one event on.
+        assert_eq!(steps as u64, newest - oldest + 1);
+        let effects = update(&mut page, Msg::Click(UiAction::LeaveRecording));
+        assert_eq!(effects, vec![Effect::Reconnect { delay_ms: 0 }]);
+        assert!(page.ui.replay.is_none());
+        assert!(page.model.log.is_empty(), "a fresh lab");
     }
 
     #[test]

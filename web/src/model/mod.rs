@@ -16,7 +16,7 @@ pub use apply::{segment_label, sock_name, state_label};
 pub use commands::Action;
 pub use lesson::*;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use protocol::{EventBody, Hello, OpName, Phase, Role, SockId};
 
@@ -36,6 +36,8 @@ pub enum Connection {
         attempt: u32,
         retry_in_ms: u32,
     },
+    /// A recording is open: no relay, and nothing live.
+    Recording,
 }
 
 /// What the browser knows of a command it sent.
@@ -59,7 +61,7 @@ pub struct Model {
     pub hello: Option<Hello>,
     pub lanes: Vec<Lane>,
     pub sockets: BTreeMap<SockId, SockView>,
-    issued: HashMap<u64, Issued>,
+    issued: BTreeMap<u64, Issued>,
     next_id: u64,
     pub rows: Vec<Row>,
     pub log: Vec<LogEntry>,
@@ -116,7 +118,7 @@ impl Model {
                 Lane::new(1, Side::Client),
             ],
             sockets: BTreeMap::new(),
-            issued: HashMap::new(),
+            issued: BTreeMap::new(),
             next_id: 1,
             rows: Vec::new(),
             log: Vec::new(),

@@ -39,6 +39,7 @@ pub fn skeleton(lang: Lang) -> String {
   <button{a_help} id="help-open" aria-keyshortcuts="?">?</button>
 </header>
 <div id="banner" class="banner" hidden></div>
+<div id="recording" class="banner recording" role="status" hidden></div>
 <nav class="toolbar" aria-label="{controls}">
   <button{a_lesson}>▶ {run}</button>
   <button{a_pause} id="pause" disabled>❚❚ {pause}</button>
@@ -86,7 +87,8 @@ pub fn skeleton(lang: Lang) -> String {
       <option value="segment">segment</option><option value="error">error</option><option value="hello">hello</option>
     </select></label>
     <label>{socket} <select id="log-sock"{a_log_sock}></select></label>
-    <button{a_export}>{export}</button>
+    <button{a_save}>{save}</button>
+    <label class="file">{open} <input type="file" accept=".jsonl,application/x-ndjson,application/json"{a_open}></label>
   </div>
   <ol id="log-list" class="log-list"></ol>
   <pre id="inspector" class="inspector" tabindex="0" aria-label="{inspector}"></pre>
@@ -125,7 +127,8 @@ pub fn skeleton(lang: Lang) -> String {
         a_client = UiAction::CodeSide(Side::Client),
         a_log_kind = UiAction::LogKind,
         a_log_sock = UiAction::LogSock,
-        a_export = UiAction::Export,
+        a_save = UiAction::SaveRecording,
+        a_open = UiAction::OpenRecording,
         join = t("Join from outside:", "从外部加入："),
         other_tag = lang.other().tag(),
         other_lang = lang.pick("中文", "English"),
@@ -154,7 +157,8 @@ pub fn skeleton(lang: Lang) -> String {
         kind = t("Kind", "类型"),
         all = t("all", "全部"),
         socket = t("Socket", "套接字"),
-        export = t("Export JSON", "导出 JSON"),
+        save = t("Save recording", "保存录制"),
+        open = t("Open recording:", "打开录制："),
         inspector = t("Selected event", "所选事件"),
         help = t("Keyboard shortcuts", "键盘快捷键"),
         next_step = t(
@@ -190,6 +194,11 @@ pub fn status(model: &Model) -> (&'static str, String) {
         Connection::Connected => (
             "connected",
             lang.pick("Connected to the relay", "已连接中继").into(),
+        ),
+        Connection::Recording => (
+            "recording",
+            lang.pick("A recording: nothing is live", "录制：没有实时内容")
+                .into(),
         ),
         Connection::Lost {
             attempt,
@@ -247,4 +256,65 @@ pub fn playing(model: &Model, ui: &Ui) -> String {
         ),
         None => String::new(),
     }
+}
+
+/// The banner over a recording: what it is, that nothing in it is live,
+/// where a damaged file stopped, and its controls. Empty when none is open.
+pub fn recording(model: &Model, ui: &Ui) -> String {
+    let Some(replay) = &ui.replay else {
+        return String::new();
+    };
+    let lang = model.lang;
+    let header = &replay.header;
+    let mut html = match lang {
+        Lang::En => format!(
+            "A recording of a real run on {}, by {}{}. Nothing in it is live: it replays what the kernel did then.",
+            esc(&header.recorded_at),
+            esc(&header.relay),
+            if header.capture {
+                ", with the wire captured"
+            } else {
+                ""
+            }
+        ),
+        Lang::Zh => format!(
+            "这是 {} 一次真实运行的录制（{}{}）。其中没有任何实时内容：它重放的是当时内核所做的事。",
+            esc(&header.recorded_at),
+            esc(&header.relay),
+            if header.capture {
+                "，含抓到的报文段"
+            } else {
+                ""
+            }
+        ),
+    };
+    if let Some(damage) = &replay.damaged {
+        let _ = write!(
+            html,
+            " <b>{}</b>",
+            esc(&match lang {
+                Lang::En => format!(
+                    "Line {} of the file is damaged ({}); the recording stops before it.",
+                    damage.line, damage.reason
+                ),
+                Lang::Zh => format!(
+                    "文件第 {} 行已损坏（{}）；录制在它之前结束。",
+                    damage.line, damage.reason
+                ),
+            })
+        );
+    }
+    let _ = write!(
+        html,
+        r#" <button{play}>{play_label}</button> <button{leave}>{leave_label}</button>"#,
+        play = UiAction::ReplayPlay,
+        play_label = if replay.playing {
+            lang.pick("❚❚ Pause", "❚❚ 暂停")
+        } else {
+            lang.pick("▶ Play", "▶ 播放")
+        },
+        leave = UiAction::LeaveRecording,
+        leave_label = lang.pick("Back to the live lab", "回到实时实验"),
+    );
+    html
 }

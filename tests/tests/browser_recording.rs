@@ -1,0 +1,116 @@
+//! Recordings in real Chromium against the real relay: a lesson saved from
+//! the page opens again, without the relay, as the same timeline rows.
+
+use std::path::Path;
+use std::time::Duration;
+
+use socket_flow_tests::browser::{Browser, click, handshake};
+use socket_flow_tests::relay_process::RelayProcess;
+
+/// Each diagram row, by the event it draws (or `divider`).
+const ROWS: &str = r#"
+return [...document.querySelectorAll('#diagram svg.row')]
+  .map((row) => row.querySelector('[data-seq]')?.dataset.seq ?? 'divider');
+"#;
+
+async fn rows(browser: &Browser) -> Vec<String> {
+    serde_json::from_value(
+        browser
+            .client
+            .execute(ROWS, vec![])
+            .await
+            .expect("the script runs"),
+    )
+    .expect("a list")
+}
+
+/// Waits for the one finished download in `folder`.
+async fn downloaded(folder: &Path) -> std::path::PathBuf {
+    for _ in 0..200 {
+        let done: Vec<_> = std::fs::read_dir(folder)
+            .expect("the download folder")
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "jsonl"))
+            .collect();
+        if let [file] = done.as_slice() {
+            return file.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no recording was downloaded into {}", folder.display());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saved_lesson_opens_again_as_the_same_rows_with_no_relay_behind_it() {
+    let relay = RelayProcess::start(&[]).await;
+    let browser = Browser::start("en-US").await;
+    browser.open_page(&relay.url).await;
+    click(&browser, "//input[@id='skip']").await;
+    let mut clicks = 0;
+    handshake(&browser, "Server", "Client 1", &mut clicks).await;
+    let live = rows(&browser).await;
+    assert!(live.len() > 5, "the handshake drew rows: {live:?}");
+
+    // Save: the browser downloads the recording into a folder of the test's.
+    let folder = std::env::temp_dir().join(format!("socket-flow-recording-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&folder);
+    std::fs::create_dir_all(&folder).expect("a download folder");
+    browser
+        .cdp(
+            "Browser.setDownloadBehavior",
+            serde_json::json!({ "behavior": "allow", "downloadPath": folder.display().to_string() }),
+        )
+        .await;
+    click(&browser, "//button[@id='drawer-toggle']").await;
+    click(&browser, "//button[@data-action='save-recording']").await;
+    let file = downloaded(&folder).await;
+    let text = std::fs::read_to_string(&file).expect("the recording");
+    let recording = protocol::read_recording(&text).expect("it reads as a recording");
+    assert!(recording.damaged.is_none());
+    assert!(recording.header.relay.starts_with("socket-flow relay"));
+
+    // Open it again: the live lab closes, and the stage shows the recording.
+    browser
+        .wait_for("input[data-action='open-recording']")
+        .await
+        .send_keys(&file.display().to_string())
+        .await
+        .expect("the file is chosen");
+    browser.wait_for("#status[data-state='recording']").await;
+    let banner = browser.wait_for("#recording:not([hidden])").await;
+    let words = banner.text().await.expect("the banner's words");
+    assert!(
+        words.contains("A recording of a real run") && words.contains("Nothing in it is live"),
+        "{words}"
+    );
+    // Live shows the whole recording at once.
+    click(&browser, "//button[@data-action='live']").await;
+    let mut opened = Vec::new();
+    for _ in 0..100 {
+        opened = rows(&browser).await;
+        if opened == live {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(opened, live, "the same rows, in the same order");
+
+    // Nothing in it is live: a step makes no command, and the page says why.
+    click(
+        &browser,
+        "//section[@aria-label='Server']//button[@data-step='socket']",
+    )
+    .await;
+    let error = browser.wait_for("#error:not([hidden])").await;
+    assert!(
+        error
+            .text()
+            .await
+            .expect("the error's words")
+            .contains("recording"),
+        "the page says why nothing happened"
+    );
+    let _ = std::fs::remove_dir_all(&folder);
+    browser.assert_clean_console().await;
+}
