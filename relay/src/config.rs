@@ -83,6 +83,35 @@ impl Config {
     }
 }
 
+/// The fewest ports a lab port range may hold: a lesson's servers, and
+/// room for ports still in TIME_WAIT.
+const MIN_LAB_PORTS: u16 = 16;
+
+/// Reads `--lab-ports`: `LOW-HIGH`, unprivileged, at least
+/// [`MIN_LAB_PORTS`] ports.
+pub fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
+    let (low, high) = text
+        .split_once('-')
+        .ok_or_else(|| format!("{text}: give the range as LOW-HIGH, such as 7001-7999"))?;
+    let port = |part: &str| {
+        part.trim()
+            .parse::<u16>()
+            .map_err(|_| format!("{part} is not a port number (1-65535)"))
+    };
+    let (low, high) = (port(low)?, port(high)?);
+    if low < 1024 {
+        return Err(format!(
+            "{low}: ports below 1024 are privileged; labs use ports from 1024 up"
+        ));
+    }
+    if high < low || high - low + 1 < MIN_LAB_PORTS {
+        return Err(format!(
+            "{low}-{high}: a range needs at least {MIN_LAB_PORTS} ports, lowest first"
+        ));
+    }
+    Ok(low..=high)
+}
+
 /// File descriptors the relay needs besides its labs' (listener, epoll,
 /// capture, trace, logs), with room to spare.
 const BASE_FDS: u64 = 64;
@@ -166,6 +195,17 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lab_port_ranges_are_unprivileged_and_roomy() {
+        assert_eq!(parse_port_range("7001-7999"), Ok(7001..=7999));
+        assert_eq!(parse_port_range("9001-9016"), Ok(9001..=9016));
+        assert!(parse_port_range("80-120").is_err());
+        assert!(parse_port_range("9001-9015").is_err());
+        assert!(parse_port_range("9999-9001").is_err());
+        assert!(parse_port_range("9001").is_err());
+        assert!(parse_port_range("a-b").is_err());
+    }
 
     #[test]
     fn flags_are_checked_against_this_host() {

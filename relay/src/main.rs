@@ -40,6 +40,11 @@ struct Args {
     /// students on the network join a lab with nc.
     #[arg(long, default_value = "127.0.0.1")]
     lab_ip: IpAddr,
+    /// The ports lab servers bind to, and the only ones the capture reads:
+    /// another range keeps two relays on one machine, or a service that
+    /// uses 7001–7999, apart from the labs.
+    #[arg(long, value_name = "LOW-HIGH", default_value = "7001-7999", value_parser = relay::config::parse_port_range)]
+    lab_ports: std::ops::RangeInclusive<u16>,
     /// Do not capture segments even when the relay may.
     #[arg(long)]
     no_capture: bool,
@@ -71,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
         allowed_hosts: args.allowed_hosts,
         allowed_connect_targets: args.allowed_connect_targets,
         lab_ip: args.lab_ip,
+        lab_ports: args.lab_ports,
         labs_per_relay: args.max_labs,
         labs_per_ip: args.labs_per_ip,
         idle_timeout: std::time::Duration::from_secs(args.idle_timeout),

@@ -172,6 +172,9 @@ async fn bad_flags_exit_2_with_a_message() {
         ),
         (vec!["--lab-ip", "224.0.0.1"], "unicast"),
         (vec!["--max-labs", "many"], "invalid value"),
+        (vec!["--lab-ports", "80-120"], "privileged"),
+        (vec!["--lab-ports", "9000-9005"], "at least 16 ports"),
+        (vec!["--lab-ports", "9000"], "LOW-HIGH"),
     ] {
         let output = tokio::process::Command::new(relay_binary())
             .args(["--listen", "127.0.0.1:0"])

@@ -81,8 +81,10 @@ async fn a_client_that_stops_reading_cannot_grow_the_relay() {
     use tokio_tungstenite::tungstenite::Message;
 
     const FLOOD: std::time::Duration = std::time::Duration::from_secs(30);
-    const PORT: u16 = 7977;
-    let relay = RelayProcess::start(&[]).await;
+    // A range of its own: the other tests' relays, running at the same
+    // time with the default range, capture none of this flood.
+    const PORT: u16 = 9077;
+    let relay = RelayProcess::start(&["--lab-ports", "9001-9099"]).await;
     let pid = relay.pid();
     let baseline = rss_bytes(pid);
     let (mut socket, _) = tokio_tungstenite::connect_async(relay.ws_url())
