@@ -2,11 +2,15 @@
 //! case; the page owns the words, in every language it speaks, so a sentence
 //! is never written twice or paired with another by hand.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// The case a `call` event is an instance of, beyond its return value and
 /// errno. Tagged by `key`; a few carry the numbers their sentence needs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Written by serde's derive; read by the `Deserialize` below, which reads
+/// the same shape without serde's buffering of internally tagged enums (a
+/// few KB of the page's wasm).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "key", rename_all = "snake_case")]
 pub enum Note {
     /// socket(): the relay asks for SOCK_NONBLOCK because it runs under tokio.
@@ -57,6 +61,77 @@ pub enum Note {
     WaitAbandoned { because: AbandonReason },
 }
 
+/// Every note's key, as serde writes it.
+const NOTE_KEYS: &[&str] = &[
+    "non_blocking_socket",
+    "ports_skipped",
+    "kernel_picked_port",
+    "bound_before_listen",
+    "bound_before_connect",
+    "accept_queue_length",
+    "accept_queue_empty",
+    "accept_took_connection",
+    "handshake_in_progress",
+    "handshake_complete",
+    "send_buffer_full",
+    "bytes_queued",
+    "nothing_to_read",
+    "end_of_file",
+    "read_needs_connection",
+    "abortive_close",
+    "fin_wait2_timeout",
+    "reuse_address",
+    "fd_closed",
+    "wait_abandoned",
+];
+
+impl<'de> Deserialize<'de> for Note {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Note, D::Error> {
+        use serde::de::Error;
+        /// Every field any note carries, beside its key.
+        #[derive(Deserialize)]
+        struct Flat {
+            key: String,
+            #[serde(default)]
+            ports: Vec<u16>,
+            backlog: Option<i32>,
+            seconds: Option<i32>,
+            because: Option<AbandonReason>,
+        }
+        let flat = Flat::deserialize(deserializer)?;
+        let missing = |field| D::Error::missing_field(field);
+        Ok(match flat.key.as_str() {
+            "non_blocking_socket" => Note::NonBlockingSocket,
+            "ports_skipped" => Note::PortsSkipped { ports: flat.ports },
+            "kernel_picked_port" => Note::KernelPickedPort,
+            "bound_before_listen" => Note::BoundBeforeListen,
+            "bound_before_connect" => Note::BoundBeforeConnect,
+            "accept_queue_length" => Note::AcceptQueueLength {
+                backlog: flat.backlog.ok_or_else(|| missing("backlog"))?,
+            },
+            "accept_queue_empty" => Note::AcceptQueueEmpty,
+            "accept_took_connection" => Note::AcceptTookConnection,
+            "handshake_in_progress" => Note::HandshakeInProgress,
+            "handshake_complete" => Note::HandshakeComplete,
+            "send_buffer_full" => Note::SendBufferFull,
+            "bytes_queued" => Note::BytesQueued,
+            "nothing_to_read" => Note::NothingToRead,
+            "end_of_file" => Note::EndOfFile,
+            "read_needs_connection" => Note::ReadNeedsConnection,
+            "abortive_close" => Note::AbortiveClose,
+            "fin_wait2_timeout" => Note::FinWait2Timeout {
+                seconds: flat.seconds.ok_or_else(|| missing("seconds"))?,
+            },
+            "reuse_address" => Note::ReuseAddress,
+            "fd_closed" => Note::FdClosed,
+            "wait_abandoned" => Note::WaitAbandoned {
+                because: flat.because.ok_or_else(|| missing("because"))?,
+            },
+            other => return Err(D::Error::unknown_variant(other, NOTE_KEYS)),
+        })
+    }
+}
+
 /// Why a blocked call was abandoned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -70,6 +145,46 @@ pub enum AbandonReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_note_reads_back_as_serde_writes_it() {
+        let notes = [
+            Note::NonBlockingSocket,
+            Note::PortsSkipped { ports: vec![7001] },
+            Note::PortsSkipped { ports: vec![] },
+            Note::KernelPickedPort,
+            Note::BoundBeforeListen,
+            Note::BoundBeforeConnect,
+            Note::AcceptQueueLength { backlog: 5 },
+            Note::AcceptQueueEmpty,
+            Note::AcceptTookConnection,
+            Note::HandshakeInProgress,
+            Note::HandshakeComplete,
+            Note::SendBufferFull,
+            Note::BytesQueued,
+            Note::NothingToRead,
+            Note::EndOfFile,
+            Note::ReadNeedsConnection,
+            Note::AbortiveClose,
+            Note::FinWait2Timeout { seconds: 30 },
+            Note::ReuseAddress,
+            Note::FdClosed,
+            Note::WaitAbandoned {
+                because: AbandonReason::LabReset,
+            },
+        ];
+        let mut keys = Vec::new();
+        for note in notes {
+            let json = serde_json::to_string(&note).expect("serialise");
+            assert_eq!(serde_json::from_str::<Note>(&json).expect(&json), note);
+            let value: serde_json::Value = serde_json::from_str(&json).expect("json");
+            keys.push(value["key"].as_str().expect("a key").to_string());
+        }
+        keys.dedup();
+        assert_eq!(keys, NOTE_KEYS, "every key, in order, once");
+        assert!(serde_json::from_str::<Note>(r#"{"key":"nonsense"}"#).is_err());
+        assert!(serde_json::from_str::<Note>(r#"{"key":"accept_queue_length"}"#).is_err());
+    }
 
     #[test]
     fn notes_are_tagged_by_key_with_their_numbers() {
