@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 
 /// Every file of `www/` the relay embeds. A file added to `www/` must be
 /// added here.
-const FILES: [&str; 4] = [
+const FILES: [&str; 5] = [
     "/index.html",
     "/style.css",
     "/pkg/socket_flow_web.js",
     "/pkg/socket_flow_web_bg.wasm",
+    "/demo/lesson.jsonl",
 ];
 
 fn main() {

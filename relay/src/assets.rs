@@ -175,6 +175,7 @@ fn content_type(url_path: &str) -> Option<&'static str> {
         "png" => "image/png",
         "svg" => "image/svg+xml",
         "json" => "application/json",
+        "jsonl" => "application/x-ndjson; charset=utf-8",
         _ => return None,
     })
 }

@@ -114,3 +114,81 @@ async fn a_saved_lesson_opens_again_as_the_same_rows_with_no_relay_behind_it() {
     let _ = std::fs::remove_dir_all(&folder);
     browser.assert_clean_console().await;
 }
+
+/// Serves `www/` as any static file server would, with no relay behind it:
+/// `/ws` is a 404 like any missing file. Returns its URL.
+async fn static_server() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let url = format!("http://{}/", listener.local_addr().expect("an address"));
+    let www = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let www = www.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head);
+                let path = head.split_whitespace().nth(1).unwrap_or("/");
+                let path = if path == "/" { "/index.html" } else { path };
+                let kind = match path.rsplit_once('.').map(|(_, ext)| ext) {
+                    Some("html") => "text/html; charset=utf-8",
+                    Some("css") => "text/css",
+                    Some("js") => "text/javascript",
+                    Some("wasm") => "application/wasm",
+                    _ => "application/octet-stream",
+                };
+                let file = (!path.contains(".."))
+                    .then(|| std::fs::read(www.join(path.trim_start_matches('/'))).ok())
+                    .flatten();
+                let response = match file {
+                    Some(body) => [
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .into_bytes(),
+                        body,
+                    ]
+                    .concat(),
+                    None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_vec(),
+                };
+                let _ = stream.write_all(&response).await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_no_relay_the_page_says_so_and_plays_the_recorded_lesson() {
+    let url = static_server().await;
+    let browser = Browser::start("en-US").await;
+    browser.client.goto(&url).await.expect("the page loads");
+    // No relay answers: the page says so, and offers the recorded lesson.
+    let banner = browser.wait_for("#banner:not([hidden]) button").await;
+    browser.wait_for("#status[data-state='lost']").await;
+    banner.click().await.expect("the button is clicked");
+    browser.wait_for("#status[data-state='recording']").await;
+    let words = browser
+        .wait_for("#recording:not([hidden])")
+        .await
+        .text()
+        .await
+        .expect("the banner's words");
+    assert!(words.contains("Nothing in it is live"), "{words}");
+    // The whole lesson is on the stage: the handshake's arrows among them.
+    click(&browser, "//button[@data-action='live']").await;
+    browser.wait_for("#diagram g.arrow.syn").await;
+    let rows = rows(&browser).await;
+    assert!(rows.len() > 20, "the lesson's rows: {}", rows.len());
+}

@@ -73,6 +73,8 @@ pub enum UiAction {
     ReplayPlay,
     /// Close the recording and go back to a live lab.
     LeaveRecording,
+    /// Open the built-in recording of the whole lesson.
+    WatchDemo,
 }
 
 impl UiAction {
@@ -109,6 +111,7 @@ impl UiAction {
             UiAction::OpenRecording => "open-recording",
             UiAction::ReplayPlay => "replay-play",
             UiAction::LeaveRecording => "leave-recording",
+            UiAction::WatchDemo => "watch-demo",
         }
     }
 
@@ -169,6 +172,7 @@ impl UiAction {
             "open-recording" => UiAction::OpenRecording,
             "replay-play" => UiAction::ReplayPlay,
             "leave-recording" => UiAction::LeaveRecording,
+            "watch-demo" => UiAction::WatchDemo,
             _ => return None,
         };
         Some(action)
@@ -263,6 +267,7 @@ mod tests {
             UiAction::OpenRecording,
             UiAction::ReplayPlay,
             UiAction::LeaveRecording,
+            UiAction::WatchDemo,
         ];
         for action in actions {
             assert_eq!(round_trip(action), Some(action), "{action}");

@@ -156,12 +156,64 @@ fn carry_out(app: &Shared, effect: Effect) {
             draw(&mut app, "packet", packet);
         }
         Effect::Console(words) => web_sys::console::info_1(&words.into()),
+        Effect::FetchDemo(path) => fetch_demo(app, path),
         Effect::CloseSocket => {
             if let Some(socket) = app.borrow_mut().socket.take() {
                 let _ = socket.close();
             }
         }
     }
+}
+
+/// Fetches the built-in recording from where the page was served, and
+/// opens it; or says why it could not.
+fn fetch_demo(app: &Shared, path: &str) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let failed = Rc::clone(app);
+    let on_error = Closure::<dyn FnMut(JsValue)>::new(move |error: JsValue| {
+        let reason = error
+            .as_string()
+            .or_else(|| js_sys::JSON::stringify(&error).ok()?.as_string())
+            .unwrap_or_default();
+        dispatch(&failed, Msg::DemoUnavailable(reason));
+    });
+    let opened = Rc::clone(app);
+    let mut on_text = Some(Closure::<dyn FnMut(JsValue)>::new(move |text: JsValue| {
+        if let Some(text) = text.as_string() {
+            dispatch(&opened, Msg::OpenRecording { text });
+        }
+    }));
+    let refused = Rc::clone(app);
+    let on_response = Closure::<dyn FnMut(JsValue)>::new(move |response: JsValue| {
+        match response.dyn_into::<web_sys::Response>() {
+            Ok(response) if response.ok() => {
+                if let (Ok(text), Some(on_text)) = (response.text(), on_text.take()) {
+                    let _ = text.then(&on_text);
+                    // Called once, when the text is read.
+                    on_text.forget();
+                }
+            }
+            Ok(response) => {
+                dispatch(
+                    &refused,
+                    Msg::DemoUnavailable(format!("HTTP {}", response.status())),
+                );
+            }
+            Err(_) => {
+                dispatch(&refused, Msg::DemoUnavailable("no response".into()));
+            }
+        }
+    });
+    let _ = window
+        .fetch_with_str(path)
+        .then(&on_response)
+        .catch(&on_error);
+    // Each is called at most once, when the fetch settles; the page keeps
+    // no handle to them.
+    on_response.forget();
+    on_error.forget();
 }
 
 /// Reads a file's text and opens it as a recording.
@@ -603,18 +655,13 @@ fn render(app: &mut App) -> Result<(), JsValue> {
         status.set_attribute("data-seq", &app.page.model.last_seq.to_string())?;
         status.set_text_content(Some(&text));
     }
+    let lost = matches!(app.page.model.connection, Connection::Lost { .. });
     if let Some(banner) = by_id("banner") {
-        let lost = matches!(app.page.model.connection, Connection::Lost { .. });
         banner.toggle_attribute_with_force("hidden", !lost)?;
-        if lost {
-            banner.set_text_content(Some(app.page.model.lang.pick(
-                "The relay is down: what you see below is the last known state, not live. The page reconnects by itself; a new connection starts a new, empty lab.",
-                "中继已断开：下面是最后已知的状态，不是实时的。页面会自动重连；新连接会开始一个新的空实验。",
-            )));
-        }
-        if let Some(main) = by_id("lanes") {
-            main.class_list().toggle_with_force("stale", lost)?;
-        }
+    }
+    draw(app, "banner", view::relay_lost(&app.page.model));
+    if let Some(main) = by_id("lanes") {
+        main.class_list().toggle_with_force("stale", lost)?;
     }
     if let Some(error) = by_id("error") {
         error.toggle_attribute_with_force("hidden", app.page.model.last_error.is_none())?;

@@ -103,6 +103,10 @@ pub const THEME_KEY: &str = "socket-flow.theme";
 pub const PROJECTOR_KEY: &str = "socket-flow.projector";
 pub const DRAWER_KEY: &str = "socket-flow.drawer";
 
+/// Where the built-in lesson is, beside the page: `cargo xtask record-demo`
+/// records it from a real relay.
+pub const DEMO_PATH: &str = "demo/lesson.jsonl";
+
 /// A window at least this wide opens the drawer beside the stage at first.
 const DRAWER_ROOM_PX: f64 = 1600.0;
 
@@ -172,6 +176,8 @@ pub enum Msg {
     OpenRecording {
         text: String,
     },
+    /// The built-in lesson could not be fetched, for this reason.
+    DemoUnavailable(String),
 }
 
 /// A key pressed outside any box.
@@ -224,6 +230,8 @@ pub enum Effect {
     Console(String),
     /// Close the WebSocket and do not reconnect: a recording is open.
     CloseSocket,
+    /// Fetch the built-in recording at this path, and open it.
+    FetchDemo(&'static str),
 }
 
 impl Page {
@@ -332,6 +340,12 @@ pub fn update(page: &mut Page, msg: Msg) -> Vec<Effect> {
         Msg::Resized => {}
         Msg::SaveRecording { now } => save_recording(page, &now, &mut effects),
         Msg::OpenRecording { text } => open_recording(page, &text, &mut effects),
+        Msg::DemoUnavailable(reason) => {
+            page.model.last_error = Some(match page.model.lang {
+                Lang::En => format!("The built-in lesson could not be loaded ({reason})."),
+                Lang::Zh => format!("无法载入内置课程（{reason}）。"),
+            });
+        }
         Msg::Hover { seq } => {
             if page.ui.selected_seq != Some(seq) {
                 page.ui.selected_seq = Some(seq);
@@ -417,6 +431,7 @@ fn click(page: &mut Page, action: UiAction, effects: &mut Vec<Effect>) {
                 }
             }
         }
+        UiAction::WatchDemo => effects.push(Effect::FetchDemo(DEMO_PATH)),
         UiAction::LeaveRecording => {
             if page.ui.replay.take().is_some() {
                 page.model = Model::new(page.model.lang);
@@ -1011,6 +1026,28 @@ mod tests {
         assert_eq!(effects, vec![Effect::Reconnect { delay_ms: 0 }]);
         assert!(page.ui.replay.is_none());
         assert!(page.model.log.is_empty(), "a fresh lab");
+    }
+
+    #[test]
+    fn a_lost_relay_offers_the_built_in_lesson_and_says_if_it_cannot_be_had() {
+        let mut page = connected();
+        update(&mut page, Msg::SocketClosed);
+        let banner = crate::view::relay_lost(&page.model);
+        assert!(banner.contains("cannot be reached"), "{banner}");
+        assert!(
+            banner.contains(&UiAction::WatchDemo.to_string()),
+            "{banner}"
+        );
+        let effects = update(&mut page, Msg::Click(UiAction::WatchDemo));
+        assert_eq!(effects, vec![Effect::FetchDemo(DEMO_PATH)]);
+        update(&mut page, Msg::DemoUnavailable("HTTP 404".into()));
+        assert!(
+            page.model
+                .last_error
+                .as_deref()
+                .is_some_and(|error| error.contains("HTTP 404"))
+        );
+        assert!(crate::view::relay_lost(&connected().model).is_empty());
     }
 
     #[test]

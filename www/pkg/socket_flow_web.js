@@ -46,6 +46,10 @@ function __wbg_get_imports() {
             const ret = getObject(arg0).body;
             return isLikeNone(ret) ? 0 : addHeapObject(ret);
         },
+        __wbg_catch_fd4c7ea14fde9d83: function(arg0, arg1) {
+            const ret = getObject(arg0).catch(getObject(arg1));
+            return addHeapObject(ret);
+        },
         __wbg_checked_3f95ede4ece3a2c2: function(arg0) {
             const ret = getObject(arg0).checked;
             return ret;
@@ -106,6 +110,10 @@ function __wbg_get_imports() {
         __wbg_document_3b5c3071b43e97ee: function(arg0) {
             const ret = getObject(arg0).document;
             return isLikeNone(ret) ? 0 : addHeapObject(ret);
+        },
+        __wbg_fetch_c30fc2ed77d76a76: function(arg0, arg1, arg2) {
+            const ret = getObject(arg0).fetch(getStringFromWasm0(arg1, arg2));
+            return addHeapObject(ret);
         },
         __wbg_files_2d8b9138ca028e2c: function(arg0) {
             const ret = getObject(arg0).files;
@@ -223,6 +231,16 @@ function __wbg_get_imports() {
             const ret = result;
             return ret;
         },
+        __wbg_instanceof_Response_5b0b4f7f1daeae51: function(arg0) {
+            let result;
+            try {
+                result = getObject(arg0) instanceof Response;
+            } catch (_) {
+                result = false;
+            }
+            const ret = result;
+            return ret;
+        },
         __wbg_instanceof_Window_5cf453f5639aa1a2: function(arg0) {
             let result;
             try {
@@ -293,6 +311,10 @@ function __wbg_get_imports() {
         __wbg_of_027eb15371aac932: function(arg0) {
             const ret = Array.of(getObject(arg0));
             return addHeapObject(ret);
+        },
+        __wbg_ok_670a05555db5f713: function(arg0) {
+            const ret = getObject(arg0).ok;
+            return ret;
         },
         __wbg_performance_50e6a3f8dc80bbca: function(arg0) {
             const ret = getObject(arg0).performance;
@@ -406,6 +428,14 @@ function __wbg_get_imports() {
             const ret = typeof window === 'undefined' ? undefined : window;
             return isLikeNone(ret) ? 0 : addHeapObject(ret);
         },
+        __wbg_status_cb85b6c8d1769fa1: function(arg0) {
+            const ret = getObject(arg0).status;
+            return ret;
+        },
+        __wbg_stringify_0a0fbf2ef722380a: function() { return handleError(function (arg0) {
+            const ret = JSON.stringify(getObject(arg0));
+            return addHeapObject(ret);
+        }, arguments); },
         __wbg_tagName_775bb05619a5c52f: function(arg0, arg1) {
             const ret = getObject(arg1).tagName;
             const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
@@ -421,6 +451,10 @@ function __wbg_get_imports() {
             const ret = getObject(arg0).text();
             return addHeapObject(ret);
         },
+        __wbg_text_5240eb2c41de8292: function() { return handleError(function (arg0) {
+            const ret = getObject(arg0).text();
+            return addHeapObject(ret);
+        }, arguments); },
         __wbg_then_3a4f899454bcf8c9: function(arg0, arg1) {
             const ret = getObject(arg0).then(getObject(arg1));
             return addHeapObject(ret);
@@ -463,27 +497,27 @@ function __wbg_get_imports() {
         },
         __wbindgen_generic_0000000000000003: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("CloseEvent")], shim_idx: 15, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_9c8ce2ce6018b62e___features__gen_DragEvent__DragEvent______true_);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true_);
             return addHeapObject(ret);
         },
         __wbindgen_generic_0000000000000004: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("DragEvent")], shim_idx: 15, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_9c8ce2ce6018b62e___features__gen_DragEvent__DragEvent______true__4);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true__4);
             return addHeapObject(ret);
         },
         __wbindgen_generic_0000000000000005: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("Event")], shim_idx: 15, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_9c8ce2ce6018b62e___features__gen_DragEvent__DragEvent______true__5);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true__5);
             return addHeapObject(ret);
         },
         __wbindgen_generic_0000000000000006: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("KeyboardEvent")], shim_idx: 15, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_9c8ce2ce6018b62e___features__gen_DragEvent__DragEvent______true__6);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true__6);
             return addHeapObject(ret);
         },
         __wbindgen_generic_0000000000000007: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("MessageEvent")], shim_idx: 15, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_9c8ce2ce6018b62e___features__gen_DragEvent__DragEvent______true__7);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true__7);
             return addHeapObject(ret);
         },
         __wbindgen_generic_0000000000000008: function(arg0, arg1) {
@@ -518,24 +552,24 @@ function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___wasm_bind
     wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___wasm_bindgen_d56c81c998592d0___JsValue______true_(arg0, arg1, addHeapObject(arg2));
 }
 
-function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_9c8ce2ce6018b62e___features__gen_DragEvent__DragEvent______true_(arg0, arg1, arg2) {
-    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_9c8ce2ce6018b62e___features__gen_DragEvent__DragEvent______true_(arg0, arg1, addHeapObject(arg2));
+function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true_(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true_(arg0, arg1, addHeapObject(arg2));
 }
 
-function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_9c8ce2ce6018b62e___features__gen_DragEvent__DragEvent______true__4(arg0, arg1, arg2) {
-    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_9c8ce2ce6018b62e___features__gen_DragEvent__DragEvent______true__4(arg0, arg1, addHeapObject(arg2));
+function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true__4(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true__4(arg0, arg1, addHeapObject(arg2));
 }
 
-function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_9c8ce2ce6018b62e___features__gen_DragEvent__DragEvent______true__5(arg0, arg1, arg2) {
-    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_9c8ce2ce6018b62e___features__gen_DragEvent__DragEvent______true__5(arg0, arg1, addHeapObject(arg2));
+function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true__5(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true__5(arg0, arg1, addHeapObject(arg2));
 }
 
-function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_9c8ce2ce6018b62e___features__gen_DragEvent__DragEvent______true__6(arg0, arg1, arg2) {
-    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_9c8ce2ce6018b62e___features__gen_DragEvent__DragEvent______true__6(arg0, arg1, addHeapObject(arg2));
+function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true__6(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true__6(arg0, arg1, addHeapObject(arg2));
 }
 
-function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_9c8ce2ce6018b62e___features__gen_DragEvent__DragEvent______true__7(arg0, arg1, arg2) {
-    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_9c8ce2ce6018b62e___features__gen_DragEvent__DragEvent______true__7(arg0, arg1, addHeapObject(arg2));
+function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true__7(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true__7(arg0, arg1, addHeapObject(arg2));
 }
 
 function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___f64______true_(arg0, arg1, arg2) {

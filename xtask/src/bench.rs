@@ -481,14 +481,23 @@ pub(crate) struct Session {
     next_id: u64,
     /// Whether this relay captures segments (from hello).
     pub capture: bool,
+    /// Every frame received, exactly as the relay sent it, when kept.
+    pub kept: Option<Vec<String>>,
 }
 
 impl Session {
     pub async fn open(ws_url: &str) -> anyhow::Result<Session> {
+        Session::open_keeping(ws_url, false).await
+    }
+
+    /// Opens a session that keeps every frame it receives, hello included,
+    /// in [`Session::kept`].
+    pub async fn open_keeping(ws_url: &str, keep: bool) -> anyhow::Result<Session> {
         let mut session = Session {
             socket: connect(ws_url).await?,
             next_id: 1,
             capture: false,
+            kept: keep.then(Vec::new),
         };
         match session.next().await?.body {
             EventBody::Hello(hello) => {
@@ -506,6 +515,9 @@ impl Session {
                 .context("no event within 10 s")?
                 .context("the relay closed the session")??;
             if let Message::Text(text) = frame {
+                if let Some(kept) = &mut self.kept {
+                    kept.push(text.to_string());
+                }
                 return protocol::decode_event(&text).map_err(anyhow::Error::msg);
             }
         }
@@ -545,7 +557,7 @@ impl Session {
     }
 
     /// socket, bind, listen, socket, connect, accept: returns (client, conn).
-    async fn connected_pair(&mut self) -> anyhow::Result<(u32, u32, u32)> {
+    pub(crate) async fn connected_pair(&mut self) -> anyhow::Result<(u32, u32, u32)> {
         let server = self
             .call(Op::Socket { role: Role::Server })
             .await?

@@ -13,6 +13,7 @@ mod bench;
 mod bridge;
 mod browser_bench;
 mod ci;
+mod demo;
 mod fuzz;
 mod load;
 mod tidy;
@@ -67,6 +68,9 @@ enum Task {
         #[arg(long = "section", value_enum)]
         sections: Vec<bench::Section>,
     },
+    /// Record the built-in lesson (www/demo/lesson.jsonl) from a real relay
+    /// with capture on; run as root.
+    RecordDemo,
     /// The bench's baseline, in a process of its own: a WebSocket-to-TCP echo
     /// bridge on a loopback port, printed as a ws:// URL.
     #[command(hide = true)]
@@ -107,6 +111,7 @@ fn main() -> anyhow::Result<()> {
             &sections,
         ),
         Task::Fuzz { seconds, seed } => fuzz::run(seconds, seed),
+        Task::RecordDemo => demo::run(),
         Task::EchoBridge => bridge::serve(),
     }
 }

@@ -318,3 +318,21 @@ pub fn recording(model: &Model, ui: &Ui) -> String {
     );
     html
 }
+
+/// The banner while the relay cannot be reached: what the stage shows
+/// then, and the built-in recording of the whole lesson to watch instead.
+pub fn relay_lost(model: &Model) -> String {
+    if !matches!(model.connection, Connection::Lost { .. }) {
+        return String::new();
+    }
+    let lang = model.lang;
+    format!(
+        r#"{} <button{}>{}</button>"#,
+        esc(lang.pick(
+            "The relay cannot be reached: what you see below is the last known state, not live. The page reconnects by itself; a new connection starts a new, empty lab. Meanwhile, you can watch a recording of the whole lesson, made from a real relay.",
+            "无法连接中继：下面是最后已知的状态，不是实时的。页面会自动重连；新连接会开始一个新的空实验。在此期间，你可以观看整节课的录制，它来自一个真实的中继。",
+        )),
+        UiAction::WatchDemo,
+        esc(lang.pick("▶ Watch the recorded lesson", "▶ 观看录制的课程")),
+    )
+}

@@ -12,7 +12,7 @@ mod lanes;
 mod panels;
 mod wire;
 
-pub use frame::{mistakes, playing, recording, skeleton, status};
+pub use frame::{mistakes, playing, recording, relay_lost, skeleton, status};
 pub use lanes::{lane, lanes};
 pub use panels::{code, inspector, log, packet, sock_options, summary};
 pub use wire::{diagram, diagram_layout, diagram_rows, history, wire_note};
