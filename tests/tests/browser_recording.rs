@@ -24,14 +24,15 @@ async fn rows(browser: &Browser) -> Vec<String> {
     .expect("a list")
 }
 
-/// Waits for the one finished download in `folder`.
-async fn downloaded(folder: &Path) -> std::path::PathBuf {
+/// Waits for the one finished download in `folder` whose name ends in
+/// `extension`.
+async fn downloaded(folder: &Path, extension: &str) -> std::path::PathBuf {
     for _ in 0..200 {
         let done: Vec<_> = std::fs::read_dir(folder)
             .expect("the download folder")
             .filter_map(Result::ok)
             .map(|entry| entry.path())
-            .filter(|path| path.extension().is_some_and(|ext| ext == "jsonl"))
+            .filter(|path| path.extension().is_some_and(|ext| ext == extension))
             .collect();
         if let [file] = done.as_slice() {
             return file.clone();
@@ -64,7 +65,7 @@ async fn a_saved_lesson_opens_again_as_the_same_rows_with_no_relay_behind_it() {
         .await;
     click(&browser, "//button[@id='drawer-toggle']").await;
     click(&browser, "//button[@data-action='save-recording']").await;
-    let file = downloaded(&folder).await;
+    let file = downloaded(&folder, "jsonl").await;
     let text = std::fs::read_to_string(&file).expect("the recording");
     let recording = protocol::read_recording(&text).expect("it reads as a recording");
     assert!(recording.damaged.is_none());
@@ -111,8 +112,40 @@ async fn a_saved_lesson_opens_again_as_the_same_rows_with_no_relay_behind_it() {
             .contains("recording"),
         "the page says why nothing happened"
     );
-    let _ = std::fs::remove_dir_all(&folder);
     browser.assert_clean_console().await;
+
+    // The diagram saved for slides is an SVG document a browser opens on
+    // its own, with a row for each of the recording's rows.
+    click(&browser, "//button[@data-action='save-diagram']").await;
+    let svg = downloaded(&folder, "svg").await;
+    browser
+        .client
+        .goto(&format!("file://{}", svg.display()))
+        .await
+        .expect("the SVG opens");
+    let drawn: Vec<serde_json::Value> = serde_json::from_value(
+        browser
+            .client
+            .execute(
+                "return [document.documentElement.tagName, \
+                   document.querySelectorAll('svg.row').length, \
+                   document.querySelector('parsererror') === null]",
+                vec![],
+            )
+            .await
+            .expect("the script runs"),
+    )
+    .expect("three values");
+    assert_eq!(
+        drawn,
+        [
+            serde_json::json!("svg"),
+            serde_json::json!(live.len()),
+            serde_json::json!(true)
+        ],
+        "a well-formed SVG with every row"
+    );
+    let _ = std::fs::remove_dir_all(&folder);
 }
 
 /// Serves `www/` as any static file server would, with no relay behind it:

@@ -75,6 +75,8 @@ pub enum UiAction {
     LeaveRecording,
     /// Open the built-in recording of the whole lesson.
     WatchDemo,
+    /// Download the sequence diagram as a standalone SVG.
+    SaveDiagram,
 }
 
 impl UiAction {
@@ -112,6 +114,7 @@ impl UiAction {
             UiAction::ReplayPlay => "replay-play",
             UiAction::LeaveRecording => "leave-recording",
             UiAction::WatchDemo => "watch-demo",
+            UiAction::SaveDiagram => "save-diagram",
         }
     }
 
@@ -173,6 +176,7 @@ impl UiAction {
             "replay-play" => UiAction::ReplayPlay,
             "leave-recording" => UiAction::LeaveRecording,
             "watch-demo" => UiAction::WatchDemo,
+            "save-diagram" => UiAction::SaveDiagram,
             _ => return None,
         };
         Some(action)
@@ -268,6 +272,7 @@ mod tests {
             UiAction::ReplayPlay,
             UiAction::LeaveRecording,
             UiAction::WatchDemo,
+            UiAction::SaveDiagram,
         ];
         for action in actions {
             assert_eq!(round_trip(action), Some(action), "{action}");

@@ -432,6 +432,11 @@ fn click(page: &mut Page, action: UiAction, effects: &mut Vec<Effect>) {
             }
         }
         UiAction::WatchDemo => effects.push(Effect::FetchDemo(DEMO_PATH)),
+        UiAction::SaveDiagram => effects.push(Effect::Download {
+            name: "socket-flow-diagram.svg",
+            mime: "image/svg+xml",
+            text: crate::view::diagram_document(&page.model, &page.ui),
+        }),
         UiAction::LeaveRecording => {
             if page.ui.replay.take().is_some() {
                 page.model = Model::new(page.model.lang);
@@ -1048,6 +1053,17 @@ mod tests {
                 .is_some_and(|error| error.contains("HTTP 404"))
         );
         assert!(crate::view::relay_lost(&connected().model).is_empty());
+    }
+
+    #[test]
+    fn the_diagram_downloads_as_svg() {
+        let (mut page, _) = saved();
+        let effects = update(&mut page, Msg::Click(UiAction::SaveDiagram));
+        let [Effect::Download { name, mime, text }] = effects.as_slice() else {
+            panic!("{effects:?}");
+        };
+        assert_eq!((*name, *mime), ("socket-flow-diagram.svg", "image/svg+xml"));
+        assert!(text.contains("<svg xmlns"));
     }
 
     #[test]

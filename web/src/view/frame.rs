@@ -88,6 +88,7 @@ pub fn skeleton(lang: Lang) -> String {
     </select></label>
     <label>{socket} <select id="log-sock"{a_log_sock}></select></label>
     <button{a_save}>{save}</button>
+    <button{a_diagram}>{save_diagram}</button>
     <label class="file">{open} <input type="file" accept=".jsonl,application/x-ndjson,application/json"{a_open}></label>
   </div>
   <ol id="log-list" class="log-list"></ol>
@@ -128,6 +129,7 @@ pub fn skeleton(lang: Lang) -> String {
         a_log_kind = UiAction::LogKind,
         a_log_sock = UiAction::LogSock,
         a_save = UiAction::SaveRecording,
+        a_diagram = UiAction::SaveDiagram,
         a_open = UiAction::OpenRecording,
         join = t("Join from outside:", "从外部加入："),
         other_tag = lang.other().tag(),
@@ -158,6 +160,7 @@ pub fn skeleton(lang: Lang) -> String {
         all = t("all", "全部"),
         socket = t("Socket", "套接字"),
         save = t("Save recording", "保存录制"),
+        save_diagram = t("Save diagram (SVG)", "保存时序图（SVG）"),
         open = t("Open recording:", "打开录制："),
         inspector = t("Selected event", "所选事件"),
         help = t("Keyboard shortcuts", "键盘快捷键"),

@@ -15,7 +15,7 @@ mod wire;
 pub use frame::{mistakes, playing, recording, relay_lost, skeleton, status};
 pub use lanes::{lane, lanes};
 pub use panels::{code, inspector, log, packet, sock_options, summary};
-pub use wire::{diagram, diagram_layout, diagram_rows, history, wire_note};
+pub use wire::{diagram, diagram_document, diagram_layout, diagram_rows, history, wire_note};
 
 /// Escapes text for HTML content and attributes.
 pub fn esc(text: &str) -> String {
@@ -192,5 +192,39 @@ mod tests {
             );
         }
         assert_eq!(wrap_words("bind() = 0", span, &geometry), ["bind() = 0"]);
+    }
+
+    #[test]
+    fn a_saved_diagram_is_a_standalone_svg_of_every_row() {
+        let model = lesson_model(Lang::Zh);
+        let ui = Ui {
+            selected_seq: Some(5),
+            ..Ui::default()
+        };
+        let svg = super::diagram_document(&model, &ui);
+        assert!(svg.starts_with("<?xml"));
+        assert!(svg.contains(r#"<svg xmlns="http://www.w3.org/2000/svg""#));
+        assert!(svg.contains("<style>"), "its colours are its own");
+        assert!(!svg.contains("var(--"), "no page variables");
+        assert!(!svg.contains("highlight") && !svg.contains("fresh"));
+        assert_eq!(
+            svg.matches(r#"<svg class="row" y=""#).count(),
+            model.rows.len(),
+            "every row, each at its own y"
+        );
+        assert!(svg.contains("服务端"), "in the language shown");
+        // Rows stand one under the other, inside the document's height.
+        let ys: Vec<i64> = svg
+            .split(r#"<svg class="row" y=""#)
+            .skip(1)
+            .map(|rest| {
+                rest.split('"')
+                    .next()
+                    .expect("a y")
+                    .parse()
+                    .expect("a number")
+            })
+            .collect();
+        assert!(ys.windows(2).all(|pair| pair[0] < pair[1]));
     }
 }

@@ -245,6 +245,20 @@ fn has_outside(model: &Model) -> bool {
 /// The revealed rows from index `from` on, an SVG each, to follow the heads
 /// or the rows drawn before them.
 pub fn diagram_rows(model: &Model, ui: &Ui, from: usize, fresh_from: usize) -> String {
+    rows_from(model, ui, from, fresh_from, None).0
+}
+
+/// The rows from index `from` on, and their height in all. With `stacked`,
+/// each row stands at its own y, from that y on, in one document; without,
+/// each is a block of the page, one under the other.
+fn rows_from(
+    model: &Model,
+    ui: &Ui,
+    from: usize,
+    fresh_from: usize,
+    stacked: Option<f64>,
+) -> (String, f64) {
+    let mut stack_y = stacked.unwrap_or(0.0);
     let geometry = &Geometry::new(ui);
     let shown = &model.rows[..model.revealed.min(model.rows.len())];
     let outside = has_outside(model);
@@ -387,7 +401,12 @@ pub fn diagram_rows(model: &Model, ui: &Ui, from: usize, fresh_from: usize) -> S
             }
         }
         let (wp, hp) = (px(width), px(row_height));
-        let _ = write!(body, r#"<svg class="row" width="{wp}" height="{hp}">"#);
+        let y = match stacked {
+            Some(_) => format!(r#" y="{}""#, px(stack_y)),
+            None => String::new(),
+        };
+        stack_y += row_height;
+        let _ = write!(body, r#"<svg class="row"{y} width="{wp}" height="{hp}">"#);
         for column in &columns {
             let xp = px(x(*column).0);
             let _ = write!(
@@ -398,7 +417,42 @@ pub fn diagram_rows(model: &Model, ui: &Ui, from: usize, fresh_from: usize) -> S
         body.push_str(&content);
         body.push_str("</svg>");
     }
-    body
+    (body, stack_y - stacked.unwrap_or(0.0))
+}
+
+/// The colours and type of a diagram saved on its own, spelled out: the
+/// page's own rules use its CSS variables, which a slide or Inkscape lacks.
+const DOCUMENT_STYLE: &str = ".lifehead{font-weight:700;fill:#161616}\
+.lifeline{stroke:#c4c4c4;stroke-width:2}.mark text{fill:#161616}.mark.call circle{fill:#0a5cc2}\
+.mark.call.failed circle,.mark.call.failed text{fill:#a1145f}.mark.call.blocked circle{fill:#a35200}\
+.mark.state text{fill:#5b3aa8;font-style:italic}.arrow line{stroke:#161616;stroke-width:2}\
+.arrow text{fill:#161616}.arrow.syn line{stroke:#0a5cc2}\
+.arrow.data line{stroke:#a35200;stroke-width:3}\
+.arrow.fin line{stroke:#5b3aa8;stroke-dasharray:6 3}.arrow.rst line{stroke:#a1145f;stroke-width:4}\
+.head{fill:#161616}.divider line{stroke:#161616;stroke-dasharray:6 4;opacity:.6}\
+.divider text{font-style:italic;fill:#161616}";
+
+/// The whole diagram as a standalone SVG document, for slides: every row
+/// the page holds, in the language shown, with its colours spelled out and
+/// generic fonts, on a white ground.
+pub fn diagram_document(model: &Model, ui: &Ui) -> String {
+    // Nothing picked and nothing fresh: a slide shows the figure itself.
+    let ui = &Ui {
+        selected_seq: None,
+        skip_animation: true,
+        ..ui.clone()
+    };
+    let geometry = Geometry::new(ui);
+    let head = geometry.head_height();
+    let (rows, height) = rows_from(model, ui, 0, usize::MAX, Some(head));
+    let (wp, hp) = (px(geometry.width), px(head + height));
+    format!(
+        r##"<?xml version="1.0" encoding="UTF-8"?>
+<svg xmlns="http://www.w3.org/2000/svg" width="{wp}" height="{hp}" viewBox="0 0 {wp} {hp}" font-family="sans-serif" font-size="{font}"><style>{DOCUMENT_STYLE}</style><rect width="{wp}" height="{hp}" fill="#fff"/>{frame}</svg>
+"##,
+        font = px(geometry.font),
+        frame = diagram_frame(model, ui, &rows)
+    )
 }
 
 /// The diagram around its rows: the lifelines, with their heads.
