@@ -118,6 +118,19 @@ async fn a_saved_lesson_opens_again_as_the_same_rows_with_no_relay_behind_it() {
     // its own, with a row for each of the recording's rows.
     click(&browser, "//button[@data-action='save-diagram']").await;
     let svg = downloaded(&folder, "svg").await;
+    let svg_text = std::fs::read_to_string(&svg).expect("the SVG");
+    // And as a PNG at twice its size: the width in its IHDR chunk.
+    click(&browser, "//button[@data-action='save-diagram-png']").await;
+    let png = std::fs::read(downloaded(&folder, "png").await).expect("the PNG");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+    let png_width = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
+    let svg_width: u32 = svg_text
+        .split("width=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|width| width.parse().ok())
+        .expect("the SVG's width");
+    assert_eq!(png_width, svg_width * 2, "twice the diagram's size");
     browser
         .client
         .goto(&format!("file://{}", svg.display()))

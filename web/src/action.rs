@@ -77,6 +77,8 @@ pub enum UiAction {
     WatchDemo,
     /// Download the sequence diagram as a standalone SVG.
     SaveDiagram,
+    /// Download the sequence diagram as a PNG at twice its size.
+    SaveDiagramPng,
 }
 
 impl UiAction {
@@ -115,6 +117,7 @@ impl UiAction {
             UiAction::LeaveRecording => "leave-recording",
             UiAction::WatchDemo => "watch-demo",
             UiAction::SaveDiagram => "save-diagram",
+            UiAction::SaveDiagramPng => "save-diagram-png",
         }
     }
 
@@ -177,6 +180,7 @@ impl UiAction {
             "leave-recording" => UiAction::LeaveRecording,
             "watch-demo" => UiAction::WatchDemo,
             "save-diagram" => UiAction::SaveDiagram,
+            "save-diagram-png" => UiAction::SaveDiagramPng,
             _ => return None,
         };
         Some(action)
@@ -273,6 +277,7 @@ mod tests {
             UiAction::LeaveRecording,
             UiAction::WatchDemo,
             UiAction::SaveDiagram,
+            UiAction::SaveDiagramPng,
         ];
         for action in actions {
             assert_eq!(round_trip(action), Some(action), "{action}");

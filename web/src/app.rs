@@ -157,6 +157,7 @@ fn carry_out(app: &Shared, effect: Effect) {
         }
         Effect::Console(words) => web_sys::console::info_1(&words.into()),
         Effect::FetchDemo(path) => fetch_demo(app, path),
+        Effect::DownloadPng { name, svg } => download_png(name, &svg),
         Effect::CloseSocket => {
             if let Some(socket) = app.borrow_mut().socket.take() {
                 let _ = socket.close();
@@ -944,6 +945,58 @@ fn follow_steps(app: &mut App) {
         }
     }
     app.followed = next;
+}
+
+/// Draws an SVG document on a canvas at twice its size, once the browser
+/// has loaded it as an image, and offers the canvas as a PNG.
+fn download_png(name: &'static str, svg: &str) {
+    let Some(document) = document() else { return };
+    let parts = js_sys::Array::of1(&JsValue::from_str(svg));
+    let options = web_sys::BlobPropertyBag::new();
+    options.set_type("image/svg+xml");
+    let Ok(blob) = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options) else {
+        return;
+    };
+    let (Ok(url), Ok(image)) = (
+        web_sys::Url::create_object_url_with_blob(&blob),
+        web_sys::HtmlImageElement::new(),
+    ) else {
+        return;
+    };
+    let loaded = image.clone();
+    let source = url.clone();
+    let on_load = Closure::<dyn FnMut()>::new(move || {
+        let _ = web_sys::Url::revoke_object_url(&source);
+        let canvas = document
+            .create_element("canvas")
+            .ok()
+            .and_then(|canvas| canvas.dyn_into::<web_sys::HtmlCanvasElement>().ok());
+        let Some(canvas) = canvas else { return };
+        canvas.set_width(loaded.natural_width() * 2);
+        canvas.set_height(loaded.natural_height() * 2);
+        let context = canvas
+            .get_context("2d")
+            .ok()
+            .flatten()
+            .and_then(|context| context.dyn_into::<web_sys::CanvasRenderingContext2d>().ok());
+        let Some(context) = context else { return };
+        let _ = context.scale(2.0, 2.0);
+        let _ = context.draw_image_with_html_image_element(&loaded, 0.0, 0.0);
+        if let (Ok(png), Ok(anchor)) = (
+            canvas.to_data_url_with_type("image/png"),
+            document.create_element("a"),
+        ) {
+            let _ = anchor.set_attribute("href", &png);
+            let _ = anchor.set_attribute("download", name);
+            if let Some(anchor) = anchor.dyn_ref::<HtmlElement>() {
+                anchor.click();
+            }
+        }
+    });
+    image.set_onload(Some(on_load.as_ref().unchecked_ref()));
+    // Called once, when the image has loaded.
+    on_load.forget();
+    image.set_src(&url);
 }
 
 /// Offers `text` as a file to download.

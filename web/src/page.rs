@@ -232,6 +232,8 @@ pub enum Effect {
     CloseSocket,
     /// Fetch the built-in recording at this path, and open it.
     FetchDemo(&'static str),
+    /// Draw this SVG document at twice its size, and offer it as a PNG.
+    DownloadPng { name: &'static str, svg: String },
 }
 
 impl Page {
@@ -436,6 +438,10 @@ fn click(page: &mut Page, action: UiAction, effects: &mut Vec<Effect>) {
             name: "socket-flow-diagram.svg",
             mime: "image/svg+xml",
             text: crate::view::diagram_document(&page.model, &page.ui),
+        }),
+        UiAction::SaveDiagramPng => effects.push(Effect::DownloadPng {
+            name: "socket-flow-diagram.png",
+            svg: crate::view::diagram_document(&page.model, &page.ui),
         }),
         UiAction::LeaveRecording => {
             if page.ui.replay.take().is_some() {
@@ -1064,6 +1070,11 @@ mod tests {
         };
         assert_eq!((*name, *mime), ("socket-flow-diagram.svg", "image/svg+xml"));
         assert!(text.contains("<svg xmlns"));
+        let effects = update(&mut page, Msg::Click(UiAction::SaveDiagramPng));
+        assert!(matches!(
+            effects.as_slice(),
+            [Effect::DownloadPng { name: "socket-flow-diagram.png", svg }] if svg == text
+        ));
     }
 
     #[test]

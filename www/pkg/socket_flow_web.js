@@ -111,6 +111,9 @@ function __wbg_get_imports() {
             const ret = getObject(arg0).document;
             return isLikeNone(ret) ? 0 : addHeapObject(ret);
         },
+        __wbg_drawImage_bdebd1b8fdc58dc7: function() { return handleError(function (arg0, arg1, arg2, arg3) {
+            getObject(arg0).drawImage(getObject(arg1), arg2, arg3);
+        }, arguments); },
         __wbg_fetch_c30fc2ed77d76a76: function(arg0, arg1, arg2) {
             const ret = getObject(arg0).fetch(getStringFromWasm0(arg1, arg2));
             return addHeapObject(ret);
@@ -139,6 +142,10 @@ function __wbg_get_imports() {
         },
         __wbg_getComputedStyle_3be93eadae0000a9: function() { return handleError(function (arg0, arg1) {
             const ret = getObject(arg0).getComputedStyle(getObject(arg1));
+            return isLikeNone(ret) ? 0 : addHeapObject(ret);
+        }, arguments); },
+        __wbg_getContext_d93f904b714852ae: function() { return handleError(function (arg0, arg1, arg2) {
+            const ret = getObject(arg0).getContext(getStringFromWasm0(arg1, arg2));
             return isLikeNone(ret) ? 0 : addHeapObject(ret);
         }, arguments); },
         __wbg_getElementById_7ee213db584f37b0: function(arg0, arg1, arg2) {
@@ -191,10 +198,30 @@ function __wbg_get_imports() {
         __wbg_insertAdjacentHTML_5e59396cd4723582: function() { return handleError(function (arg0, arg1, arg2, arg3, arg4) {
             getObject(arg0).insertAdjacentHTML(getStringFromWasm0(arg1, arg2), getStringFromWasm0(arg3, arg4));
         }, arguments); },
+        __wbg_instanceof_CanvasRenderingContext2d_72a60be8aaadecab: function(arg0) {
+            let result;
+            try {
+                result = getObject(arg0) instanceof CanvasRenderingContext2D;
+            } catch (_) {
+                result = false;
+            }
+            const ret = result;
+            return ret;
+        },
         __wbg_instanceof_Element_05dbb22ded594343: function(arg0) {
             let result;
             try {
                 result = getObject(arg0) instanceof Element;
+            } catch (_) {
+                result = false;
+            }
+            const ret = result;
+            return ret;
+        },
+        __wbg_instanceof_HtmlCanvasElement_89f280683e987b9e: function(arg0) {
+            let result;
+            try {
+                result = getObject(arg0) instanceof HTMLCanvasElement;
             } catch (_) {
                 result = false;
             }
@@ -284,6 +311,14 @@ function __wbg_get_imports() {
             const ret = getObject(arg0).metaKey;
             return ret;
         },
+        __wbg_naturalHeight_fb7d27a9642e796c: function(arg0) {
+            const ret = getObject(arg0).naturalHeight;
+            return ret;
+        },
+        __wbg_naturalWidth_c3b5a9ac32cd185e: function(arg0) {
+            const ret = getObject(arg0).naturalWidth;
+            return ret;
+        },
         __wbg_navigator_c17f443a6fe5d38d: function(arg0) {
             const ret = getObject(arg0).navigator;
             return addHeapObject(ret);
@@ -296,6 +331,10 @@ function __wbg_get_imports() {
             const ret = new Object();
             return addHeapObject(ret);
         },
+        __wbg_new_d2b929834da740d3: function() { return handleError(function () {
+            const ret = new Image();
+            return addHeapObject(ret);
+        }, arguments); },
         __wbg_new_d72daa1c90ded389: function() { return handleError(function (arg0, arg1) {
             const ret = new WebSocket(getStringFromWasm0(arg0, arg1));
             return addHeapObject(ret);
@@ -352,6 +391,9 @@ function __wbg_get_imports() {
         __wbg_revokeObjectURL_52940372bc4245cf: function() { return handleError(function (arg0, arg1) {
             URL.revokeObjectURL(getStringFromWasm0(arg0, arg1));
         }, arguments); },
+        __wbg_scale_57e5c903fb153a90: function() { return handleError(function (arg0, arg1, arg2) {
+            getObject(arg0).scale(arg1, arg2);
+        }, arguments); },
         __wbg_scrollHeight_879470691b1201b7: function(arg0) {
             const ret = getObject(arg0).scrollHeight;
             return ret;
@@ -382,6 +424,9 @@ function __wbg_get_imports() {
         __wbg_set_checked_91ac4f7dd0263c1a: function(arg0, arg1) {
             getObject(arg0).checked = arg1 !== 0;
         },
+        __wbg_set_height_ae0610d318c3428c: function(arg0, arg1) {
+            getObject(arg0).height = arg1 >>> 0;
+        },
         __wbg_set_inline_99055ea8c877c63a: function(arg0, arg1) {
             getObject(arg0).inline = __wbindgen_enum_ScrollLogicalPosition[arg1];
         },
@@ -391,6 +436,9 @@ function __wbg_get_imports() {
         __wbg_set_onclose_078935cf8d0fb024: function(arg0, arg1) {
             getObject(arg0).onclose = getObject(arg1);
         },
+        __wbg_set_onload_5ddf9ad234b8c847: function(arg0, arg1) {
+            getObject(arg0).onload = getObject(arg1);
+        },
         __wbg_set_onmessage_26abc49cfa5f9ffc: function(arg0, arg1) {
             getObject(arg0).onmessage = getObject(arg1);
         },
@@ -399,6 +447,9 @@ function __wbg_get_imports() {
         },
         __wbg_set_scrollTop_a01ea28563affafe: function(arg0, arg1) {
             getObject(arg0).scrollTop = arg1;
+        },
+        __wbg_set_src_da602cd25f3603f8: function(arg0, arg1, arg2) {
+            getObject(arg0).src = getStringFromWasm0(arg1, arg2);
         },
         __wbg_set_textContent_0177b2a6d9293c2c: function(arg0, arg1, arg2) {
             getObject(arg0).textContent = arg1 === 0 ? undefined : getStringFromWasm0(arg1, arg2);
@@ -411,6 +462,9 @@ function __wbg_get_imports() {
         },
         __wbg_set_value_cb7e77c93a95e491: function(arg0, arg1, arg2) {
             getObject(arg0).value = getStringFromWasm0(arg1, arg2);
+        },
+        __wbg_set_width_5f89a551b5472887: function(arg0, arg1) {
+            getObject(arg0).width = arg1 >>> 0;
         },
         __wbg_static_accessor_GLOBAL_THIS_003ee833af9699fc: function() {
             const ret = typeof globalThis === 'undefined' ? undefined : globalThis;
@@ -459,6 +513,13 @@ function __wbg_get_imports() {
             const ret = getObject(arg0).then(getObject(arg1));
             return addHeapObject(ret);
         },
+        __wbg_toDataURL_e02e097933c73a95: function() { return handleError(function (arg0, arg1, arg2, arg3) {
+            const ret = getObject(arg1).toDataURL(getStringFromWasm0(arg2, arg3));
+            const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            const len1 = WASM_VECTOR_LEN;
+            getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 1, len1, true);
+            getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 0, ptr1, true);
+        }, arguments); },
         __wbg_toISOString_51ebc75332aba76a: function(arg0) {
             const ret = getObject(arg0).toISOString();
             return addHeapObject(ret);
@@ -497,27 +558,27 @@ function __wbg_get_imports() {
         },
         __wbindgen_generic_0000000000000003: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("CloseEvent")], shim_idx: 15, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true_);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true_);
             return addHeapObject(ret);
         },
         __wbindgen_generic_0000000000000004: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("DragEvent")], shim_idx: 15, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true__4);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true__4);
             return addHeapObject(ret);
         },
         __wbindgen_generic_0000000000000005: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("Event")], shim_idx: 15, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true__5);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true__5);
             return addHeapObject(ret);
         },
         __wbindgen_generic_0000000000000006: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("KeyboardEvent")], shim_idx: 15, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true__6);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true__6);
             return addHeapObject(ret);
         },
         __wbindgen_generic_0000000000000007: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("MessageEvent")], shim_idx: 15, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true__7);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true__7);
             return addHeapObject(ret);
         },
         __wbindgen_generic_0000000000000008: function(arg0, arg1) {
@@ -552,24 +613,24 @@ function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___wasm_bind
     wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___wasm_bindgen_d56c81c998592d0___JsValue______true_(arg0, arg1, addHeapObject(arg2));
 }
 
-function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true_(arg0, arg1, arg2) {
-    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true_(arg0, arg1, addHeapObject(arg2));
+function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true_(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true_(arg0, arg1, addHeapObject(arg2));
 }
 
-function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true__4(arg0, arg1, arg2) {
-    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true__4(arg0, arg1, addHeapObject(arg2));
+function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true__4(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true__4(arg0, arg1, addHeapObject(arg2));
 }
 
-function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true__5(arg0, arg1, arg2) {
-    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true__5(arg0, arg1, addHeapObject(arg2));
+function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true__5(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true__5(arg0, arg1, addHeapObject(arg2));
 }
 
-function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true__6(arg0, arg1, arg2) {
-    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true__6(arg0, arg1, addHeapObject(arg2));
+function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true__6(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true__6(arg0, arg1, addHeapObject(arg2));
 }
 
-function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true__7(arg0, arg1, arg2) {
-    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_5d09a61ff4d807e3___features__gen_DragEvent__DragEvent______true__7(arg0, arg1, addHeapObject(arg2));
+function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true__7(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true__7(arg0, arg1, addHeapObject(arg2));
 }
 
 function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___f64______true_(arg0, arg1, arg2) {

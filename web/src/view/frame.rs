@@ -89,6 +89,7 @@ pub fn skeleton(lang: Lang) -> String {
     <label>{socket} <select id="log-sock"{a_log_sock}></select></label>
     <button{a_save}>{save}</button>
     <button{a_diagram}>{save_diagram}</button>
+    <button{a_png}>PNG</button>
     <label class="file">{open} <input type="file" accept=".jsonl,application/x-ndjson,application/json"{a_open}></label>
   </div>
   <ol id="log-list" class="log-list"></ol>
@@ -130,6 +131,7 @@ pub fn skeleton(lang: Lang) -> String {
         a_log_sock = UiAction::LogSock,
         a_save = UiAction::SaveRecording,
         a_diagram = UiAction::SaveDiagram,
+        a_png = UiAction::SaveDiagramPng,
         a_open = UiAction::OpenRecording,
         join = t("Join from outside:", "从外部加入："),
         other_tag = lang.other().tag(),
