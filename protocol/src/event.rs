@@ -76,6 +76,10 @@ pub struct Hello {
     /// When `states_traced` is false, why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub states_reason: Option<String>,
+    /// The lab's unguessable name (128 random bits, in hex): whoever has it
+    /// may fetch `/labs/CODE/capture.pcapng`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 /// The limits a relay enforces, reported in `hello`.
@@ -365,6 +369,7 @@ mod tests {
                 capture_reason: Some("not root".into()),
                 states_traced: false,
                 states_reason: Some("not root".into()),
+                code: Some("00112233445566778899aabbccddeeff".into()),
             }),
         }
     }

@@ -1,17 +1,21 @@
 //! The labs of one relay: the slots that bound how many run at once, in all
 //! and per browser address, the lab ports they share, the capture they all
-//! read, opening one for a browser, and closing them all at shutdown.
+//! read, opening one for a browser, finding a lab's saved frames by its
+//! code, and closing them all at shutdown.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::capture::Capture;
 use crate::config::Config;
-use crate::engine::{self, LabHandle, LabRun, LabSettings, PortPool};
+use crate::engine::{self, CaptureRing, LabHandle, LabRun, LabSettings, PortPool};
+
+/// Each open lab's frames, by the lab's code.
+type Codes = Arc<Mutex<HashMap<String, Weak<Mutex<CaptureRing>>>>>;
 
 pub(crate) struct Labs {
     config: Config,
@@ -25,6 +29,7 @@ pub(crate) struct Labs {
     capture: Result<Arc<Capture>, String>,
     /// Becomes true when the relay shuts down; every session watches it.
     shutdown: watch::Sender<bool>,
+    codes: Codes,
 }
 
 /// A running lab and the slots it holds until it is dropped.
@@ -36,6 +41,21 @@ pub(crate) struct OpenLab {
     pub shutdown: watch::Receiver<bool>,
     _slot: OwnedSemaphorePermit,
     _per_ip: PerIpSlot,
+    _code: CodeEntry,
+}
+
+/// A lab's entry among the codes, until dropped.
+struct CodeEntry {
+    codes: Codes,
+    code: String,
+}
+
+impl Drop for CodeEntry {
+    fn drop(&mut self) {
+        if let Ok(mut codes) = self.codes.lock() {
+            codes.remove(&self.code);
+        }
+    }
 }
 
 /// One lab counted against its browser's address, until dropped.
@@ -69,7 +89,21 @@ impl Labs {
             capture,
             shutdown: watch::Sender::new(false),
             config: config.clone(),
+            codes: Codes::default(),
         }
+    }
+
+    /// Whether the relay captures, or why not.
+    pub fn capture_reason(&self) -> Result<(), String> {
+        self.capture.as_ref().map(|_| ()).map_err(Clone::clone)
+    }
+
+    /// The frames of the open lab whose code this is, as pcapng; None for
+    /// a code no open lab has.
+    pub fn capture_file(&self, code: &str) -> Option<Result<Vec<u8>, String>> {
+        let ring = self.codes.lock().ok()?.get(code)?.upgrade()?;
+        let ring = ring.lock().ok()?;
+        Some(crate::pcapng::write(ring.frames()))
     }
 
     /// Starts a lab for a browser at `ip`, or says why the relay has no room
@@ -103,6 +137,13 @@ impl Labs {
         };
         let settings =
             LabSettings::from_config(&self.config, Arc::clone(&self.ports), self.capture.clone());
+        let code = CodeEntry {
+            codes: Arc::clone(&self.codes),
+            code: settings.code.clone(),
+        };
+        if let Ok(mut codes) = self.codes.lock() {
+            codes.insert(settings.code.clone(), Arc::downgrade(&settings.ring));
+        }
         let (handle, run) = engine::new_lab(settings);
         Ok(OpenLab {
             handle,
@@ -110,6 +151,7 @@ impl Labs {
             shutdown: self.shutdown.subscribe(),
             _slot: slot,
             _per_ip: per_ip,
+            _code: code,
         })
     }
 

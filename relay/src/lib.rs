@@ -27,6 +27,7 @@ pub mod config;
 pub mod engine;
 mod host;
 mod labs;
+mod pcapng;
 mod server;
 mod session;
 

@@ -82,6 +82,7 @@ impl Relay {
         };
         let app = Router::new()
             .route("/ws", get(open_lab))
+            .route("/labs/{code}/capture.pcapng", get(save_capture))
             .fallback(get(page_file))
             .layer(middleware::from_fn_with_state(
                 Arc::clone(&self.shared),
@@ -202,6 +203,37 @@ async fn page_file(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderM
         headers.insert(header::ETAG, etag);
     }
     response
+}
+
+/// A lab's captured frames as pcapng, for Wireshark, to whoever has the
+/// lab's code.
+async fn save_capture(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(code): axum::extract::Path<String>,
+) -> Response {
+    if let Err(reason) = &shared.labs.capture_reason() {
+        return (StatusCode::NOT_FOUND, reason.clone()).into_response();
+    }
+    match shared.labs.capture_file(&code) {
+        Some(Ok(file)) => (
+            [
+                (header::CONTENT_TYPE, "application/x-pcapng"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"socket-flow-lab.pcapng\"",
+                ),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            file,
+        )
+            .into_response(),
+        Some(Err(reason)) => (StatusCode::INTERNAL_SERVER_ERROR, reason).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "No open lab has this code. A lab's capture can be saved while its page is open.",
+        )
+            .into_response(),
+    }
 }
 
 async fn open_lab(

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use protocol::{Call, Command, Event, EventBody, Hello, Op, Phase, SockState};
+use std::net::SocketAddrV4;
+
+use protocol::{Call, Command, Event, EventBody, Hello, Op, Phase, Role, SockState};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -52,6 +54,7 @@ impl LabClient {
                 capture_reason: None,
                 states_traced: false,
                 states_reason: None,
+                code: None,
             },
         };
         let first = client.next_event().await;
@@ -195,4 +198,64 @@ impl LabClient {
     pub async fn close(mut self) {
         let _ = self.socket.close(None).await;
     }
+}
+
+/// Runs the seed's conversation in one lab and returns (server port, client port, ids).
+pub async fn conversation(lab: &mut LabClient) -> (u16, u16, [u64; 4]) {
+    let server = lab
+        .ok(Op::Socket { role: Role::Server })
+        .await
+        .sock
+        .expect("sock");
+    let bound = lab
+        .ok(Op::Bind {
+            sock: server,
+            addr: None,
+        })
+        .await;
+    let server_addr: SocketAddrV4 = bound.local.expect("local").parse().expect("addr");
+    lab.ok(Op::Listen {
+        sock: server,
+        backlog: None,
+    })
+    .await;
+    let accept_id = lab.send(Op::Accept { sock: server }).await;
+    let client = lab
+        .ok(Op::Socket { role: Role::Client })
+        .await
+        .sock
+        .expect("sock");
+    let connect_id = lab
+        .send(Op::Connect {
+            sock: client,
+            addr: None,
+        })
+        .await;
+    let connected = lab.outcome(connect_id).await;
+    let client_addr: SocketAddrV4 = connected.local.expect("local").parse().expect("addr");
+    let conn = lab.outcome(accept_id).await.new_sock.expect("conn");
+    let send_id = lab
+        .send(Op::Send {
+            sock: client,
+            data: Some("hello".into()),
+            hex: None,
+        })
+        .await;
+    lab.outcome(send_id).await;
+    let read = lab
+        .ok(Op::Read {
+            sock: conn,
+            max: None,
+        })
+        .await;
+    assert_eq!(read.data.as_deref(), Some("hello"));
+    let close_id = lab.send(Op::Close { sock: client }).await;
+    lab.outcome(close_id).await;
+    lab.ok(Op::Close { sock: conn }).await;
+    lab.ok(Op::Close { sock: server }).await;
+    (
+        server_addr.port(),
+        client_addr.port(),
+        [connect_id, send_id, close_id, accept_id],
+    )
 }

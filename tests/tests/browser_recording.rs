@@ -64,6 +64,18 @@ async fn a_saved_lesson_opens_again_as_the_same_rows_with_no_relay_behind_it() {
         )
         .await;
     click(&browser, "//button[@id='drawer-toggle']").await;
+    // Beside it, the live lab's capture for Wireshark, by the lab's code.
+    let wireshark = browser
+        .wait_for("#wireshark a[href$='/capture.pcapng']")
+        .await
+        .attr("href")
+        .await
+        .expect("the link's address")
+        .expect("an address");
+    let (status, _, pcapng) =
+        socket_flow_tests::http_get(&format!("{}{wireshark}", relay.url)).await;
+    assert_eq!(status, 200, "{wireshark}");
+    assert_eq!(&pcapng[..4], [0x0a, 0x0d, 0x0d, 0x0a], "a pcapng section");
     click(&browser, "//button[@data-action='save-recording']").await;
     let file = downloaded(&folder, "jsonl").await;
     let text = std::fs::read_to_string(&file).expect("the recording");

@@ -4,11 +4,10 @@
 //! that the wire view is off. These tests need root (CI runs as root).
 
 use std::collections::BTreeSet;
-use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use protocol::{Cause, EventBody, Op, Role, Segment};
-use socket_flow_tests::lab_client::LabClient;
+use protocol::{Cause, EventBody, Segment};
+use socket_flow_tests::lab_client::{LabClient, conversation};
 use socket_flow_tests::relay_process::RelayProcess;
 use socket_flow_tests::sniffer::{Seen, Sniffer};
 
@@ -44,66 +43,6 @@ fn as_seen(segment: &Segment) -> Seen {
         ack: segment.tcp_ack,
         len: segment.len,
     }
-}
-
-/// Runs the seed's conversation in one lab and returns (server port, client port, ids).
-async fn conversation(lab: &mut LabClient) -> (u16, u16, [u64; 4]) {
-    let server = lab
-        .ok(Op::Socket { role: Role::Server })
-        .await
-        .sock
-        .expect("sock");
-    let bound = lab
-        .ok(Op::Bind {
-            sock: server,
-            addr: None,
-        })
-        .await;
-    let server_addr: SocketAddrV4 = bound.local.expect("local").parse().expect("addr");
-    lab.ok(Op::Listen {
-        sock: server,
-        backlog: None,
-    })
-    .await;
-    let accept_id = lab.send(Op::Accept { sock: server }).await;
-    let client = lab
-        .ok(Op::Socket { role: Role::Client })
-        .await
-        .sock
-        .expect("sock");
-    let connect_id = lab
-        .send(Op::Connect {
-            sock: client,
-            addr: None,
-        })
-        .await;
-    let connected = lab.outcome(connect_id).await;
-    let client_addr: SocketAddrV4 = connected.local.expect("local").parse().expect("addr");
-    let conn = lab.outcome(accept_id).await.new_sock.expect("conn");
-    let send_id = lab
-        .send(Op::Send {
-            sock: client,
-            data: Some("hello".into()),
-            hex: None,
-        })
-        .await;
-    lab.outcome(send_id).await;
-    let read = lab
-        .ok(Op::Read {
-            sock: conn,
-            max: None,
-        })
-        .await;
-    assert_eq!(read.data.as_deref(), Some("hello"));
-    let close_id = lab.send(Op::Close { sock: client }).await;
-    lab.outcome(close_id).await;
-    lab.ok(Op::Close { sock: conn }).await;
-    lab.ok(Op::Close { sock: server }).await;
-    (
-        server_addr.port(),
-        client_addr.port(),
-        [connect_id, send_id, close_id, accept_id],
-    )
 }
 
 #[tokio::test]

@@ -706,6 +706,9 @@ fn render(app: &mut App) -> Result<(), JsValue> {
         follow_steps(app);
     }
     draw(app, "summary", view::summary(&app.page.model));
+    if app.page.ui.drawer_open {
+        draw(app, "wireshark", view::wireshark(&app.page.model));
+    }
     let recording = view::recording(&app.page.model, &app.page.ui);
     if let Some(banner) = by_id("recording") {
         banner.toggle_attribute_with_force("hidden", recording.is_empty())?;

@@ -31,6 +31,10 @@ pub struct WireSegment {
     pub len: u32,
     /// The first bytes of the payload, for a preview.
     pub payload: Vec<u8>,
+    /// The frame as the capture kept it (its first [`crate::bpf::SNAP_BYTES`]),
+    /// and its length on the wire: what Wireshark reads.
+    pub frame: Vec<u8>,
+    pub original_len: u32,
 }
 
 impl WireSegment {
@@ -219,8 +223,14 @@ pub fn parse(frame: &[u8], at: Stamp) -> Option<WireSegment> {
         win: tcp.window_size(),
         len: len as u32,
         payload: payload[..payload.len().min(PREVIEW_BYTES)].to_vec(),
+        frame: frame.to_vec(),
+        // The Ethernet header, and the IP packet as long as its header says.
+        original_len: (ETHERNET_HEADER + usize::from(header.total_len())).max(frame.len()) as u32,
     })
 }
+
+/// An Ethernet II header's length: what lo and the lab's interfaces carry.
+const ETHERNET_HEADER: usize = 14;
 
 #[cfg(test)]
 mod tests {

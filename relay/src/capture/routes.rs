@@ -192,6 +192,8 @@ mod tests {
                 win: 0,
                 len: 0,
                 payload: Vec::new(),
+                frame: Vec::new(),
+                original_len: 0,
             })
         };
         let (lab_a, mut from_a) = route(16);

@@ -120,6 +120,7 @@ impl Lab {
             capture_reason: self.settings.capture.as_ref().err().cloned(),
             states_traced: states.is_ok(),
             states_reason: states.err(),
+            code: Some(self.settings.code.clone()),
         };
         self.timeline.push(at, EventBody::Hello(hello));
     }
@@ -128,7 +129,7 @@ impl Lab {
     /// cause of the segments it will send.
     pub(super) fn emit(&mut self, at: Stamp, call: Call) {
         if let (Some(sock), Some(op), Some(id)) = (call.sock, call.op, call.id) {
-            self.wire.record_call(sock, op, id);
+            self.wire.record_call(sock, op, id, &call.c);
         }
         self.latest_call = self.latest_call.max(at);
         self.timeline.push(at, EventBody::Call(call));
@@ -163,11 +164,24 @@ impl Lab {
         }
     }
 
-    /// A captured segment of this lab, named by the lab socket at each end.
+    /// A captured segment of this lab, named by the lab socket at each end,
+    /// and kept for Wireshark with the call that sent it.
     fn segment(&mut self, segment: WireSegment) {
         let src_sock = self.sockets.sock_at(segment.src, segment.dst, segment.at);
         let dst_sock = self.sockets.sock_at(segment.dst, segment.src, segment.at);
         let event = self.wire.event(&segment, src_sock, dst_sock);
+        let comment = match event.id.and_then(|id| self.wire.call_text(id)) {
+            Some(call) => call.to_string(),
+            None => "sent by the kernel on its own: no call of the lab made it".to_string(),
+        };
+        if let Ok(mut ring) = self.settings.ring.lock() {
+            ring.push(crate::engine::CapturedFrame {
+                at: segment.at,
+                bytes: segment.frame.clone(),
+                original_len: segment.original_len,
+                comment,
+            });
+        }
         self.timeline.push(segment.at, EventBody::Segment(event));
     }
 

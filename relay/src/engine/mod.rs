@@ -23,6 +23,7 @@
 //! - `clock`: the one clock of calls, states and captured frames.
 //! - `ports`: the lab ports in use across the relay.
 //! - `wire`: captured segments as `segment` events.
+//! - `ring`: the frames each lab keeps for Wireshark.
 //! - `sys`, `render`: raw calls, and calls written as C.
 
 pub mod clock;
@@ -31,6 +32,7 @@ mod observe;
 mod ops;
 mod ports;
 mod render;
+mod ring;
 pub(crate) mod sys;
 mod table;
 mod timeline;
@@ -47,6 +49,7 @@ use protocol::{Command, ErrorEvent, Event, EventBody, Limits, Refusal};
 use tokio::sync::mpsc;
 
 pub use ports::PortPool;
+pub use ring::{CaptureRing, CapturedFrame, RING_FRAMES, SharedRing};
 
 use crate::capture::{Capture, LabId};
 use crate::config::Config;
@@ -73,6 +76,11 @@ pub struct LabSettings {
     /// This host's addresses, read at start: connect targets must be one of
     /// them, or allowed with --allow-connect.
     pub host_addresses: Arc<Vec<IpAddr>>,
+    /// The lab's unguessable name: 128 random bits, in hex. Whoever has it
+    /// may save the lab's capture.
+    pub code: String,
+    /// The frames the lab's capture saw, for Wireshark.
+    pub ring: SharedRing,
 }
 
 impl LabSettings {
@@ -90,8 +98,27 @@ impl LabSettings {
             capture,
             lab_id: NEXT_LAB.fetch_add(1, Ordering::Relaxed),
             host_addresses: Arc::clone(&config.host_addresses),
+            code: new_code(),
+            ring: SharedRing::default(),
         }
     }
+}
+
+/// 128 bits from the kernel's random source, in hex.
+fn new_code() -> String {
+    let mut bytes = [0u8; 16];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        // SAFETY: the pointer and length describe the rest of `bytes`.
+        let count = unsafe {
+            libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0)
+        };
+        // getrandom(2) only fails if interrupted, before the pool is ready.
+        if count > 0 {
+            filled += count as usize;
+        }
+    }
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// A lab: send it inputs, read its events, while its [`LabRun`] is driven.

@@ -23,6 +23,8 @@ const UNREGISTER_AFTER: Duration = Duration::from_secs(2);
 /// Enough data segments to recognise retransmissions in a lesson; the set is
 /// cleared past this.
 const DATA_SEEN_MAX: usize = 4096;
+/// How many calls' C text are kept, to name the call that sent a segment.
+const CALL_TEXTS: usize = 512;
 
 pub(super) struct Wire {
     capture: Option<Arc<Capture>>,
@@ -36,6 +38,8 @@ pub(super) struct Wire {
     data_seen: HashSet<(SocketAddrV4, u32)>,
     /// The calls made on each socket, newest last.
     calls: HashMap<SockId, Vec<(OpName, u64)>>,
+    /// The newest calls as C writes them, by id.
+    call_texts: std::collections::VecDeque<(u64, String)>,
 }
 
 impl Wire {
@@ -54,6 +58,7 @@ impl Wire {
             isn: HashMap::new(),
             data_seen: HashSet::new(),
             calls: HashMap::new(),
+            call_texts: std::collections::VecDeque::new(),
         };
         (wire, receiver)
     }
@@ -96,10 +101,25 @@ impl Wire {
             .any(|since| now.duration_since(*since) > UNREGISTER_AFTER)
     }
 
-    pub fn record_call(&mut self, sock: SockId, op: OpName, id: u64) {
+    pub fn record_call(&mut self, sock: SockId, op: OpName, id: u64, c: &str) {
         let calls = self.calls.entry(sock).or_default();
         calls.retain(|(old_op, _)| *old_op != op);
         calls.push((op, id));
+        // A call's phases share its id; the newest text (its answer) wins.
+        self.call_texts.retain(|(old, _)| *old != id);
+        if self.call_texts.len() >= CALL_TEXTS {
+            self.call_texts.pop_front();
+        }
+        self.call_texts.push_back((id, c.to_string()));
+    }
+
+    /// The call with this id, as C writes it, if it is recent.
+    pub fn call_text(&self, id: u64) -> Option<&str> {
+        self.call_texts
+            .iter()
+            .rev()
+            .find(|(call, _)| *call == id)
+            .map(|(_, text)| text.as_str())
     }
 
     fn last_call(&self, sock: Option<SockId>, ops: &[OpName]) -> Option<u64> {

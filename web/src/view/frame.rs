@@ -90,6 +90,7 @@ pub fn skeleton(lang: Lang) -> String {
     <button{a_save}>{save}</button>
     <button{a_diagram}>{save_diagram}</button>
     <button{a_png}>PNG</button>
+    <span id="wireshark"></span>
     <label class="file">{open} <input type="file" accept=".jsonl,application/x-ndjson,application/json"{a_open}></label>
   </div>
   <ol id="log-list" class="log-list"></ol>
@@ -340,4 +341,33 @@ pub fn relay_lost(model: &Model) -> String {
         UiAction::WatchDemo,
         esc(lang.pick("▶ Watch the recorded lesson", "▶ 观看录制的课程")),
     )
+}
+
+/// "Save for Wireshark": a link to the lab's capture as pcapng, by its
+/// code; or, without a capture, a disabled button that says why.
+pub fn wireshark(model: &Model) -> String {
+    let lang = model.lang;
+    let label = esc(lang.pick("Save for Wireshark", "保存给 Wireshark"));
+    match &model.hello {
+        Some(hello) if hello.capture && model.connection != Connection::Recording => {
+            match &hello.code {
+                Some(code) => format!(
+                    r#"<a class="button" href="labs/{code}/capture.pcapng" download="socket-flow-lab.pcapng">{label}</a>"#,
+                    code = esc(code)
+                ),
+                None => String::new(),
+            }
+        }
+        Some(hello) if model.connection != Connection::Recording => format!(
+            r#"<button disabled title="{why}">{label}</button>"#,
+            why = esc(hello.capture_reason.as_deref().unwrap_or_default())
+        ),
+        _ => format!(
+            r#"<button disabled title="{why}">{label}</button>"#,
+            why = esc(lang.pick(
+                "Only a live lab with the wire view has a capture to save.",
+                "只有开启了线路视图的实时实验才有可保存的抓包。"
+            ))
+        ),
+    }
 }

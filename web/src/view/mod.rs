@@ -12,7 +12,7 @@ mod lanes;
 mod panels;
 mod wire;
 
-pub use frame::{mistakes, playing, recording, relay_lost, skeleton, status};
+pub use frame::{mistakes, playing, recording, relay_lost, skeleton, status, wireshark};
 pub use lanes::{lane, lanes};
 pub use panels::{code, inspector, log, packet, sock_options, summary};
 pub use wire::{diagram, diagram_document, diagram_layout, diagram_rows, history, wire_note};
@@ -226,5 +226,18 @@ mod tests {
             })
             .collect();
         assert!(ys.windows(2).all(|pair| pair[0] < pair[1]));
+    }
+
+    #[test]
+    fn wireshark_is_a_link_with_the_code_or_says_why_not() {
+        let off = super::wireshark(&lesson_model(Lang::En));
+        assert!(off.contains("disabled"), "{off}");
+        let mut captured = lesson_model(Lang::En);
+        if let Some(hello) = &mut captured.hello {
+            hello.capture = true;
+            hello.code = Some("00ff".into());
+        }
+        let on = super::wireshark(&captured);
+        assert!(on.contains(r#"href="labs/00ff/capture.pcapng""#), "{on}");
     }
 }
