@@ -393,6 +393,17 @@ pub async fn card(browser: &Browser, lane_label: &str, step_key: &str, phase: &s
     .await
 }
 
+/// A relay, and Chromium with the page open, animation skipped, and the
+/// handshake made by hand between the server and Client 1.
+pub async fn after_handshake() -> (crate::relay_process::RelayProcess, Browser) {
+    let relay = crate::relay_process::RelayProcess::start(&[]).await;
+    let browser = Browser::start("en-US").await;
+    browser.open_page(&relay.url).await;
+    click(&browser, "//input[@id='skip']").await;
+    handshake(&browser, "Server", "Client 1", &mut 0).await;
+    (relay, browser)
+}
+
 /// The course's handshake by hand: the server's socket, bind, listen and
 /// accept (which waits), then the client's socket and connect. Returns once
 /// accept() has returned the connection.

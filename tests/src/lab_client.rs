@@ -66,6 +66,17 @@ impl LabClient {
         client
     }
 
+    /// The `segment` events received so far, in order.
+    pub fn segments(&self) -> Vec<protocol::Segment> {
+        self.events
+            .iter()
+            .filter_map(|event| match &event.body {
+                EventBody::Segment(segment) => Some(segment.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Sends a command and returns its id.
     pub async fn send(&mut self, op: Op) -> u64 {
         let id = self.next_id;

@@ -4,8 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use socket_flow_tests::browser::{Browser, click, handshake};
-use socket_flow_tests::relay_process::RelayProcess;
+use socket_flow_tests::browser::{Browser, after_handshake, click};
 
 /// Each diagram row, by the event it draws (or `divider`).
 const ROWS: &str = r#"
@@ -44,12 +43,7 @@ async fn downloaded(folder: &Path, extension: &str) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_saved_lesson_opens_again_as_the_same_rows_with_no_relay_behind_it() {
-    let relay = RelayProcess::start(&[]).await;
-    let browser = Browser::start("en-US").await;
-    browser.open_page(&relay.url).await;
-    click(&browser, "//input[@id='skip']").await;
-    let mut clicks = 0;
-    handshake(&browser, "Server", "Client 1", &mut clicks).await;
+    let (relay, browser) = after_handshake().await;
     let live = rows(&browser).await;
     assert!(live.len() > 5, "the handshake drew rows: {live:?}");
 

@@ -3,7 +3,9 @@
 //! and ACK arrows the capture saw are all inside the window, without any
 //! scrolling, in both languages.
 
-use socket_flow_tests::browser::{Browser, card, click, handshake, step, type_into};
+use socket_flow_tests::browser::{
+    Browser, after_handshake, card, click, handshake, step, type_into,
+};
 use socket_flow_tests::relay_process::RelayProcess;
 
 /// Where an element is, against the window: (top, bottom, left, right,
@@ -452,12 +454,7 @@ return [seqs, document.getElementById('wire-note')?.textContent ?? ''];
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_diagram_lets_its_oldest_rows_go_and_keeps_drawing_the_newest() {
-    let relay = RelayProcess::start(&[]).await;
-    let browser = Browser::start("en-US").await;
-    browser.open_page(&relay.url).await;
-    click(&browser, "//input[@id='skip']").await;
-    let mut clicks = 0;
-    handshake(&browser, "Server", "Client 1", &mut clicks).await;
+    let (_relay, browser) = after_handshake().await;
     let port = browser.lab_port().await;
 
     // An outside peer streams until the page has applied far more events

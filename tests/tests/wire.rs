@@ -11,16 +11,6 @@ use socket_flow_tests::lab_client::{LabClient, conversation};
 use socket_flow_tests::relay_process::RelayProcess;
 use socket_flow_tests::sniffer::{Seen, Sniffer};
 
-fn segments(lab: &LabClient) -> Vec<Segment> {
-    lab.events
-        .iter()
-        .filter_map(|event| match &event.body {
-            EventBody::Segment(segment) => Some(segment.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 fn as_seen(segment: &Segment) -> Seen {
     Seen {
         src: segment.src.parse().expect("src"),
@@ -81,7 +71,8 @@ async fn every_segment_appears_once_with_the_kernels_numbers() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let reported: Vec<Segment> = loop {
-        let reported: Vec<Segment> = segments(&lab)
+        let reported: Vec<Segment> = lab
+            .segments()
             .into_iter()
             .filter(|segment| {
                 let seen = as_seen(segment);
@@ -162,7 +153,7 @@ async fn two_labs_get_only_their_own_segments() {
             |event| matches!(&event.body, EventBody::Segment(segment) if segment.len == 5),
         )
         .await;
-        for segment in segments(lab) {
+        for segment in lab.segments() {
             let seen = as_seen(&segment);
             for port in [seen.src.port(), seen.dst.port()] {
                 assert!(
@@ -187,7 +178,7 @@ async fn an_unprivileged_relay_says_the_wire_view_is_off_and_works() {
     assert!(reason.contains("CAP_NET_RAW"), "{reason}");
     conversation(&mut lab).await;
     assert!(
-        segments(&lab).is_empty(),
+        lab.segments().is_empty(),
         "nothing is invented to fill the gap"
     );
 }

@@ -3,7 +3,7 @@
 //! sequence numbers, acknowledgements and flags, and a comment on each
 //! naming the call that sent it. Needs root (CI runs as root) and tshark.
 
-use protocol::{EventBody, Segment};
+use protocol::Segment;
 use socket_flow_tests::lab_client::{LabClient, conversation};
 use socket_flow_tests::relay_process::RelayProcess;
 
@@ -16,25 +16,16 @@ async fn the_capture_opens_in_tshark_with_every_segment_and_its_call() {
     assert_eq!(code.len(), 32, "128 bits in hex: {code}");
     conversation(&mut lab).await;
     // The last FIN's ACK closes the conversation on the wire.
-    let segments = |lab: &LabClient| -> Vec<Segment> {
-        lab.events
-            .iter()
-            .filter_map(|event| match &event.body {
-                EventBody::Segment(segment) => Some(segment.clone()),
-                _ => None,
-            })
-            .collect()
-    };
     let fins = |segments: &[Segment]| {
         segments
             .iter()
             .filter(|s| s.flags.iter().any(|flag| flag == "FIN"))
             .count()
     };
-    let mut reported = segments(&lab);
+    let mut reported = lab.segments();
     while fins(&reported) < 2 || reported.last().is_some_and(|s| s.flags != ["ACK"]) {
         lab.next_event().await;
-        reported = segments(&lab);
+        reported = lab.segments();
     }
 
     let (status, _, file) =

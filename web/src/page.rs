@@ -389,37 +389,28 @@ fn click(page: &mut Page, action: UiAction, effects: &mut Vec<Effect>) {
             effects.push(Effect::Remount);
         }
         UiAction::Theme => {
-            page.ui.dark = !page.ui.dark;
-            let value = if page.ui.dark { "dark" } else { "light" };
-            effects.push(Effect::Persist {
-                key: THEME_KEY,
-                value: value.into(),
-            });
+            toggle(&mut page.ui.dark, THEME_KEY, ("dark", "light"), effects);
             effects.push(Effect::Remount);
         }
         UiAction::Projector => {
-            page.ui.projector = !page.ui.projector;
-            let value = if page.ui.projector { "on" } else { "off" };
-            effects.push(Effect::Persist {
-                key: PROJECTOR_KEY,
-                value: value.into(),
-            });
+            toggle(
+                &mut page.ui.projector,
+                PROJECTOR_KEY,
+                ("on", "off"),
+                effects,
+            );
             effects.push(Effect::Remount);
         }
         UiAction::HistoryBack => page.ui.at_seq = step_history(&page.model, page.ui.at_seq, -1),
         UiAction::HistoryForward => page.ui.at_seq = step_history(&page.model, page.ui.at_seq, 1),
         UiAction::Live => page.ui.at_seq = None,
         UiAction::Drawer => {
-            page.ui.drawer_open = !page.ui.drawer_open;
-            let value = if page.ui.drawer_open {
-                "open"
-            } else {
-                "closed"
-            };
-            effects.push(Effect::Persist {
-                key: DRAWER_KEY,
-                value: value.into(),
-            });
+            toggle(
+                &mut page.ui.drawer_open,
+                DRAWER_KEY,
+                ("open", "closed"),
+                effects,
+            );
         }
         UiAction::CodeLang { rust } => page.ui.rust_listing = rust,
         UiAction::CodeSide(side) => page.ui.code_side = Some(side),
@@ -467,6 +458,16 @@ fn click(page: &mut Page, action: UiAction, effects: &mut Vec<Effect>) {
         | UiAction::LogKind
         | UiAction::LogSock => {}
     }
+}
+
+/// Flips a setting and keeps it for the next visit, as `words` (on, off).
+fn toggle(flag: &mut bool, key: &'static str, words: (&str, &str), effects: &mut Vec<Effect>) {
+    *flag = !*flag;
+    let value = if *flag { words.0 } else { words.1 };
+    effects.push(Effect::Persist {
+        key,
+        value: value.into(),
+    });
 }
 
 /// Boxes, sliders and pickers: addresses, the speed, filters, the chosen
@@ -704,36 +705,28 @@ fn step_history(model: &Model, at: Option<u64>, direction: i8) -> Option<u64> {
 /// Turns an action into a command to send. None, with the reason shown,
 /// when there is no command yet, no relay, or the stage shows the past.
 fn send_action(page: &mut Page, action: &Action, effects: &mut Vec<Effect>) -> Option<u64> {
-    let lang = page.model.lang;
-    if page.ui.replay.is_some() {
-        page.model.last_error = Some(
-            lang.pick(
-                "This is a recording of a real run: nothing in it is live. Press “Back to the live lab” to make calls.",
-                "这是一次真实运行的录制：其中没有任何实时内容。按“回到实时实验”后才能进行调用。",
-            )
-            .to_string(),
-        );
-        return None;
-    }
-    if page.ui.at_seq.is_some() {
+    // Why no call can be made now, if none can, in both languages.
+    let refused = if page.ui.replay.is_some() {
+        Some((
+            "This is a recording of a real run: nothing in it is live. Press “Back to the live lab” to make calls.",
+            "这是一次真实运行的录制：其中没有任何实时内容。按“回到实时实验”后才能进行调用。",
+        ))
+    } else if page.ui.at_seq.is_some() {
         // The stage shows the past; a click there must not act on the present.
-        page.model.last_error = Some(
-            lang.pick(
-                "The stage shows the lab as it was. Press Live to act on it again.",
-                "舞台上显示的是过去的状态。按“回到实时”后才能继续操作。",
-            )
-            .to_string(),
-        );
-        return None;
-    }
-    if page.model.connection != Connection::Connected {
-        page.model.last_error = Some(
-            lang.pick(
-                "The relay is not connected; the page is retrying.",
-                "中继未连接，页面正在重试。",
-            )
-            .to_string(),
-        );
+        Some((
+            "The stage shows the lab as it was. Press Live to act on it again.",
+            "舞台上显示的是过去的状态。按“回到实时”后才能继续操作。",
+        ))
+    } else if page.model.connection != Connection::Connected {
+        Some((
+            "The relay is not connected; the page is retrying.",
+            "中继未连接，页面正在重试。",
+        ))
+    } else {
+        None
+    };
+    if let Some((english, chinese)) = refused {
+        page.model.last_error = Some(page.model.lang.pick(english, chinese).to_string());
         return None;
     }
     match page.model.command_for(action) {
