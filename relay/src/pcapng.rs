@@ -15,6 +15,9 @@ use pcap_file::pcapng::blocks::interface_description::{
 
 use crate::engine::CapturedFrame;
 
+/// The comment on a frame no call of the lab sent.
+const KERNEL_OWN: &str = "sent by the kernel on its own: no call of the lab made it";
+
 /// Writes `frames` as a pcapng file.
 pub fn write<'a>(frames: impl Iterator<Item = &'a CapturedFrame>) -> Result<Vec<u8>, String> {
     let failed = |error: pcap_file::PcapError| format!("could not write pcapng: {error}");
@@ -37,7 +40,9 @@ pub fn write<'a>(frames: impl Iterator<Item = &'a CapturedFrame>) -> Result<Vec<
                 timestamp: Duration::from_nanos(frame.at),
                 original_len: frame.original_len,
                 data: Cow::Borrowed(&frame.bytes),
-                options: vec![EnhancedPacketOption::Comment(Cow::Borrowed(&frame.comment))],
+                options: vec![EnhancedPacketOption::Comment(Cow::Borrowed(
+                    frame.call.as_deref().unwrap_or(KERNEL_OWN),
+                ))],
             })
             .map_err(failed)?;
     }

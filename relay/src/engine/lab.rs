@@ -166,20 +166,20 @@ impl Lab {
 
     /// A captured segment of this lab, named by the lab socket at each end,
     /// and kept for Wireshark with the call that sent it.
-    fn segment(&mut self, segment: WireSegment) {
+    fn segment(&mut self, mut segment: WireSegment) {
         let src_sock = self.sockets.sock_at(segment.src, segment.dst, segment.at);
         let dst_sock = self.sockets.sock_at(segment.dst, segment.src, segment.at);
         let event = self.wire.event(&segment, src_sock, dst_sock);
-        let comment = match event.id.and_then(|id| self.wire.call_text(id)) {
-            Some(call) => call.to_string(),
-            None => "sent by the kernel on its own: no call of the lab made it".to_string(),
-        };
         if let Ok(mut ring) = self.settings.ring.lock() {
             ring.push(crate::engine::CapturedFrame {
                 at: segment.at,
-                bytes: segment.frame.clone(),
+                bytes: std::mem::take(&mut segment.frame).into_boxed_slice(),
                 original_len: segment.original_len,
-                comment,
+                call: event.id.map(|id| {
+                    self.wire.call_text(id).unwrap_or_else(|| {
+                        format!("call #{id} of the lab (its C text is no longer kept)").into()
+                    })
+                }),
             });
         }
         self.timeline.push(segment.at, EventBody::Segment(event));

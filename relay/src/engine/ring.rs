@@ -15,12 +15,14 @@ pub const RING_FRAMES: usize = 10_000;
 pub struct CapturedFrame {
     pub at: Stamp,
     /// The frame's first bytes, as the capture kept them (headers and a
-    /// preview of the payload).
-    pub bytes: Vec<u8>,
+    /// preview of the payload): a few hundred bytes, with no slack, since a
+    /// busy lab keeps thousands.
+    pub bytes: Box<[u8]>,
     /// Its length on the wire.
     pub original_len: u32,
-    /// The call that sent it, as C writes it, or that the kernel sent it.
-    pub comment: String,
+    /// The call that sent it, as C writes it (shared by every frame that
+    /// call sent), or None when the kernel sent it on its own.
+    pub call: Option<Arc<str>>,
 }
 
 /// A lab's frames, shared with whoever saves them.
@@ -54,9 +56,9 @@ mod tests {
         for at in 0..(RING_FRAMES as u64 + 5) {
             ring.push(CapturedFrame {
                 at,
-                bytes: Vec::new(),
+                bytes: Box::default(),
                 original_len: 0,
-                comment: String::new(),
+                call: None,
             });
         }
         assert_eq!(ring.frames().count(), RING_FRAMES);

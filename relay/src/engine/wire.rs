@@ -39,7 +39,7 @@ pub(super) struct Wire {
     /// The calls made on each socket, newest last.
     calls: HashMap<SockId, Vec<(OpName, u64)>>,
     /// The newest calls as C writes them, by id.
-    call_texts: std::collections::VecDeque<(u64, String)>,
+    call_texts: std::collections::VecDeque<(u64, Arc<str>)>,
 }
 
 impl Wire {
@@ -105,21 +105,21 @@ impl Wire {
         let calls = self.calls.entry(sock).or_default();
         calls.retain(|(old_op, _)| *old_op != op);
         calls.push((op, id));
-        // A call's phases share its id; the newest text (its answer) wins.
-        self.call_texts.retain(|(old, _)| *old != id);
+        // A call's phases share its id; the newest text (its answer) is
+        // found first.
         if self.call_texts.len() >= CALL_TEXTS {
             self.call_texts.pop_front();
         }
-        self.call_texts.push_back((id, c.to_string()));
+        self.call_texts.push_back((id, Arc::from(c)));
     }
 
     /// The call with this id, as C writes it, if it is recent.
-    pub fn call_text(&self, id: u64) -> Option<&str> {
+    pub fn call_text(&self, id: u64) -> Option<Arc<str>> {
         self.call_texts
             .iter()
             .rev()
             .find(|(call, _)| *call == id)
-            .map(|(_, text)| text.as_str())
+            .map(|(_, text)| Arc::clone(text))
     }
 
     fn last_call(&self, sock: Option<SockId>, ops: &[OpName]) -> Option<u64> {
