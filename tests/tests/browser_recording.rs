@@ -222,7 +222,7 @@ async fn static_server() -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn with_no_relay_the_page_says_so_and_plays_the_recorded_lesson() {
+async fn with_no_relay_the_page_says_so_and_plays_the_recorded_lesson_to_its_end() {
     let url = static_server().await;
     let browser = Browser::start("en-US").await;
     browser.client.goto(&url).await.expect("the page loads");
@@ -238,8 +238,41 @@ async fn with_no_relay_the_page_says_so_and_plays_the_recorded_lesson() {
         .await
         .expect("the banner's words");
     assert!(words.contains("Nothing in it is live"), "{words}");
+    // It plays, an event a step at the fastest speed, to its end: then the
+    // stage shows it whole, and the player offers to play it again.
+    browser
+        .client
+        .execute(
+            "const speed = document.getElementById('speed'); speed.value = speed.min; \
+             speed.dispatchEvent(new Event('input', { bubbles: true }));",
+            vec![],
+        )
+        .await
+        .expect("the speed is set");
+    let mut ended = false;
+    for _ in 0..300 {
+        let state: Vec<serde_json::Value> = serde_json::from_value(
+            browser
+                .client
+                .execute(
+                    "return [document.querySelector(\"#history button[data-action='live']\")?.disabled ?? false, \
+                       document.querySelector(\"#recording button[data-action='replay-play']\")?.textContent ?? '']",
+                    vec![],
+                )
+                .await
+                .expect("the script runs"),
+        )
+        .expect("two values");
+        if state[0] == serde_json::json!(true)
+            && state[1].as_str().is_some_and(|text| text.contains("Play"))
+        {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ended, "the recording played to its end");
     // The whole lesson is on the stage: the handshake's arrows among them.
-    click(&browser, "//button[@data-action='live']").await;
     browser.wait_for("#diagram g.arrow.syn").await;
     let rows = rows(&browser).await;
     assert!(rows.len() > 20, "the lesson's rows: {}", rows.len());

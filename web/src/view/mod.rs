@@ -229,6 +229,31 @@ mod tests {
     }
 
     #[test]
+    fn a_saved_diagram_holds_every_arrow_label_of_the_recorded_lesson() {
+        // The built-in lesson, recorded from a real relay with capture on.
+        let recording = protocol::read_recording(include_str!("../../../www/demo/lesson.jsonl"))
+            .expect("the built-in lesson");
+        let mut model = Model::new(Lang::En);
+        for (event, frame) in &recording.events {
+            model.apply_frame(event, frame);
+        }
+        model.revealed = model.rows.len();
+        let svg = super::diagram_document(&model, &Ui::default());
+        let geometry = Geometry::new(&Ui::default());
+        let mut arrows = 0;
+        for row in &model.rows {
+            if let Row::Segment { label, .. } = row {
+                arrows += 1;
+                // Whole, or in its two lines where it does not fit.
+                for line in label_lines(label, 0.0, &geometry) {
+                    assert!(svg.contains(&super::esc(line)), "{line} is drawn");
+                }
+            }
+        }
+        assert!(arrows >= 9, "the lesson's segments: {arrows}");
+    }
+
+    #[test]
     fn wireshark_is_a_link_with_the_code_or_says_why_not() {
         let off = super::wireshark(&lesson_model(Lang::En));
         assert!(off.contains("disabled"), "{off}");
