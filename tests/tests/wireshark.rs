@@ -31,6 +31,11 @@ async fn the_capture_opens_in_tshark_with_every_segment_and_its_call() {
     let (status, _, file) =
         socket_flow_tests::http_get(&format!("{}labs/{code}/capture.pcapng", relay.url)).await;
     assert_eq!(status, 200);
+    eprintln!(
+        "the conversation's capture: {} segments, {} bytes as pcapng",
+        reported.len(),
+        file.len()
+    );
     let path = std::env::temp_dir().join(format!("socket-flow-{code}.pcapng"));
     std::fs::write(&path, &file).expect("the capture is saved");
     let output = std::process::Command::new("tshark")

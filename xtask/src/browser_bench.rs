@@ -5,7 +5,8 @@
 //! It reports load-to-connected, the main thread's time per event with
 //! 5,000 events already shown (Chrome's own `TaskDuration` over the events
 //! the page applied), long tasks while about 500 events/s arrive, and how
-//! long a click takes to show its card. `--www DIR` measures another build
+//! long a click takes to show its card, and how long a 10,000-event
+//! recording takes to open. `--www DIR` measures another build
 //! of the page (an older checkout's `www/`), to compare before and after.
 
 use std::path::Path;
@@ -130,6 +131,7 @@ pub async fn measure(www: Option<&Path>) -> anyhow::Result<()> {
     }
     click_ms.sort_by(f64::total_cmp);
     drop(peer);
+    let open_ms = open_recording(&browser, RECORDING_EVENTS).await;
 
     println!(
         "browser load→connected: {}",
@@ -173,7 +175,75 @@ pub async fn measure(www: Option<&Path>) -> anyhow::Result<()> {
             seq_after.unwrap_or(0)
         );
     }
+    match open_ms {
+        Ok(ms) => println!(
+            "browser open recording: {ms:>6.0} ms   ({RECORDING_EVENTS} events, from choosing the file to the stage drawn)"
+        ),
+        Err(error) => println!("browser open recording: not measured: {error:#}"),
+    }
     Ok(())
+}
+
+/// How many events the recording the bench opens holds.
+const RECORDING_EVENTS: usize = 10_000;
+
+/// Opens a recording of `events` events (the built-in lesson's, repeated
+/// with fresh numbers) from the drawer's file picker, and answers how long
+/// the page took to show it, in ms.
+async fn open_recording(browser: &Browser, events: usize) -> anyhow::Result<f64> {
+    let lesson = std::fs::read_to_string(crate::project_root().join(crate::demo::DEMO))?;
+    let mut lines = lesson.lines();
+    let header = lines.next().context("a header")?;
+    let frames: Vec<serde_json::Value> =
+        lines.map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let mut text = format!("{header}\n");
+    // Its hello, then the rest again and again, numbered afresh.
+    text.push_str(&frames.first().context("hello")?.to_string());
+    text.push('\n');
+    for (index, frame) in frames.iter().skip(1).cycle().take(events - 1).enumerate() {
+        let mut frame = frame.clone();
+        frame["seq"] = serde_json::json!(index + 2);
+        frame["t_us"] = serde_json::json!(index * 100);
+        text.push_str(&frame.to_string());
+        text.push('\n');
+    }
+    let path = std::env::temp_dir().join(format!("socket-flow-bench-{}.jsonl", std::process::id()));
+    std::fs::write(&path, text)?;
+    if browser
+        .client
+        .execute(
+            "return document.getElementById('drawer').offsetParent === null",
+            vec![],
+        )
+        .await?
+        == serde_json::json!(true)
+    {
+        click(browser, "//button[@id='drawer-toggle']").await;
+    }
+    let picker = browser
+        .wait_for("input[data-action='open-recording']")
+        .await;
+    let started = Instant::now();
+    picker.send_keys(&path.display().to_string()).await?;
+    loop {
+        let shown = browser
+            .client
+            .execute(
+                "return document.querySelector(\"#status[data-state='recording']\") !== null \
+                   && !document.getElementById('recording').hidden",
+                vec![],
+            )
+            .await?;
+        if shown == serde_json::json!(true) {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("the recording did not open within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(started.elapsed().as_secs_f64() * 1000.0)
 }
 
 /// Types a message into the client's box and clicks send(), from inside the
