@@ -190,23 +190,20 @@ const RECORDING_EVENTS: usize = 10_000;
 /// Opens a recording of `events` events (the built-in lesson's, repeated
 /// with fresh numbers) from the drawer's file picker, and answers how long
 /// the page took to show it, in ms.
-async fn open_recording(browser: &Browser, events: usize) -> anyhow::Result<f64> {
+async fn open_recording(browser: &Browser, events_wanted: usize) -> anyhow::Result<f64> {
     let lesson = std::fs::read_to_string(crate::project_root().join(crate::demo::DEMO))?;
-    let mut lines = lesson.lines();
-    let header = lines.next().context("a header")?;
-    let frames: Vec<serde_json::Value> =
-        lines.map(serde_json::from_str).collect::<Result<_, _>>()?;
-    let mut text = format!("{header}\n");
+    let recording = protocol::read_recording(&lesson).map_err(anyhow::Error::msg)?;
+    let (hello, rest) = recording.events.split_first().context("hello")?;
     // Its hello, then the rest again and again, numbered afresh.
-    text.push_str(&frames.first().context("hello")?.to_string());
-    text.push('\n');
-    for (index, frame) in frames.iter().skip(1).cycle().take(events - 1).enumerate() {
-        let mut frame = frame.clone();
-        frame["seq"] = serde_json::json!(index + 2);
-        frame["t_us"] = serde_json::json!(index * 100);
-        text.push_str(&frame.to_string());
-        text.push('\n');
+    let mut events = vec![hello.0.clone()];
+    for (index, (event, _)) in rest.iter().cycle().take(events_wanted - 1).enumerate() {
+        let mut event = event.clone();
+        event.seq = index as u64 + 2;
+        event.t_us = index as u64 * 100;
+        events.push(event);
     }
+    let frames: Vec<String> = events.iter().map(protocol::encode_event).collect();
+    let text = protocol::write_recording(&recording.header, frames.iter().map(String::as_str));
     let path = std::env::temp_dir().join(format!("socket-flow-bench-{}.jsonl", std::process::id()));
     std::fs::write(&path, text)?;
     if browser
