@@ -125,6 +125,20 @@ async fn a_saved_lesson_opens_again_as_the_same_rows_with_no_relay_behind_it() {
     click(&browser, "//button[@data-action='save-diagram']").await;
     let svg = downloaded(&folder, "svg").await;
     let svg_text = std::fs::read_to_string(&svg).expect("the SVG");
+    // Inkscape opens it too: it exports it as a PNG.
+    let exported = folder.join("inkscape.png");
+    let inkscape = std::process::Command::new("inkscape")
+        .arg(&svg)
+        .args(["--export-type=png", "--export-filename"])
+        .arg(&exported)
+        .output()
+        .expect("inkscape runs (Debian's inkscape package)");
+    assert!(
+        inkscape.status.success() && exported.is_file(),
+        "Inkscape opens the SVG: {}",
+        String::from_utf8_lossy(&inkscape.stderr)
+    );
+    std::fs::remove_file(&exported).expect("the export is removed");
     // And as a PNG at twice its size: the width in its IHDR chunk.
     click(&browser, "//button[@data-action='save-diagram-png']").await;
     let png = std::fs::read(downloaded(&folder, "png").await).expect("the PNG");
