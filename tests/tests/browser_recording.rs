@@ -291,3 +291,32 @@ async fn with_no_relay_the_page_says_so_and_plays_the_recorded_lesson_to_its_end
     let rows = rows(&browser).await;
     assert!(rows.len() > 20, "the lesson's rows: {}", rows.len());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recording_dropped_anywhere_on_the_page_opens() {
+    let (_relay, browser) = after_handshake().await;
+    let lesson = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../www/demo/lesson.jsonl"
+    ))
+    .expect("the built-in lesson");
+    // A drop on the page's body, as a file manager's drag would end.
+    browser
+        .client
+        .execute(
+            "const transfer = new DataTransfer(); \
+             transfer.items.add(new File([arguments[0]], 'lesson.jsonl', { type: 'application/x-ndjson' })); \
+             document.body.dispatchEvent(new DragEvent('drop', { dataTransfer: transfer, bubbles: true, cancelable: true }));",
+            vec![serde_json::Value::String(lesson)],
+        )
+        .await
+        .expect("the drop is made");
+    browser.wait_for("#status[data-state='recording']").await;
+    let words = browser
+        .wait_for("#recording:not([hidden])")
+        .await
+        .text()
+        .await
+        .expect("the banner's words");
+    assert!(words.contains("A recording of a real run"), "{words}");
+}
