@@ -123,6 +123,22 @@ impl Browser {
         }
     }
 
+    /// Runs a script in the page and reads its answer as `T`.
+    pub async fn script<T: serde::de::DeserializeOwned>(
+        &self,
+        script: &str,
+        args: Vec<serde_json::Value>,
+    ) -> T {
+        let value = self
+            .client
+            .execute(script, args)
+            .await
+            .expect("the script runs");
+        serde_json::from_value(value.clone()).unwrap_or_else(|error| {
+            panic!("the script answered {value}, not what was asked: {error}")
+        })
+    }
+
     /// Waits for an element by CSS selector.
     pub async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
         self.client

@@ -176,16 +176,13 @@ async fn the_whole_lesson_in_english() {
         "//*[local-name()='g' and contains(@class,'call') and contains(@class,'done')]/*[local-name()='text' and starts-with(., 'accept() = ')]",
     )
     .await;
-    let rows = browser
-        .client
-        .execute(
+    let rows: Vec<String> = browser
+        .script(
             "return Array.from(document.querySelectorAll('#diagram g[data-seq]')).map(g => \
              (g.getAttribute('class') || '') + '|' + ((g.querySelector('text') || {}).textContent || ''));",
             vec![],
         )
-        .await
-        .expect("the rows");
-    let rows: Vec<String> = serde_json::from_value(rows).expect("strings");
+        .await;
     let at = |what: &str, from: usize, test: &dyn Fn(&str) -> bool| {
         from + rows[from..]
             .iter()

@@ -13,14 +13,18 @@ return [...document.querySelectorAll('#diagram svg.row')]
 "#;
 
 async fn rows(browser: &Browser) -> Vec<String> {
-    serde_json::from_value(
-        browser
-            .client
-            .execute(ROWS, vec![])
-            .await
-            .expect("the script runs"),
-    )
-    .expect("a list")
+    browser.script(ROWS, vec![]).await
+}
+
+/// Waits until the page shows a recording, and answers its banner's words.
+async fn recording_banner(browser: &Browser) -> String {
+    browser.wait_for("#status[data-state='recording']").await;
+    browser
+        .wait_for("#recording:not([hidden])")
+        .await
+        .text()
+        .await
+        .expect("the banner's words")
 }
 
 /// Waits for the one finished download in `folder` whose name ends in
@@ -84,9 +88,7 @@ async fn a_saved_lesson_opens_again_as_the_same_rows_with_no_relay_behind_it() {
         .send_keys(&file.display().to_string())
         .await
         .expect("the file is chosen");
-    browser.wait_for("#status[data-state='recording']").await;
-    let banner = browser.wait_for("#recording:not([hidden])").await;
-    let words = banner.text().await.expect("the banner's words");
+    let words = recording_banner(&browser).await;
     assert!(
         words.contains("A recording of a real run") && words.contains("Nothing in it is live"),
         "{words}"
@@ -156,19 +158,14 @@ async fn a_saved_lesson_opens_again_as_the_same_rows_with_no_relay_behind_it() {
         .goto(&format!("file://{}", svg.display()))
         .await
         .expect("the SVG opens");
-    let drawn: Vec<serde_json::Value> = serde_json::from_value(
-        browser
-            .client
-            .execute(
-                "return [document.documentElement.tagName, \
+    let drawn: Vec<serde_json::Value> = browser
+        .script(
+            "return [document.documentElement.tagName, \
                    document.querySelectorAll('svg.row').length, \
                    document.querySelector('parsererror') === null]",
-                vec![],
-            )
-            .await
-            .expect("the script runs"),
-    )
-    .expect("three values");
+            vec![],
+        )
+        .await;
     assert_eq!(
         drawn,
         [
@@ -244,13 +241,7 @@ async fn with_no_relay_the_page_says_so_and_plays_the_recorded_lesson_to_its_end
     let banner = browser.wait_for("#banner:not([hidden]) button").await;
     browser.wait_for("#status[data-state='lost']").await;
     banner.click().await.expect("the button is clicked");
-    browser.wait_for("#status[data-state='recording']").await;
-    let words = browser
-        .wait_for("#recording:not([hidden])")
-        .await
-        .text()
-        .await
-        .expect("the banner's words");
+    let words = recording_banner(&browser).await;
     assert!(words.contains("Nothing in it is live"), "{words}");
     // It plays, an event a step at the fastest speed, to its end: then the
     // stage shows it whole, and the player offers to play it again.
@@ -265,18 +256,9 @@ async fn with_no_relay_the_page_says_so_and_plays_the_recorded_lesson_to_its_end
         .expect("the speed is set");
     let mut ended = false;
     for _ in 0..300 {
-        let state: Vec<serde_json::Value> = serde_json::from_value(
-            browser
-                .client
-                .execute(
-                    "return [document.querySelector(\"#history button[data-action='live']\")?.disabled ?? false, \
+        let state: Vec<serde_json::Value> = browser.script("return [document.querySelector(\"#history button[data-action='live']\")?.disabled ?? false, \
                        document.querySelector(\"#recording button[data-action='replay-play']\")?.textContent ?? '']",
-                    vec![],
-                )
-                .await
-                .expect("the script runs"),
-        )
-        .expect("two values");
+                    vec![]).await;
         if state[0] == serde_json::json!(true)
             && state[1].as_str().is_some_and(|text| text.contains("Play"))
         {
@@ -311,12 +293,6 @@ async fn a_recording_dropped_anywhere_on_the_page_opens() {
         )
         .await
         .expect("the drop is made");
-    browser.wait_for("#status[data-state='recording']").await;
-    let words = browser
-        .wait_for("#recording:not([hidden])")
-        .await
-        .text()
-        .await
-        .expect("the banner's words");
+    let words = recording_banner(&browser).await;
     assert!(words.contains("A recording of a real run"), "{words}");
 }

@@ -85,11 +85,7 @@ async fn handshake_on_a_projector(language: &str, server: &str, client: &str) {
     let accept = place(&browser, "[data-lane='0'] button[data-step='accept']")
         .await
         .expect("the accept step");
-    let arrows: Vec<serde_json::Value> = serde_json::from_value(
-        browser
-            .client
-            .execute(
-                // From the SYN on: another test's relay on this machine may
+    let arrows: Vec<serde_json::Value> = browser.script(// From the SYN on: another test's relay on this machine may
                 // have closed a connection on a lab port a moment before.
                 "const arrows = [...document.querySelectorAll('#diagram g.arrow')]; \
                  const syn = arrows.findIndex((arrow) => arrow.classList.contains('syn')); \
@@ -97,28 +93,18 @@ async fn handshake_on_a_projector(language: &str, server: &str, client: &str) {
                     const box = arrow.getBoundingClientRect();
                     return [[...arrow.querySelectorAll('text')].map((text) => text.textContent).join(' '), [box.top, box.bottom, box.left, box.right, window.innerWidth, window.innerHeight]];
                 })",
-                vec![],
-            )
-            .await
-            .expect("the script runs"),
-    )
-    .expect("a list");
+                vec![]).await;
     // No word of the diagram runs past its edges.
-    let clipped: Vec<String> = serde_json::from_value(
-        browser
-            .client
-            .execute(
-                "const box = document.getElementById('diagram').getBoundingClientRect(); \
+    let clipped: Vec<String> = browser
+        .script(
+            "const box = document.getElementById('diagram').getBoundingClientRect(); \
                  return [...document.querySelectorAll('#diagram svg.row text')] \
                    .filter((text) => { const r = text.getBoundingClientRect(); \
                      return r.left < box.left - 1 || r.right > box.right + 1; }) \
                    .map((text) => text.textContent);",
-                vec![],
-            )
-            .await
-            .expect("the script runs"),
-    )
-    .expect("a list");
+            vec![],
+        )
+        .await;
     let shot = browser
         .screenshot(&format!("stage-projector-1280x720-{language}"))
         .await;
@@ -189,15 +175,12 @@ async fn a_phone_stacks_the_stage_with_no_sideways_scroll_and_big_targets() {
     browser.wait_for("#diagram g.arrow.syn").await;
     let shot = browser.screenshot("stage-phone-390x844").await;
 
-    let widths = browser
-        .client
-        .execute(
+    let [scroll_width, width]: [u32; 2] = browser
+        .script(
             "return [document.documentElement.scrollWidth, window.innerWidth]",
             vec![],
         )
-        .await
-        .expect("the script runs");
-    let [scroll_width, width]: [u32; 2] = serde_json::from_value(widths).expect("two numbers");
+        .await;
     assert!(
         scroll_width <= width,
         "the page is {scroll_width} px wide in a {width} px window; see {}",
@@ -212,14 +195,7 @@ async fn a_phone_stacks_the_stage_with_no_sideways_scroll_and_big_targets() {
         server[1] <= wire[0] && wire[1] <= client[0],
         "{server:?} {wire:?} {client:?}"
     );
-    let small: Vec<String> = serde_json::from_value(
-        browser
-            .client
-            .execute(SMALL_TARGETS, vec![])
-            .await
-            .expect("the script runs"),
-    )
-    .expect("a list");
+    let small: Vec<String> = browser.script(SMALL_TARGETS, vec![]).await;
     assert!(small.is_empty(), "tap targets under 44 px: {small:#?}");
 }
 
@@ -483,12 +459,7 @@ async fn the_diagram_lets_its_oldest_rows_go_and_keeps_drawing_the_newest() {
     let mut last: (Vec<u64>, String) = (Vec::new(), String::new());
     for _ in 0..100 {
         let applied = browser.applied_seq().await.expect("the page says its seq");
-        let value = browser
-            .client
-            .execute(DRAWN_ROWS, vec![])
-            .await
-            .expect("the script runs");
-        last = serde_json::from_value(value).expect("seqs and a note");
+        last = browser.script(DRAWN_ROWS, vec![]).await;
         if last.0.last().is_some_and(|newest| newest + 5 >= applied) {
             break;
         }
@@ -538,25 +509,13 @@ async fn no_step_title_wraps_on_a_1366_projector(language: &str) {
     click(&browser, "//button[@data-action='projector']").await;
     browser.wait_for("body.projector").await;
     browser.wait_for("li.step button").await;
-    let wrapped: Vec<String> = serde_json::from_value(
-        browser
-            .client
-            .execute(WRAPPED_TITLES, vec![])
-            .await
-            .expect("the script runs"),
-    )
-    .expect("a list");
-    let steps: u64 = serde_json::from_value(
-        browser
-            .client
-            .execute(
-                "return document.querySelectorAll('li.step button').length",
-                vec![],
-            )
-            .await
-            .expect("the script runs"),
-    )
-    .expect("a count");
+    let wrapped: Vec<String> = browser.script(WRAPPED_TITLES, vec![]).await;
+    let steps: u64 = browser
+        .script(
+            "return document.querySelectorAll('li.step button').length",
+            vec![],
+        )
+        .await;
     assert!(steps >= 12, "both lanes' steps are drawn ({steps})");
     let shot = browser
         .screenshot(&format!("stage-projector-1366x768-{language}"))

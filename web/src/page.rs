@@ -756,6 +756,17 @@ mod tests {
         page
     }
 
+    /// A click on the server lane's socket() step.
+    fn click_socket(page: &mut Page) -> Vec<Effect> {
+        update(
+            page,
+            Msg::Click(UiAction::Step {
+                lane: SERVER_LANE,
+                step: Step::Socket,
+            }),
+        )
+    }
+
     fn sent(effects: &[Effect]) -> Vec<&str> {
         effects
             .iter()
@@ -769,13 +780,7 @@ mod tests {
     #[test]
     fn a_step_click_sends_its_command() {
         let mut page = connected();
-        let effects = update(
-            &mut page,
-            Msg::Click(UiAction::Step {
-                lane: SERVER_LANE,
-                step: Step::Socket,
-            }),
-        );
+        let effects = click_socket(&mut page);
         let sent = sent(&effects);
         assert_eq!(sent.len(), 1, "{effects:?}");
         assert!(sent[0].contains(r#""op":"socket""#), "{}", sent[0]);
@@ -785,13 +790,7 @@ mod tests {
     #[test]
     fn nothing_is_sent_without_a_relay_and_the_page_says_why() {
         let mut page = Page::new(&Saved::default(), None, None);
-        let effects = update(
-            &mut page,
-            Msg::Click(UiAction::Step {
-                lane: SERVER_LANE,
-                step: Step::Socket,
-            }),
-        );
+        let effects = click_socket(&mut page);
         assert!(sent(&effects).is_empty());
         assert!(page.model.last_error.is_some());
     }
@@ -800,13 +799,7 @@ mod tests {
     fn the_past_refuses_clicks() {
         let mut page = connected();
         page.ui.at_seq = Some(1);
-        let effects = update(
-            &mut page,
-            Msg::Click(UiAction::Step {
-                lane: SERVER_LANE,
-                step: Step::Socket,
-            }),
-        );
+        let effects = click_socket(&mut page);
         assert!(sent(&effects).is_empty());
         assert!(
             page.model
@@ -952,13 +945,7 @@ mod tests {
         let replay = page.ui.replay.as_ref().expect("a recording is open");
         assert_eq!(replay.header.recorded_at, "2026-11-30T16:00:00.000Z");
         // Nothing in it is live: a click makes no command, and says why.
-        let effects = update(
-            &mut page,
-            Msg::Click(UiAction::Step {
-                lane: SERVER_LANE,
-                step: Step::Socket,
-            }),
-        );
+        let effects = click_socket(&mut page);
         assert!(sent(&effects).is_empty());
         assert!(page.model.last_error.is_some());
         // The relay is not asked for, nor heard.
