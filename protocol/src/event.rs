@@ -33,6 +33,42 @@ pub enum EventBody {
     /// Segments of this lab that the relay captured but could not keep, so
     /// the page knows its wire view has a hole there.
     Gap(Gap),
+    /// How many screens follow this lab now; sent to its owner and to every
+    /// follower whenever the count changes.
+    Viewers(Viewers),
+    /// To a follower only, with `seq` 0 (it is not one of the lab's events):
+    /// the lab's history follows, from its `hello` on, and then its live
+    /// events. With `resync`, the follower fell behind and gets the history
+    /// afresh: it should draw the lab again from it.
+    History(History),
+}
+
+/// How many screens follow a lab.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Viewers {
+    pub count: u32,
+}
+
+/// The start of a lab's history, as a follower receives it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    /// The follower fell too far behind and gets the history again.
+    pub resync: bool,
+    /// How many of the lab's oldest events (after its `hello`) the relay no
+    /// longer keeps, so the history starts later than the lesson did.
+    pub let_go: u64,
+}
+
+/// Who a session is to its lab, reported in `hello`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Seat {
+    /// The lab is this browser's own.
+    Owner,
+    /// The classroom's shared lab, driven by the teacher.
+    Presenter,
+    /// Following another's lab: every event, no commands (`read_only`).
+    Viewer,
 }
 
 /// Captured segments the relay let go of.
@@ -77,9 +113,14 @@ pub struct Hello {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub states_reason: Option<String>,
     /// The lab's unguessable name (128 random bits, in hex): whoever has it
-    /// may fetch `/labs/CODE/capture.pcapng`.
+    /// may fetch `/labs/CODE/capture.pcapng`, and follow the lab
+    /// (`/ws?follow=CODE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// Who this session is to the lab; absent from older relays, whose
+    /// every session owned its lab.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Seat>,
 }
 
 /// The limits a relay enforces, reported in `hello`.
@@ -311,6 +352,8 @@ pub enum ErrorCode {
     BadArgs,
     BadState,
     Limit,
+    /// The session follows a lab it may not drive.
+    ReadOnly,
 }
 
 impl ErrorCode {
@@ -322,6 +365,7 @@ impl ErrorCode {
             ErrorCode::BadArgs => "bad_args",
             ErrorCode::BadState => "bad_state",
             ErrorCode::Limit => "limit",
+            ErrorCode::ReadOnly => "read_only",
         }
     }
 }
@@ -370,6 +414,7 @@ mod tests {
                 states_traced: false,
                 states_reason: Some("not root".into()),
                 code: Some("00112233445566778899aabbccddeeff".into()),
+                role: Some(Seat::Owner),
             }),
         }
     }
@@ -435,6 +480,11 @@ mod tests {
             }),
             EventBody::Reset(ResetDone { id: 4, closed: 2 }),
             EventBody::Gap(Gap { segments: 12 }),
+            EventBody::Viewers(Viewers { count: 3 }),
+            EventBody::History(History {
+                resync: true,
+                let_go: 40,
+            }),
         ];
         for (seq, body) in bodies.into_iter().enumerate() {
             let event = Event {

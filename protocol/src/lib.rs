@@ -80,10 +80,12 @@ pub fn decode_event(text: &str) -> Result<Event, String> {
         "error" => EventBody::Error(body(text)?),
         "reset" => EventBody::Reset(body(text)?),
         "gap" => EventBody::Gap(body(text)?),
+        "viewers" => EventBody::Viewers(body(text)?),
+        "history" => EventBody::History(body(text)?),
         other => {
             return Err(format!(
                 "unknown kind `{other}`, expected one of `hello`, `call`, `state`, `segment`, \
-                 `error`, `reset`, `gap`"
+                 `error`, `reset`, `gap`, `viewers`, `history`"
             ));
         }
     };

@@ -43,6 +43,11 @@ pub struct Config {
     pub idle_timeout: std::time::Duration,
     /// This host's addresses, from its interfaces at start.
     pub host_addresses: Arc<Vec<IpAddr>>,
+    /// How many screens may follow labs at once, across the relay.
+    pub followers_per_relay: u32,
+    /// In classroom mode, the secret that makes a browser the presenter of
+    /// the shared lab (`/ws?present=TOKEN`); None outside it.
+    pub presenter_token: Option<String>,
 }
 
 impl Default for Config {
@@ -64,6 +69,8 @@ impl Default for Config {
             capture: true,
             idle_timeout: std::time::Duration::from_secs(45),
             host_addresses: Arc::new(crate::host::addresses()),
+            followers_per_relay: 1000,
+            presenter_token: None,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The labs of one relay: the slots that bound how many run at once, in all
 //! and per browser address, the lab ports they share, the capture they all
-//! read, opening one for a browser, finding a lab's saved frames by its
-//! code, and closing them all at shutdown.
+//! read, opening one for a browser, finding a lab's saved frames and its
+//! audience by its code, and closing them all at shutdown.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -10,12 +10,19 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+use crate::audience::{Audience, HISTORY_BYTES, SHARED_HISTORY_BYTES};
 use crate::capture::Capture;
 use crate::config::Config;
 use crate::engine::{self, CaptureRing, LabHandle, LabRun, LabSettings, PortPool};
 
-/// Each open lab's frames, by the lab's code.
-type Codes = Arc<Mutex<HashMap<String, Weak<Mutex<CaptureRing>>>>>;
+/// Each open lab's frames and audience, by the lab's code.
+type Codes = Arc<Mutex<HashMap<String, Known>>>;
+
+/// What a code finds.
+struct Known {
+    ring: Weak<Mutex<CaptureRing>>,
+    audience: Weak<Audience>,
+}
 
 pub(crate) struct Labs {
     config: Config,
@@ -30,6 +37,10 @@ pub(crate) struct Labs {
     /// Becomes true when the relay shuts down; every session watches it.
     shutdown: watch::Sender<bool>,
     codes: Codes,
+    /// The classroom's shared lab, while its presenter has it open.
+    presented: Mutex<Weak<Audience>>,
+    /// One permit per follower, so that followers cannot grow without bound.
+    followers: Arc<Semaphore>,
 }
 
 /// A running lab and the slots it holds until it is dropped.
@@ -39,6 +50,8 @@ pub(crate) struct OpenLab {
     pub run: LabRun,
     /// Tells the session when the relay shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// Who follows the lab; the session publishes every frame to it.
+    pub audience: Arc<Audience>,
     _slot: OwnedSemaphorePermit,
     _per_ip: PerIpSlot,
     _code: CodeEntry,
@@ -90,7 +103,26 @@ impl Labs {
             shutdown: watch::Sender::new(false),
             config: config.clone(),
             codes: Codes::default(),
+            presented: Mutex::new(Weak::new()),
+            followers: Arc::new(Semaphore::new(config.followers_per_relay as usize)),
         }
+    }
+
+    /// A follower's place, or why the relay has none.
+    pub fn follower_slot(&self) -> Result<OwnedSemaphorePermit, String> {
+        Arc::clone(&self.followers)
+            .try_acquire_owned()
+            .map_err(|_| {
+                format!(
+                    "This relay already has its limit of {} screens following labs.",
+                    self.config.followers_per_relay
+                )
+            })
+    }
+
+    /// Tells its holder when the relay shuts down.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
     }
 
     /// Whether the relay captures, or why not.
@@ -101,14 +133,24 @@ impl Labs {
     /// The frames of the open lab whose code this is, as pcapng; None for
     /// a code no open lab has.
     pub fn capture_file(&self, code: &str) -> Option<Result<Vec<u8>, String>> {
-        let ring = self.codes.lock().ok()?.get(code)?.upgrade()?;
+        let ring = self.codes.lock().ok()?.get(code)?.ring.upgrade()?;
         let ring = ring.lock().ok()?;
         Some(crate::pcapng::write(ring.frames()))
     }
 
-    /// Starts a lab for a browser at `ip`, or says why the relay has no room
-    /// for one.
-    pub fn open(&self, ip: IpAddr) -> Result<OpenLab, String> {
+    /// The audience of the open lab whose code this is.
+    pub fn audience(&self, code: &str) -> Option<Arc<Audience>> {
+        self.codes.lock().ok()?.get(code)?.audience.upgrade()
+    }
+
+    /// The audience of the classroom's shared lab, while it is open.
+    pub fn presented(&self) -> Option<Arc<Audience>> {
+        self.presented.lock().ok()?.upgrade()
+    }
+
+    /// Starts a lab for a browser at `ip`, its own or (as `Presenter`) the
+    /// classroom's shared one, or says why the relay has no room for one.
+    pub fn open(&self, ip: IpAddr, seat: protocol::Seat) -> Result<OpenLab, String> {
         let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
             return Err(format!(
                 "This relay already runs its limit of {} labs. Close another tab, or ask the \
@@ -135,20 +177,41 @@ impl Labs {
                 ip,
             }
         };
-        let settings =
+        let mut settings =
             LabSettings::from_config(&self.config, Arc::clone(&self.ports), self.capture.clone());
+        settings.seat = seat;
         let code = CodeEntry {
             codes: Arc::clone(&self.codes),
             code: settings.code.clone(),
         };
-        if let Ok(mut codes) = self.codes.lock() {
-            codes.insert(settings.code.clone(), Arc::downgrade(&settings.ring));
-        }
+        let (ring, viewers, lab_code) = (
+            Arc::downgrade(&settings.ring),
+            Arc::clone(&settings.viewers),
+            settings.code.clone(),
+        );
         let (handle, run) = engine::new_lab(settings);
+        let budget = match seat {
+            protocol::Seat::Presenter => SHARED_HISTORY_BYTES,
+            _ => HISTORY_BYTES,
+        };
+        let audience = Arc::new(Audience::new(budget, viewers, handle.inputs.downgrade()));
+        if let Ok(mut codes) = self.codes.lock() {
+            let known = Known {
+                ring,
+                audience: Arc::downgrade(&audience),
+            };
+            codes.insert(lab_code, known);
+        }
+        if seat == protocol::Seat::Presenter {
+            if let Ok(mut presented) = self.presented.lock() {
+                *presented = Arc::downgrade(&audience);
+            }
+        }
         Ok(OpenLab {
             handle,
             run,
             shutdown: self.shutdown.subscribe(),
+            audience,
             _slot: slot,
             _per_ip: per_ip,
             _code: code,

@@ -21,10 +21,12 @@
 
 mod access;
 mod assets;
+mod audience;
 mod bpf;
 pub mod capture;
 pub mod config;
 pub mod engine;
+mod follow;
 mod host;
 mod labs;
 mod pcapng;

@@ -236,10 +236,20 @@ async fn save_capture(
     }
 }
 
+/// What `/ws` may be asked for: `?follow=CODE` follows a lab by its code,
+/// `?follow` alone the classroom's shared lab, and `?present=TOKEN` opens
+/// that shared lab as its presenter. Without either, a lab of one's own.
+#[derive(serde::Deserialize, Debug)]
+struct WsQuery {
+    follow: Option<String>,
+    present: Option<String>,
+}
+
 async fn open_lab(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<WsQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if let Err(origin) = shared.access.check_origin(&headers) {
@@ -262,24 +272,105 @@ async fn open_lab(
         frame_bytes,
         idle_timeout: shared.config.idle_timeout,
     };
+    let upgrade = upgrade
+        // tungstenite starts each session with a 128 KiB read buffer; commands
+        // are tiny, and the buffer grows when a frame needs it.
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(hard_limit)
+        .max_frame_size(hard_limit);
+    if let Some(code) = &query.follow {
+        return follow_lab(&shared, peer, code, pace, upgrade);
+    }
+    let seat = match &query.present {
+        None => protocol::Seat::Owner,
+        Some(token) => match &shared.config.presenter_token {
+            Some(expected) if same_secret(token, expected) => protocol::Seat::Presenter,
+            Some(_) => {
+                tracing::warn!(%peer, "refused a presenter with a wrong token");
+                return (
+                    StatusCode::FORBIDDEN,
+                    "This is not the presenter's link. Students follow the lesson at the \
+                     relay's address without ?present.",
+                )
+                    .into_response();
+            }
+            None => {
+                return (
+                    StatusCode::NOT_FOUND,
+                    "This relay is not in classroom mode (relay --classroom).",
+                )
+                    .into_response();
+            }
+        },
+    };
     // No room: say so in HTTP, before any WebSocket exists.
-    let lab = match shared.labs.open(peer.ip()) {
+    let lab = match shared.labs.open(peer.ip(), seat) {
         Ok(lab) => lab,
         Err(message) => {
             tracing::info!(%peer, "{message}");
             return (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
         }
     };
-    upgrade
-        // tungstenite starts each session with a 128 KiB read buffer; commands
-        // are tiny, and the buffer grows when a frame needs it.
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .max_message_size(hard_limit)
-        .max_frame_size(hard_limit)
-        .on_upgrade(move |socket| async move {
-            session::run(socket, lab, pace).await;
-            // Everything the session held is dropped by now: its WebSocket,
-            // its queues, its lab.
-            crate::labs::give_memory_back();
-        })
+    upgrade.on_upgrade(move |socket| async move {
+        session::run(socket, lab, pace).await;
+        // Everything the session held is dropped by now: its WebSocket,
+        // its queues, its lab.
+        crate::labs::give_memory_back();
+    })
+}
+
+/// `/ws?follow=CODE`, or `?follow` in classroom mode: a screen that shows
+/// the lab and may not drive it.
+fn follow_lab(
+    shared: &Shared,
+    peer: SocketAddr,
+    code: &str,
+    pace: session::Pace,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let audience = if code.is_empty() {
+        if shared.config.presenter_token.is_none() {
+            return (
+                StatusCode::NOT_FOUND,
+                "This relay is not in classroom mode: follow a lab by its code (?follow=CODE).",
+            )
+                .into_response();
+        }
+        shared
+            .labs
+            .presented()
+            .ok_or("The teacher's lab is not open yet. This page tries again until it is.")
+    } else {
+        shared
+            .labs
+            .audience(code)
+            .ok_or("No open lab has this code. A lab can be followed while its page is open.")
+    };
+    let audience = match audience {
+        Ok(audience) => audience,
+        Err(message) => return (StatusCode::NOT_FOUND, message).into_response(),
+    };
+    let slot = match shared.labs.follower_slot() {
+        Ok(slot) => slot,
+        Err(message) => {
+            tracing::info!(%peer, "{message}");
+            return (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+        }
+    };
+    let shutdown = shared.labs.shutdown_signal();
+    upgrade.on_upgrade(move |socket| async move {
+        crate::follow::run(socket, audience, shutdown, pace).await;
+        drop(slot);
+    })
+}
+
+/// Whether a presented secret is the expected one, in time that does not
+/// depend on where they first differ.
+fn same_secret(presented: &str, expected: &str) -> bool {
+    let (presented, expected) = (presented.as_bytes(), expected.as_bytes());
+    let differences = presented
+        .iter()
+        .zip(expected)
+        .fold(0u8, |all, (a, b)| all | (a ^ b));
+    presented.len() == expected.len() && differences == 0
 }

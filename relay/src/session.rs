@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use futures_util::SinkExt;
 use protocol::{ErrorCode, EventBody, Refusal};
 use tokio::sync::mpsc;
 
+use crate::audience::Audience;
 use crate::engine::LabInput;
 use crate::labs::OpenLab;
 
@@ -30,13 +31,26 @@ pub(crate) async fn run(socket: WebSocket, open: OpenLab, pace: Pace) {
         handle: lab,
         run: run_lab,
         shutdown,
+        audience,
         // The slots stay in `open`, and are freed when this function ends.
         ..
     } = open;
     // One task drives both; see `engine::LabRun`. The lab's loop ends once
     // `talk` drops its inputs and every socket is closed, and only then are
     // the lab's slots freed.
-    tokio::join!(run_lab, talk(socket, lab, shutdown, pace));
+    let talking = async {
+        talk(socket, lab, shutdown, pace, &audience).await;
+        // The followers' streams end with the lab's.
+        audience.close();
+    };
+    tokio::join!(run_lab, talking);
+}
+
+/// The frame an event leaves as, kept for the lab's followers too.
+fn published(event: &protocol::Event, audience: &Audience) -> Message {
+    let frame = Utf8Bytes::from(protocol::encode_event(event));
+    audience.publish(event, &frame);
+    Message::Text(frame)
 }
 
 /// Forwards commands and events until either side goes away, and closes the
@@ -46,6 +60,7 @@ async fn talk(
     mut lab: crate::engine::LabHandle,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     pace: Pace,
+    audience: &Audience,
 ) {
     let overflowed = Arc::clone(&lab.overflowed);
     match forward(
@@ -55,6 +70,7 @@ async fn talk(
         &overflowed,
         &mut shutdown,
         pace,
+        audience,
     )
     .await
     {
@@ -93,7 +109,7 @@ async fn talk(
                  (RFC 6455, close code 1007); send raw bytes as a binary frame instead.",
             );
             if lab.inputs.send(LabInput::Refused(refusal)).await.is_ok() {
-                forward_until_error(&mut socket, &mut lab.events).await;
+                forward_until_error(&mut socket, &mut lab.events, audience).await;
             }
             let _ = socket
                 .send(Message::Close(Some(CloseFrame {
@@ -130,6 +146,7 @@ async fn forward(
     overflowed: &AtomicBool,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
     pace: Pace,
+    audience: &Audience,
 ) -> Result<(), axum::Error> {
     let frame_bytes = pace.frame_bytes;
     let mut last_heard = Instant::now();
@@ -156,7 +173,7 @@ async fn forward(
                 if overflowed.load(Ordering::Relaxed) {
                     return Ok(());
                 }
-                send_batch_in_time(socket, event, events).await?;
+                send_batch_in_time(socket, event, events, audience).await?;
             }
             _ = shutdown.changed() => return Ok(()),
             _ = ping.tick() => {
@@ -182,16 +199,13 @@ async fn send_batch_in_time(
     socket: &mut WebSocket,
     first: protocol::Event,
     events: &mut mpsc::Receiver<protocol::Event>,
+    audience: &Audience,
 ) -> Result<(), axum::Error> {
     let writing = async {
-        socket
-            .feed(Message::Text(protocol::encode_event(&first).into()))
-            .await?;
+        socket.feed(published(&first, audience)).await?;
         for _ in 1..EVENTS_PER_WRITE {
             let Ok(event) = events.try_recv() else { break };
-            socket
-                .feed(Message::Text(protocol::encode_event(&event).into()))
-                .await?;
+            socket.feed(published(&event, audience)).await?;
         }
         socket.flush().await
     };
@@ -209,12 +223,15 @@ async fn in_time(
 }
 
 /// Forwards events until the lab has reported an `error`, for at most a second.
-async fn forward_until_error(socket: &mut WebSocket, events: &mut mpsc::Receiver<protocol::Event>) {
+async fn forward_until_error(
+    socket: &mut WebSocket,
+    events: &mut mpsc::Receiver<protocol::Event>,
+    audience: &Audience,
+) {
     let forwarding = async {
         while let Some(event) = events.recv().await {
             let is_error = matches!(event.body, EventBody::Error(_));
-            let text = protocol::encode_event(&event);
-            if socket.send(Message::Text(text.into())).await.is_err() || is_error {
+            if socket.send(published(&event, audience)).await.is_err() || is_error {
                 return;
             }
         }

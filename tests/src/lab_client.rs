@@ -55,6 +55,7 @@ impl LabClient {
                 states_traced: false,
                 states_reason: None,
                 code: None,
+                role: None,
             },
         };
         let first = client.next_event().await;

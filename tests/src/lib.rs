@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod flows;
+pub mod follower;
 pub mod kernel;
 pub mod lab_client;
 pub mod relay_process;

@@ -281,6 +281,32 @@ pub fn gap(segments: u64, lang: Lang) -> String {
     }
 }
 
+/// How many screens follow the lab.
+pub fn viewers(count: u32, lang: Lang) -> String {
+    match lang {
+        Lang::En if count == 1 => "1 screen follows this lab".to_string(),
+        Lang::En => format!("{count} screens follow this lab"),
+        Lang::Zh => format!("{count} 个屏幕正在跟随这个实验"),
+    }
+}
+
+/// What a follower is told as the lab's history starts.
+pub fn history(resync: bool, let_go: u64, lang: Lang) -> String {
+    let start = match (resync, lang) {
+        (false, Lang::En) => "Following a lab: its history so far, then every event live.",
+        (true, Lang::En) => "This screen fell behind, so it draws the lab again from its history.",
+        (false, Lang::Zh) => "正在跟随一个实验：先显示到目前为止的历史，然后实时显示每个事件。",
+        (true, Lang::Zh) => "这个屏幕落后了，所以根据历史重新绘制实验。",
+    };
+    match (let_go, lang) {
+        (0, _) => start.to_string(),
+        (events, Lang::En) => {
+            format!("{start} The relay no longer keeps the lesson's first {events} events.")
+        }
+        (events, Lang::Zh) => format!("{start}中继已不再保留本课最早的 {events} 个事件。"),
+    }
+}
+
 /// A row of a socket from before the last reset.
 /// What the diagram's note says when the timeline or the event log let
 /// their oldest entries go, so that nothing disappears without a word.

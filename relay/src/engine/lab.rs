@@ -47,6 +47,8 @@ pub(super) struct Lab {
     latest_call: Stamp,
     /// The fingerprint of the routes last handed to the capture.
     synced_routes: Option<u64>,
+    /// The count of followers the lab last reported.
+    viewers_reported: u32,
 }
 
 pub(super) async fn run(
@@ -94,6 +96,7 @@ impl Lab {
             observations,
             latest_call: 0,
             synced_routes: None,
+            viewers_reported: 0,
             sockets: SocketTable::default(),
             next_sock: 1,
             pending: Vec::new(),
@@ -121,6 +124,7 @@ impl Lab {
             states_traced: states.is_ok(),
             states_reason: states.err(),
             code: Some(self.settings.code.clone()),
+            role: Some(self.settings.seat),
         };
         self.timeline.push(at, EventBody::Hello(hello));
     }
@@ -143,6 +147,8 @@ impl Lab {
         let outcome = match input {
             LabInput::Refused(refusal) => Err(refusal),
             LabInput::Command(command) => self.execute(command).await,
+            // Reported at the end of the step, like any count that changed.
+            LabInput::Viewers => Ok(()),
         };
         if let Err(refusal) = outcome {
             let error = ErrorEvent {
@@ -218,6 +224,15 @@ impl Lab {
             self.timeline.push(clock::now(), EventBody::Gap(gap));
         }
         self.observe();
+        let viewers = self
+            .settings
+            .viewers
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if viewers != self.viewers_reported {
+            self.viewers_reported = viewers;
+            let count = protocol::Viewers { count: viewers };
+            self.timeline.push(clock::now(), EventBody::Viewers(count));
+        }
         self.timeline.release();
     }
 

@@ -60,6 +60,10 @@ pub enum LabInput {
     Command(Command),
     /// A frame that never became a command; the lab reports it in order.
     Refused(Refusal),
+    /// The number of screens following the lab ([`LabSettings::viewers`])
+    /// changed; the lab reports it in order, as a `viewers` event its owner
+    /// and followers all get.
+    Viewers,
 }
 
 /// What a lab needs to know of the relay.
@@ -81,6 +85,10 @@ pub struct LabSettings {
     pub code: String,
     /// The frames the lab's capture saw, for Wireshark.
     pub ring: SharedRing,
+    /// Whether the lab is its browser's own or the classroom's shared one.
+    pub seat: protocol::Seat,
+    /// How many screens follow the lab now.
+    pub viewers: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl LabSettings {
@@ -100,12 +108,14 @@ impl LabSettings {
             host_addresses: Arc::clone(&config.host_addresses),
             code: new_code(),
             ring: SharedRing::default(),
+            seat: protocol::Seat::Owner,
+            viewers: Arc::default(),
         }
     }
 }
 
 /// 128 bits from the kernel's random source, in hex.
-fn new_code() -> String {
+pub fn new_code() -> String {
     let mut bytes = [0u8; 16];
     let mut filled = 0;
     while filled < bytes.len() {

@@ -22,6 +22,12 @@ impl Model {
 
     /// Applies one event from the relay.
     pub fn apply(&mut self, event: &Event) {
+        if event.seq == 0 {
+            // The follower's own session speaks, not the lab: the history's
+            // start, or a command refused because this screen only follows.
+            self.apply_own(event);
+            return;
+        }
         if event.seq == 1 {
             // A new session: the relay made a new, empty lab.
             self.last_seq = 0;
@@ -67,6 +73,12 @@ impl Model {
                     label,
                 });
             }
+            EventBody::Viewers(viewers) => {
+                self.viewers = viewers.count;
+                self.announce(notes::viewers(viewers.count, self.lang));
+            }
+            // Only ever with seq 0, handled above.
+            EventBody::History(_) => {}
             EventBody::Reset(done) => {
                 self.issued.remove(&done.id);
                 self.generation += 1;
@@ -112,6 +124,34 @@ impl Model {
             ),
             EventBody::Reset(done) => ("reset", None, notes::reset_divider(done.closed, self.lang)),
             EventBody::Gap(gap) => ("gap", None, notes::gap(gap.segments, self.lang)),
+            EventBody::Viewers(viewers) => {
+                ("viewers", None, notes::viewers(viewers.count, self.lang))
+            }
+            EventBody::History(history) => (
+                "history",
+                None,
+                notes::history(history.resync, history.let_go, self.lang),
+            ),
+        }
+    }
+
+    /// An event of a follower's own session (`seq` 0).
+    fn apply_own(&mut self, event: &Event) {
+        match &event.body {
+            EventBody::History(history) => {
+                // The lab's hello comes next and draws it afresh; the page
+                // remembers that it follows, and what the history lacks.
+                self.following = Some(history.let_go);
+                self.announce(notes::history(history.resync, history.let_go, self.lang));
+            }
+            EventBody::Error(error) => {
+                if let Some(id) = error.id {
+                    self.issued.remove(&id);
+                }
+                self.last_error = Some(error.message.clone());
+                self.announce(error.message.clone());
+            }
+            _ => {}
         }
     }
 

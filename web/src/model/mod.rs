@@ -83,6 +83,11 @@ pub struct Model {
     pub last_seq: u64,
     /// Events whose seq was not the next one, counted, never trusted blindly.
     pub out_of_order: u32,
+    /// How many screens follow the lab, as the relay last said.
+    pub viewers: u32,
+    /// Set when this page follows another's lab: how many of the lab's
+    /// oldest events the relay no longer had when it joined.
+    pub following: Option<u64>,
     /// Rows already animated; the rest wait their turn.
     pub revealed: usize,
     /// The address the server lane last bound, kept after it closes, so a
@@ -131,6 +136,8 @@ impl Model {
             last_error: None,
             last_seq: 0,
             out_of_order: 0,
+            viewers: 0,
+            following: None,
             revealed: 0,
             last_server_addr: None,
             generation: 0,

@@ -1,0 +1,81 @@
+//! A screen that follows a lab (`/ws?follow=CODE`), as a follower's page
+//! does: it reads the history marker, then the lab's events, and checks
+//! that each run of them (the first, and each resync's) has no gap.
+
+use futures_util::{SinkExt, StreamExt};
+use protocol::{Event, EventBody, History};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::lab_client::EVENT_TIMEOUT;
+
+pub struct Follower {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The lab's events of the current run, from its hello on, in order.
+    pub events: Vec<Event>,
+    /// Every `history` marker, in order: the first, then one per resync.
+    pub histories: Vec<History>,
+    /// Events of the follower's own session (`seq` 0) other than markers.
+    pub own: Vec<Event>,
+}
+
+impl Follower {
+    /// Opens `/ws?follow=CODE` at the relay whose `/ws` URL this is.
+    pub async fn connect(ws_url: &str, code: &str) -> Follower {
+        let url = format!("{ws_url}?follow={code}");
+        let (socket, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .unwrap_or_else(|error| panic!("{url} opens: {error}"));
+        Follower {
+            socket,
+            events: Vec::new(),
+            histories: Vec::new(),
+            own: Vec::new(),
+        }
+    }
+
+    /// Reads the next frame and files it; panics on a gap in a run.
+    pub async fn next(&mut self) -> Event {
+        loop {
+            let frame = tokio::time::timeout(EVENT_TIMEOUT, self.socket.next())
+                .await
+                .expect("the follower gets a frame in time")
+                .expect("the WebSocket is open")
+                .expect("the frame is readable");
+            let Message::Text(text) = frame else { continue };
+            let event = protocol::decode_event(&text).expect("the event parses");
+            if event.seq == 0 {
+                match &event.body {
+                    EventBody::History(history) => {
+                        self.histories.push(history.clone());
+                        self.events.clear();
+                    }
+                    _ => self.own.push(event.clone()),
+                }
+                return event;
+            }
+            let expected = self.events.last().map_or(1, |last| last.seq + 1);
+            assert_eq!(
+                event.seq, expected,
+                "a follower's events have no gap and no repeat"
+            );
+            self.events.push(event.clone());
+            return event;
+        }
+    }
+
+    /// Reads until the lab's event `seq` has arrived.
+    pub async fn until_seq(&mut self, seq: u64) {
+        while self.events.last().is_none_or(|last| last.seq < seq) {
+            self.next().await;
+        }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.socket
+            .send(Message::Text(text.into()))
+            .await
+            .expect("the frame is sent");
+    }
+}
