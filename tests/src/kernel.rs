@@ -106,3 +106,15 @@ ESTAB     0      0          127.0.0.1:41708    127.0.0.1:7001 ino:77 sk:2\n";
         assert_eq!(rows[1].inode, 77);
     }
 }
+
+/// A process's resident memory, from /proc.
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
+}

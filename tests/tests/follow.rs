@@ -117,3 +117,75 @@ async fn a_code_no_lab_has_cannot_be_followed() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_follower_that_stops_reading_is_resynced_and_never_holds_up_the_lab() {
+    let relay = RelayProcess::start(&[]).await;
+    let mut lab = LabClient::connect(&relay.ws_url()).await;
+    let code = lab.hello.code.clone().expect("code");
+    let mut stuck = Follower::connect_small(&relay.ws_url(), &code).await;
+    lab.until("the follower counted", viewers(1)).await;
+    let (client, conn) = connected_pair(&mut lab).await;
+    // Far more than the follower's queue and its socket's buffers hold,
+    // while it reads nothing: the lab's own browser is never held up.
+    for round in 0..1_000 {
+        // Each read's event carries what it read: 8 KB a round.
+        let text = format!("{round:>8}").repeat(1_000);
+        lab.ok(Op::Send {
+            sock: client,
+            data: Some(text),
+            hex: None,
+        })
+        .await;
+        lab.ok(Op::Read {
+            sock: conn,
+            max: Some(65_536),
+        })
+        .await;
+    }
+    let last = lab.events.last().expect("events").seq;
+    assert!(last > 4_000, "enough events to overflow: {last}");
+    // Now it reads: what it already had, with no gap, then the lab afresh.
+    stuck.until_seq(last).await;
+    let resync = stuck.histories.last().expect("a history");
+    assert!(
+        stuck.histories.len() >= 2 && resync.resync,
+        "the follower was resynced: {:?}",
+        stuck.histories
+    );
+    // Its fresh history is the hello and the newest events, as many as the
+    // relay keeps, and it says how many it let go.
+    let expected = as_followed(&lab.events);
+    let kept = 1 + resync.let_go as usize;
+    assert_eq!(stuck.events[0], expected[0]);
+    assert_eq!(stuck.events[1..], expected[kept..]);
+    let rss = socket_flow_tests::kernel::rss_bytes(relay.pid());
+    assert!(rss < 100 << 20, "the relay stays small: {rss} bytes");
+}
+
+/// A client socket connected to a server's accepted one: (client, conn).
+async fn connected_pair(lab: &mut LabClient) -> (u32, u32) {
+    let server = lab.ok(Op::Socket { role: Role::Server }).await.sock;
+    let server = server.expect("sock");
+    lab.ok(Op::Bind {
+        sock: server,
+        addr: None,
+    })
+    .await;
+    lab.ok(Op::Listen {
+        sock: server,
+        backlog: None,
+    })
+    .await;
+    let accept = lab.send(Op::Accept { sock: server }).await;
+    let client = lab.ok(Op::Socket { role: Role::Client }).await.sock;
+    let client = client.expect("sock");
+    let connect = lab.send(Op::Connect {
+        sock: client,
+        addr: None,
+    });
+    let connect = connect.await;
+    lab.outcome(connect).await;
+    let conn = lab.outcome(accept).await.new_sock.expect("conn");
+    (client, conn)
+}

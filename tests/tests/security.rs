@@ -58,18 +58,6 @@ async fn a_rebinding_host_gets_neither_the_page_nor_a_lab() {
     assert_eq!(status, 101, "an allowed name opens a lab");
 }
 
-/// The relay's resident memory, from /proc.
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse::<u64>().ok())
-        .expect("VmRSS")
-        * 1024
-}
-
 /// A client opens a lab, then stops reading its WebSocket while its lab and
 /// two outsiders on the lab's port number move bulk data. Every queue is
 /// bounded, so the relay's memory stays flat, the client is cut off, and
@@ -86,7 +74,7 @@ async fn a_client_that_stops_reading_cannot_grow_the_relay() {
     const PORT: u16 = 9077;
     let relay = RelayProcess::start(&["--lab-ports", "9001-9099"]).await;
     let pid = relay.pid();
-    let baseline = rss_bytes(pid);
+    let baseline = socket_flow_tests::kernel::rss_bytes(pid);
     let (mut socket, _) = tokio_tungstenite::connect_async(relay.ws_url())
         .await
         .expect("a lab");
@@ -145,7 +133,7 @@ async fn a_client_that_stops_reading_cannot_grow_the_relay() {
     let mut cut_off = false;
     let payload = "x".repeat(16 * 1024);
     while started.elapsed() < FLOOD {
-        peak = peak.max(rss_bytes(pid));
+        peak = peak.max(socket_flow_tests::kernel::rss_bytes(pid));
         for op in [
             Op::Send {
                 sock: 2,
@@ -193,7 +181,7 @@ async fn a_client_that_stops_reading_cannot_grow_the_relay() {
     // Once the client has gone, its lab ends and the memory comes back.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let now = rss_bytes(pid);
+        let now = socket_flow_tests::kernel::rss_bytes(pid);
         if now < baseline + 16 * 1024 * 1024 {
             eprintln!("flood: relay RSS {} KiB once the client left", now >> 10);
             break;
