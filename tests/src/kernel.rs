@@ -88,6 +88,18 @@ pub fn ss_socket_of(pid: u32, fd: i32) -> Option<SsSocket> {
         .find(|socket| socket.inode == inode)
 }
 
+/// A process's resident memory, from /proc.
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,16 +117,4 @@ ESTAB     0      0          127.0.0.1:41708    127.0.0.1:7001 ino:77 sk:2\n";
         assert_eq!(rows[1].state, "ESTABLISHED");
         assert_eq!(rows[1].inode, 77);
     }
-}
-
-/// A process's resident memory, from /proc.
-pub fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse::<u64>().ok())
-        .expect("VmRSS")
-        * 1024
 }
