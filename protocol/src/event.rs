@@ -4,7 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Note, OpName, Role, SockId};
 
-/// One frame from the relay. `seq` counts 1, 2, 3, … per session with no gaps;
+/// One frame from the relay. `seq` counts 1, 2, 3, … per lab with no gaps
+/// (0 marks a follower's own session speaking, not the lab: `history`, and
+/// the `read_only` refusal);
 /// `t_us` is microseconds since the session began, when the thing happened in
 /// the kernel, and never goes backwards: `seq` order is `t_us` order.
 ///

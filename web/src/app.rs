@@ -297,7 +297,16 @@ fn relay_url() -> Result<String, JsValue> {
     } else {
         "ws"
     };
-    Ok(format!("{scheme}://{}/ws", location.host()?))
+    // A page opened as a follower (`?follow=CODE`) or as the classroom's
+    // presenter (`?present=TOKEN`) asks the relay for that seat, and keeps
+    // it across reconnects.
+    let search = location.search()?;
+    let seat = if search.starts_with("?follow") || search.starts_with("?present") {
+        search.as_str()
+    } else {
+        ""
+    };
+    Ok(format!("{scheme}://{}/ws{seat}", location.host()?))
 }
 
 fn connect(app: &Shared) -> Result<(), JsValue> {

@@ -376,6 +376,35 @@ mod tests {
     }
 
     #[test]
+    fn a_follower_draws_the_lab_from_its_history_and_counts_the_screens() {
+        let mut model = Model::new(Lang::En);
+        let history = r#"{"seq":0,"t_us":0,"kind":"history","resync":false,"let_go":0}"#;
+        model.apply(&protocol::decode_event(history).expect("history"));
+        let viewers = r#"{"seq":2,"t_us":5,"kind":"viewers","count":3}"#;
+        let mut lesson = events();
+        lesson.truncate(1);
+        lesson.push(protocol::decode_event(viewers).expect("viewers"));
+        for event in &lesson {
+            model.apply(event);
+        }
+        model.connection = Connection::Connected;
+        assert_eq!(model.following, Some(0));
+        assert_eq!(model.out_of_order, 0, "seq 0 is not the lab's");
+        assert_eq!(
+            crate::view::status(&model).1,
+            "Following a lab · 3 watching"
+        );
+        // A refusal of this screen's command is shown, and is not the lab's.
+        let refused = r#"{"seq":0,"t_us":0,"kind":"error","id":4,"code":"read_only","message":"This screen follows a lab"}"#;
+        model.apply(&protocol::decode_event(refused).expect("error"));
+        assert_eq!(
+            model.last_error.as_deref(),
+            Some("This screen follows a lab")
+        );
+        assert_eq!(model.last_seq, 2);
+    }
+
+    #[test]
     fn the_lab_as_it_was_before_accept_returned_has_no_connection_yet() {
         let mut model = Model::new(Lang::En);
         for event in events() {

@@ -199,7 +199,13 @@ pub fn status(model: &Model) -> (&'static str, String) {
         ),
         Connection::Connected => (
             "connected",
-            lang.pick("Connected to the relay", "已连接中继").into(),
+            match (model.following.is_some(), model.viewers, lang) {
+                (true, count, Lang::En) => format!("Following a lab · {count} watching"),
+                (true, count, Lang::Zh) => format!("正在跟随实验 · {count} 人观看"),
+                (false, 0, _) => lang.pick("Connected to the relay", "已连接中继").into(),
+                (false, count, Lang::En) => format!("Connected to the relay · {count} watching"),
+                (false, count, Lang::Zh) => format!("已连接中继 · {count} 人观看"),
+            },
         ),
         Connection::Recording => (
             "recording",
