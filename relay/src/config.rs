@@ -45,9 +45,9 @@ pub struct Config {
     pub host_addresses: Arc<Vec<IpAddr>>,
     /// How many screens may follow labs at once, across the relay.
     pub followers_per_relay: u32,
-    /// In classroom mode, the secret that makes a browser the presenter of
-    /// the shared lab (`/ws?present=TOKEN`); None outside it.
-    pub presenter_token: Option<String>,
+    /// Classroom mode: the presenter's secret (`/ws?present=TOKEN`) and the
+    /// student URL; None outside it.
+    pub classroom: Option<crate::classroom::Classroom>,
 }
 
 impl Default for Config {
@@ -70,7 +70,7 @@ impl Default for Config {
             idle_timeout: std::time::Duration::from_secs(45),
             host_addresses: Arc::new(crate::host::addresses()),
             followers_per_relay: 1000,
-            presenter_token: None,
+            classroom: None,
         }
     }
 }

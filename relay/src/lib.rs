@@ -24,6 +24,7 @@ mod assets;
 mod audience;
 mod bpf;
 pub mod capture;
+pub mod classroom;
 pub mod config;
 pub mod engine;
 mod follow;

@@ -14,11 +14,18 @@ use tokio::net::TcpListener;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Where the page and its WebSocket listen. Loopback by default: only this
-    /// machine can reach it.
-    #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))]
-    listen: SocketAddr,
-    /// Open the page in the default browser once the relay is listening.
+    /// Where the page and its WebSocket listen. Loopback by default (only
+    /// this machine can reach it); 0.0.0.0:7878 with --classroom.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Set up for a class: listen on every address, let students' nc reach
+    /// lab servers, print the student URL and its QR code, and the
+    /// presenter's URL; the teacher drives one shared lab that every
+    /// student's page follows.
+    #[arg(long)]
+    classroom: bool,
+    /// Open the page (the presenter's, with --classroom) in the default
+    /// browser once the relay is listening.
     #[arg(long)]
     open: bool,
     /// Serve the page from this folder instead of the copy built into the
@@ -36,10 +43,10 @@ struct Args {
     /// Let labs connect to this address outside this host.
     #[arg(long = "allow-connect", value_name = "HOST:PORT")]
     allowed_connect_targets: Vec<SocketAddr>,
-    /// The address lab servers bind to. Loopback by default; 0.0.0.0 lets
-    /// students on the network join a lab with nc.
-    #[arg(long, default_value = "127.0.0.1")]
-    lab_ip: IpAddr,
+    /// The address lab servers bind to. Loopback by default (0.0.0.0 with
+    /// --classroom); 0.0.0.0 lets students on the network join a lab with nc.
+    #[arg(long)]
+    lab_ip: Option<IpAddr>,
     /// The ports lab servers bind to, and the only ones the capture reads:
     /// another range keeps two relays on one machine, or a service that
     /// uses 7001–7999, apart from the labs.
@@ -70,12 +77,27 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    let listen = args.listen.unwrap_or(if args.classroom {
+        SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT))
+    } else {
+        SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))
+    });
+    let default_lab_ip = if args.classroom {
+        IpAddr::from([0, 0, 0, 0])
+    } else {
+        Config::default().lab_ip
+    };
+    let mut allowed_hosts = args.allowed_hosts;
+    if args.classroom {
+        // Students' browsers may name this machine by its host name.
+        allowed_hosts.extend(relay::classroom::host_name());
+    }
     let mut config = Config {
         www_dir: args.www,
         allowed_origins: args.allowed_origins,
-        allowed_hosts: args.allowed_hosts,
+        allowed_hosts,
         allowed_connect_targets: args.allowed_connect_targets,
-        lab_ip: args.lab_ip,
+        lab_ip: args.lab_ip.unwrap_or(default_lab_ip),
         lab_ports: args.lab_ports,
         labs_per_relay: args.max_labs,
         labs_per_ip: args.labs_per_ip,
@@ -90,26 +112,37 @@ async fn main() -> anyhow::Result<()> {
     if let Some(warning) = config.fit_open_files() {
         tracing::warn!("{warning}");
     }
-    let listener = TcpListener::bind(args.listen)
+    let listener = TcpListener::bind(listen)
         .await
-        .with_context(|| format!("could not listen on {}", args.listen))?;
+        .with_context(|| format!("could not listen on {listen}"))?;
+    let listening = listener.local_addr()?;
+    if args.classroom {
+        let addresses = &config.host_addresses;
+        config.classroom = Some(relay::classroom::Classroom::new(listening, addresses));
+    }
     // The capture opens first, so that the relay is whole once it says where it is.
     let relay = relay::Relay::new(config.clone());
-    let url = format!("http://{}/", listener.local_addr()?);
+    let url = format!("http://{listening}/");
     // The first line of stdout is the URL, so that scripts and tests can read it.
     println!("socket-flow is running: open {url}");
-    if !args.listen.ip().is_loopback() {
+    if let Some(classroom) = &config.classroom {
+        print_classroom(classroom);
+    }
+    if !listen.ip().is_loopback() {
         tracing::warn!(
             "listening on {}: anyone who can reach this machine at that address can open the \
              page and run labs on it, not only this machine's browser",
-            args.listen
+            listen
         );
     }
     if !config.lab_ip.is_loopback() {
         tracing::warn!(lab_ip = %config.lab_ip, "lab servers are reachable from the network");
     }
     if args.open {
-        open_browser(&url);
+        match &config.classroom {
+            Some(classroom) => open_browser(&classroom.presenter_url),
+            None => open_browser(&url),
+        }
     }
     relay
         .serve(listener, async {
@@ -118,6 +151,28 @@ async fn main() -> anyhow::Result<()> {
         })
         .await?;
     Ok(())
+}
+
+/// What the teacher needs on the morning of the lesson.
+fn print_classroom(classroom: &relay::classroom::Classroom) {
+    println!();
+    println!("Classroom mode. Students open:");
+    println!();
+    println!("    {}", classroom.student_url);
+    println!();
+    println!("{}", classroom.qr_text());
+    if !classroom.reachable {
+        println!(
+            "(Students cannot reach this address: the relay listens on loopback, or this \
+             machine has no network address. Use --listen 0.0.0.0:{}.)",
+            DEFAULT_PORT
+        );
+    }
+    println!("The teacher presents from this machine (the link is the key; keep it off the");
+    println!("projector until the page is open):");
+    println!();
+    println!("    {}", classroom.presenter_url);
+    println!();
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM (systemd, kill).

@@ -83,6 +83,7 @@ impl Relay {
         let app = Router::new()
             .route("/ws", get(open_lab))
             .route("/labs/{code}/capture.pcapng", get(save_capture))
+            .route("/qr.svg", get(student_qr))
             .fallback(get(page_file))
             .layer(middleware::from_fn_with_state(
                 Arc::clone(&self.shared),
@@ -245,6 +246,21 @@ struct WsQuery {
     present: Option<String>,
 }
 
+/// The student URL as a QR code, for the presenter to show full screen.
+async fn student_qr(State(shared): State<Arc<Shared>>) -> Response {
+    let Some(classroom) = &shared.config.classroom else {
+        return (
+            StatusCode::NOT_FOUND,
+            "This relay is not in classroom mode (relay --classroom).",
+        )
+            .into_response();
+    };
+    match classroom.qr_svg() {
+        Some(svg) => ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
+        None => (StatusCode::INTERNAL_SERVER_ERROR, "no QR code").into_response(),
+    }
+}
+
 async fn open_lab(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -283,8 +299,8 @@ async fn open_lab(
     }
     let seat = match &query.present {
         None => protocol::Seat::Owner,
-        Some(token) => match &shared.config.presenter_token {
-            Some(expected) if same_secret(token, expected) => protocol::Seat::Presenter,
+        Some(token) => match &shared.config.classroom {
+            Some(classroom) if same_secret(token, &classroom.token) => protocol::Seat::Presenter,
             Some(_) => {
                 tracing::warn!(%peer, "refused a presenter with a wrong token");
                 return (
@@ -329,7 +345,7 @@ fn follow_lab(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let audience = if code.is_empty() {
-        if shared.config.presenter_token.is_none() {
+        if shared.config.classroom.is_none() {
             return (
                 StatusCode::NOT_FOUND,
                 "This relay is not in classroom mode: follow a lab by its code (?follow=CODE).",

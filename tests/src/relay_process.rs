@@ -49,7 +49,40 @@ impl RelayProcess {
         RelayProcess::spawn(command, extra_args).await
     }
 
-    async fn spawn(mut command: Command, extra_args: &[&str]) -> RelayProcess {
+    /// Starts the relay like `start`, and also returns the lines it printed
+    /// up to and including the first that contains `last`.
+    pub async fn start_printing(extra_args: &[&str], last: &str) -> (RelayProcess, Vec<String>) {
+        let (relay, mut lines) =
+            RelayProcess::launch(Command::new(relay_binary()), extra_args).await;
+        let mut printed = Vec::new();
+        while !printed.iter().any(|line: &String| line.contains(last)) {
+            let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+                .await
+                .expect("the relay prints within 20 s")
+                .expect("stdout is readable")
+                .unwrap_or_else(|| panic!("the relay never printed {last}: {printed:#?}"));
+            printed.push(line);
+        }
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        (relay, printed)
+    }
+
+    async fn spawn(command: Command, extra_args: &[&str]) -> RelayProcess {
+        let (relay, mut lines) = RelayProcess::launch(command, extra_args).await;
+        // Keep draining stdout so the relay never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        relay
+    }
+
+    /// Starts the relay and reads its first line, the URL; the rest of its
+    /// output is the caller's to drain.
+    async fn launch(
+        mut command: Command,
+        extra_args: &[&str],
+    ) -> (
+        RelayProcess,
+        tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    ) {
         let mut child = command
             .args(["--listen", "127.0.0.1:0"])
             .args(extra_args)
@@ -71,9 +104,7 @@ impl RelayProcess {
             .find(|word| word.starts_with("http://"))
             .unwrap_or_else(|| panic!("no URL in the relay's first line: {line}"))
             .to_string();
-        // Keep draining stdout so the relay never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        RelayProcess { child, url }
+        (RelayProcess { child, url }, lines)
     }
 
     /// Sends the relay a signal (SIGTERM, say).
