@@ -123,6 +123,9 @@ pub struct Hello {
     /// every session owned its lab.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Seat>,
+    /// In classroom mode, the URL students open to follow the teacher.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classroom: Option<String>,
 }
 
 /// The limits a relay enforces, reported in `hello`.
@@ -417,6 +420,7 @@ mod tests {
                 states_reason: Some("not root".into()),
                 code: Some("00112233445566778899aabbccddeeff".into()),
                 role: Some(Seat::Owner),
+                classroom: None,
             }),
         }
     }

@@ -56,6 +56,7 @@ impl LabClient {
                 states_reason: None,
                 code: None,
                 role: None,
+                classroom: None,
             },
         };
         let first = client.next_event().await;

@@ -40,6 +40,9 @@ struct App {
     scroll_to_newest: bool,
     /// The lab as it was at the event being stepped to, and that event.
     snapshot: Option<(u64, Model)>,
+    /// What the controls were last drawn for: following, in a classroom,
+    /// presenting, and the language of their tooltips.
+    seated: Option<(bool, bool, bool, crate::i18n::Lang)>,
 }
 
 type Shared = Rc<RefCell<App>>;
@@ -88,6 +91,7 @@ pub fn start() -> Result<(), JsValue> {
         retry_timer: None,
         followed: Vec::new(),
         drawn: Vec::new(),
+        seated: None,
         diagram: DrawnDiagram::default(),
         scroll_to_newest: false,
         snapshot: None,
@@ -249,6 +253,7 @@ fn focus(selector: &str) {
 /// Writes the frame of the page for the current language and settings.
 fn mount(app: &mut App) -> Result<(), JsValue> {
     app.drawn.clear();
+    app.seated = None;
     app.diagram = DrawnDiagram::default();
     let (lang, ui) = (app.page.model.lang, &app.page.ui);
     let document = document().ok_or("no document")?;
@@ -797,6 +802,7 @@ fn render(app: &mut App) -> Result<(), JsValue> {
     if let Some(help) = by_id("help") {
         help.toggle_attribute_with_force("hidden", !app.page.ui.help_open)?;
     }
+    seats(app, &document)?;
     // Every announcement of the frame, in order: a screen reader hears them
     // all rather than only the last.
     let announcements = app.page.model.take_announcements();
@@ -894,6 +900,53 @@ fn draw_diagram(app: &mut App, diagram: &Element) {
         rows: revealed,
         trimmed: model.trimmed_rows,
     };
+}
+
+/// What a follower, a presenter and a classroom student's own lab show: a
+/// follower's driving controls disabled (with the reason as their tooltip)
+/// and its way to a lab of its own; a student's way back to following; the
+/// presenter's button that shows the class the address.
+fn seats(app: &mut App, document: &web_sys::Document) -> Result<(), JsValue> {
+    let model = &app.page.model;
+    let hello = model.hello.as_ref();
+    let classroom = hello.is_some_and(|hello| hello.classroom.is_some());
+    let presenter = hello.and_then(|hello| hello.role) == Some(protocol::Seat::Presenter);
+    let following = model.following.is_some();
+    if let Some(screen) = by_id("join-screen") {
+        screen.toggle_attribute_with_force("hidden", !app.page.ui.join_open)?;
+    }
+    let join = view::join_screen(&app.page.model);
+    draw(app, "join-screen", join);
+    let seated = Some((following, classroom, presenter, app.page.model.lang));
+    if app.seated == seated {
+        return Ok(());
+    }
+    app.seated = seated;
+    let lang = app.page.model.lang;
+    for (id, shown) in [
+        ("own-lab", following),
+        ("follow-teacher", classroom && !following && !presenter),
+        ("show-join", presenter),
+    ] {
+        if let Some(element) = by_id(id) {
+            element.toggle_attribute_with_force("hidden", !shown)?;
+        }
+    }
+    let driving = document.query_selector_all(".drives")?;
+    for index in 0..driving.length() {
+        if let Some(button) = driving
+            .get(index)
+            .and_then(|node| node.dyn_into::<Element>().ok())
+        {
+            button.toggle_attribute_with_force("disabled", following)?;
+            if following {
+                button.set_attribute("title", view::follow_only(lang))?;
+            } else {
+                button.remove_attribute("title")?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How close to its end a scrolled box must be to count as following.

@@ -125,6 +125,7 @@ impl Lab {
             states_reason: states.err(),
             code: Some(self.settings.code.clone()),
             role: Some(self.settings.seat),
+            classroom: self.settings.student_url.clone(),
         };
         self.timeline.push(at, EventBody::Hello(hello));
     }

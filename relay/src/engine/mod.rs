@@ -89,6 +89,8 @@ pub struct LabSettings {
     pub seat: protocol::Seat,
     /// How many screens follow the lab now.
     pub viewers: Arc<std::sync::atomic::AtomicU32>,
+    /// In classroom mode, the URL students open.
+    pub student_url: Option<String>,
 }
 
 impl LabSettings {
@@ -110,6 +112,10 @@ impl LabSettings {
             ring: SharedRing::default(),
             seat: protocol::Seat::Owner,
             viewers: Arc::default(),
+            student_url: config
+                .classroom
+                .as_ref()
+                .map(|classroom| classroom.student_url.clone()),
         }
     }
 }

@@ -41,16 +41,19 @@ pub fn skeleton(lang: Lang) -> String {
 <div id="banner" class="banner" hidden></div>
 <div id="recording" class="banner recording" role="status" hidden></div>
 <nav class="toolbar" aria-label="{controls}">
-  <button{a_lesson}>▶ {run}</button>
+  <button{a_lesson} class="drives">▶ {run}</button>
   <button{a_pause} id="pause" disabled>❚❚ {pause}</button>
   <label><span class="speed-text">{speed}</span> <input type="range" id="speed"{a_speed} min="150" max="2500" step="50" value="900" aria-label="{speed}"></label>
   <label class="check"><input type="checkbox"{a_skip} id="skip"> {skip_anim}</label>
   <span class="sep"></span>
   <label>{scenario_label} <select id="scenario" aria-label="{scenario_label}">{scenarios}</select></label>
-  <button{a_run_chosen}>{try_it}</button>
+  <button{a_run_chosen} class="drives">{try_it}</button>
   <span class="sep"></span>
-  <button{a_add_client}>+ {add_client}</button>
-  <button{a_reset} aria-keyshortcuts="R">⟲ {reset}</button>
+  <button{a_add_client} class="drives">+ {add_client}</button>
+  <button{a_reset} class="drives" aria-keyshortcuts="R">⟲ {reset}</button>
+  <a id="own-lab" class="button" href="/" hidden>{own_lab}</a>
+  <a id="follow-teacher" class="button" href="/?follow" hidden>{follow_teacher}</a>
+  <button{a_join} id="show-join" hidden>{show_join}</button>
   <span id="playing" class="playing"></span>
 </nav>
 <div id="error" class="error" role="alert" hidden></div>
@@ -110,6 +113,7 @@ pub fn skeleton(lang: Lang) -> String {
   <p>{honest}</p>
   <button{a_help}>{close}</button>
 </div>
+<div id="join-screen" class="join-screen" role="dialog" aria-label="{show_join}" hidden></div>
 <div id="live" class="sr-only" aria-live="polite"></div>"##,
         skip = t("Skip to the lab", "跳到实验"),
         a_drawer = UiAction::Drawer,
@@ -134,6 +138,10 @@ pub fn skeleton(lang: Lang) -> String {
         a_diagram = UiAction::SaveDiagram,
         a_png = UiAction::SaveDiagramPng,
         a_open = UiAction::OpenRecording,
+        a_join = UiAction::Join,
+        own_lab = t("My own lab", "我自己的实验"),
+        follow_teacher = t("Follow the teacher", "跟随老师"),
+        show_join = t("Show students the address", "向学生显示地址"),
         join = t("Join from outside:", "从外部加入："),
         other_tag = lang.other().tag(),
         other_lang = lang.pick("中文", "English"),
@@ -189,6 +197,33 @@ pub fn skeleton(lang: Lang) -> String {
 }
 
 /// The header's connection status: (data-state, text).
+/// Why a follower's controls are disabled, for their tooltip.
+pub fn follow_only(lang: Lang) -> &'static str {
+    lang.pick(
+        "Following: only the teacher's screen makes calls",
+        "正在跟随：只有老师的屏幕能进行调用",
+    )
+}
+
+/// The student URL and its QR code, full screen, for the class to scan.
+pub fn join_screen(model: &Model) -> String {
+    let Some(url) = model
+        .hello
+        .as_ref()
+        .and_then(|hello| hello.classroom.as_deref())
+    else {
+        return String::new();
+    };
+    let lang = model.lang;
+    format!(
+        r#"<img src="/qr.svg" alt="{alt}"><p class="join-url">{url}</p><button{close_action}>{close}</button>"#,
+        alt = lang.pick("QR code of the student address", "学生地址的二维码"),
+        url = esc(url),
+        close_action = UiAction::Join,
+        close = lang.pick("Close", "关闭"),
+    )
+}
+
 pub fn status(model: &Model) -> (&'static str, String) {
     let lang = model.lang;
     match &model.connection {

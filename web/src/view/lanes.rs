@@ -126,7 +126,7 @@ pub(super) fn phase_class(phase: Phase) -> &'static str {
     }
 }
 
-fn message_box(lane: &Lane, view: &SockView, lang: Lang) -> String {
+fn message_box(lane: &Lane, view: &SockView, lang: Lang, off: &str) -> String {
     let connected =
         view.fd_open && matches!(view.tcp, Some(TcpState::Established | TcpState::CloseWait));
     if !connected {
@@ -145,8 +145,8 @@ fn message_box(lane: &Lane, view: &SockView, lang: Lang) -> String {
         .unwrap_or_default();
     format!(
         r#"<div class="message"><input data-key="msg-{sock}"{message} aria-label="{label} fd {fd}" placeholder="{placeholder}">
-<button{send}>send()</button>
-<button{read}>read()</button>{last}</div>"#,
+<button{send}{off}>send()</button>
+<button{read}{off}>read()</button>{last}</div>"#,
         sock = view.sock,
         message = UiAction::Message {
             lane: lane.id,
@@ -238,7 +238,8 @@ pub fn lane(model: &Model, lane: &Lane, ui: &Ui) -> String {
         let next = model.next_step(lane.id) == Some(*step);
         let _ = write!(
             html,
-            r#"<li class="step {state}{next}" data-step="{key}"><button{action} data-key="step-{lane}-{key}"{current}><span class="n">{n}</span> {title} <code>{call}</code></button>{gloss}{card}</li>"#,
+            r#"<li class="step {state}{next}" data-step="{key}"><button{action} data-key="step-{lane}-{key}"{current}{off}><span class="n">{n}</span> {title} <code>{call}</code></button>{gloss}{card}</li>"#,
+            off = followed(model),
             gloss = step
                 .gloss(lang)
                 .map(|gloss| format!(r#"<p class="gloss">{}</p>"#, esc(gloss)))
@@ -261,7 +262,7 @@ pub fn lane(model: &Model, lane: &Lane, ui: &Ui) -> String {
     }
     html.push_str("</ol>");
     if let Some(view) = own.filter(|_| lane.side == Side::Client) {
-        html.push_str(&message_box(lane, view, lang));
+        html.push_str(&message_box(lane, view, lang, &followed(model)));
     }
     if lane.side == Side::Server && !lane.conns.is_empty() {
         let _ = write!(
@@ -283,7 +284,7 @@ pub fn lane(model: &Model, lane: &Lane, ui: &Ui) -> String {
                 use_it = lang.pick("read, send and close use", "read、send 和 close 使用"),
                 fd = view.fd.unwrap_or(-1),
                 line = sock_line(view, lang),
-                message = message_box(lane, view, lang),
+                message = message_box(lane, view, lang, &followed(model)),
             );
         }
         html.push_str("</div>");
@@ -312,4 +313,13 @@ pub fn lanes(model: &Model, ui: &Ui, side: Side) -> String {
         .filter(|entry| entry.side == side)
         .map(|entry| lane(model, entry, ui))
         .collect()
+}
+
+/// A follower's buttons are disabled, not hidden, and say why.
+fn followed(model: &Model) -> String {
+    if model.following.is_some() {
+        format!(r#" disabled title="{}""#, super::follow_only(model.lang))
+    } else {
+        String::new()
+    }
 }

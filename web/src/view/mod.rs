@@ -12,7 +12,9 @@ mod lanes;
 mod panels;
 mod wire;
 
-pub use frame::{mistakes, playing, recording, relay_lost, skeleton, status, wireshark};
+pub use frame::{
+    follow_only, join_screen, mistakes, playing, recording, relay_lost, skeleton, status, wireshark,
+};
 pub use lanes::{lane, lanes};
 pub use panels::{code, inspector, log, packet, sock_options, summary};
 pub use wire::{diagram, diagram_document, diagram_layout, diagram_rows, history, wire_note};
