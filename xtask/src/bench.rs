@@ -43,6 +43,8 @@ pub enum Section {
     Load,
     /// The page in Chromium: load, cost per event, long tasks, clicks.
     Browser,
+    /// One lab and hundreds of screens following it.
+    Fanout,
 }
 
 /// Other builds to measure instead of this tree's.
@@ -107,6 +109,9 @@ pub fn run(
                     None => None,
                 };
                 crate::browser_bench::measure(www.as_deref()).await?;
+            }
+            if wanted(Section::Fanout) {
+                crate::fanout::measure(crate::fanout::FOLLOWERS).await?;
             }
             Ok(())
         })
@@ -481,6 +486,8 @@ pub(crate) struct Session {
     next_id: u64,
     /// Whether this relay captures segments (from hello).
     pub capture: bool,
+    /// The lab's code (from hello): followers join with it.
+    pub code: Option<String>,
     /// Every frame received, exactly as the relay sent it, when kept.
     pub kept: Option<Vec<String>>,
 }
@@ -497,11 +504,13 @@ impl Session {
             socket: connect(ws_url).await?,
             next_id: 1,
             capture: false,
+            code: None,
             kept: keep.then(Vec::new),
         };
         match session.next().await?.body {
             EventBody::Hello(hello) => {
                 session.capture = hello.capture;
+                session.code = hello.code;
                 Ok(session)
             }
             other => bail!("expected hello, got {other:?}"),
@@ -621,14 +630,14 @@ async fn send_to_read_against_bridge(
 
 /// A lab with a connected pair, whose server end reads what the client end
 /// sends.
-struct ReadingPair {
+pub(crate) struct ReadingPair {
     session: Session,
     client: u32,
     conn: u32,
 }
 
 impl ReadingPair {
-    async fn open(ws_url: &str) -> anyhow::Result<ReadingPair> {
+    pub(crate) async fn open(ws_url: &str) -> anyhow::Result<ReadingPair> {
         let mut session = Session::open(ws_url).await?;
         let (_, client, conn) = session.connected_pair().await?;
         Ok(ReadingPair {
@@ -638,8 +647,13 @@ impl ReadingPair {
         })
     }
 
+    /// The lab's code, for followers.
+    pub(crate) fn code(&self) -> Option<&str> {
+        self.session.code.as_deref()
+    }
+
     /// From the send command to the peer's read done event, in µs.
-    async fn round_trip(&mut self) -> anyhow::Result<f64> {
+    pub(crate) async fn round_trip(&mut self) -> anyhow::Result<f64> {
         let session = &mut self.session;
         // The read waits first, as a server's would: the clock starts once
         // the relay has said it is waiting, so the figure is the send's

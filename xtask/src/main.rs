@@ -5,7 +5,8 @@
 //! - `ci`: everything CI runs, in order.
 //! - `bench`: the relay's latency, throughput and memory figures; `load`, its
 //!   many-labs section and the echo bridge it is measured against;
-//!   `browser_bench`, the page's own cost in Chromium.
+//!   `browser_bench`, the page's own cost in Chromium; `fanout`, one lab and
+//!   the screens that follow it.
 //! - `fuzz`: generated and mutated frames through the relay's frame handling.
 //! - `tidy`: checks of the sources that run as tests.
 
@@ -14,6 +15,7 @@ mod bridge;
 mod browser_bench;
 mod ci;
 mod demo;
+mod fanout;
 mod fuzz;
 mod load;
 mod tidy;
