@@ -535,6 +535,7 @@ fn key(page: &mut Page, key: Key, effects: &mut Vec<Effect>) {
             "重置实验？所有套接字都会被关闭。",
         ))),
         Key::Escape => {
+            page.ui.join_open = false;
             if page.ui.help_open {
                 close_help(page, effects);
             }
@@ -835,6 +836,9 @@ mod tests {
         assert!(page.ui.join_open);
         update(&mut page, Msg::Click(UiAction::Join));
         assert!(!page.ui.join_open);
+        update(&mut page, Msg::Click(UiAction::Join));
+        update(&mut page, Msg::Key(Key::Escape));
+        assert!(!page.ui.join_open, "Esc closes it too");
     }
 
     #[test]
