@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use socket_flow_tests::browser::{Browser, click, wait_text};
 use socket_flow_tests::relay_process::RelayProcess;
 
-/// The diagram's rows, as the reader sees them.
-const ROWS: &str = "return Array.from(document.querySelectorAll('#diagram > svg')).slice(1).map((row) => row.textContent)";
+/// The diagram's rows, as the reader sees them, without the line breaks
+/// that each screen's own width puts in its labels.
+const ROWS: &str = "return Array.from(document.querySelectorAll('#diagram > svg')).slice(1).map((row) => row.textContent.replace(/\\s+/g, ''))";
 
 #[tokio::test]
 async fn a_student_follows_the_presenter_row_for_row_and_cannot_drive() {
@@ -25,7 +26,7 @@ async fn a_student_follows_the_presenter_row_for_row_and_cannot_drive() {
     student.open_page(&format!("{}?follow", relay.url)).await;
     wait_text(
         &student,
-        "//*[@id='status' and contains(., 'Following a lab')]",
+        "//*[@id='status' and contains(., 'Following the teacher')]",
     )
     .await;
     wait_text(&teacher, "//*[@id='status' and contains(., '1 watching')]").await;
@@ -51,6 +52,27 @@ async fn a_student_follows_the_presenter_row_for_row_and_cannot_drive() {
         "the step buttons and the toolbar's: {disabled}"
     );
     wait_text(&student, "//a[@id='own-lab' and not(@hidden)]").await;
+
+    // The teacher's page shows neither student link, and on a 1280×720
+    // projector its header, with the address button and the count of
+    // screens watching, and its toolbar are still one row each.
+    teacher.set_viewport(1280, 720).await;
+    click(&teacher, "//button[@data-action='projector']").await;
+    teacher.wait_for("body.projector").await;
+    let (links_shown, one_row): (u32, bool) = teacher
+        .script(
+            "const shown = ['own-lab', 'follow-teacher'] \
+               .filter((id) => document.getElementById(id).getClientRects().length > 0).length; \
+             const row = (bar) => { \
+               const tops = [...document.querySelector(bar).children] \
+                 .filter((child) => child.getClientRects().length > 0) \
+                 .map((child) => child.getBoundingClientRect().top); \
+               return Math.max(...tops) - Math.min(...tops) < 20; }; \
+             return [shown, row('.top') && row('.toolbar')]",
+            vec![],
+        )
+        .await;
+    assert_eq!((links_shown, one_row), (0, true));
 
     // The teacher runs the whole lesson at the fastest pace.
     teacher

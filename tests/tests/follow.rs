@@ -1,7 +1,8 @@
-//! Following a lab (`/ws?follow=CODE`): every follower sees the lab's events
-//! exactly as its own browser did, seq for seq, whether it joined before the
-//! lesson or in the middle of it; it may not drive the lab; and the lab's
-//! browser is told how many follow.
+//! Following a lab (`/ws?follow=CODE`, or a classroom's shared lab with
+//! `?follow`): every follower sees the lab's events exactly as its own
+//! browser did, seq for seq, whether it joined before the lesson or in the
+//! middle of it; it may not drive the lab; and the lab's browser is told how
+//! many follow.
 
 use protocol::{ErrorCode, Event, EventBody, Op, Role, Seat};
 use socket_flow_tests::follower::Follower;
@@ -28,14 +29,18 @@ fn viewers(count: u32) -> impl Fn(&Event) -> bool {
 }
 
 #[tokio::test]
-async fn fifty_followers_see_the_lesson_seq_for_seq_as_its_own_browser_did() {
-    let relay = RelayProcess::start(&[]).await;
-    let mut lab = LabClient::connect(&relay.ws_url()).await;
-    assert_eq!(lab.hello.role, Some(Seat::Owner));
-    let code = lab.hello.code.clone().expect("hello names the lab's code");
+async fn fifty_students_see_the_presenters_lesson_seq_for_seq() {
+    let (relay, printed) = RelayProcess::start_printing(&["--classroom"], "?present=").await;
+    let token = printed
+        .iter()
+        .find_map(|line| line.trim().split("?present=").nth(1))
+        .expect("the presenter URL");
+    let mut lab = LabClient::connect(&format!("{}?present={token}", relay.ws_url())).await;
+    assert_eq!(lab.hello.role, Some(Seat::Presenter));
     let mut followers = Vec::new();
     for _ in 0..50 {
-        followers.push(Follower::connect(&relay.ws_url(), &code).await);
+        // `?follow` alone: the classroom's shared lab.
+        followers.push(Follower::connect(&relay.ws_url(), "").await);
     }
     lab.until("50 followers counted", viewers(50)).await;
     conversation(&mut lab).await;

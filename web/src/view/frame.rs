@@ -31,7 +31,8 @@ pub fn skeleton(lang: Lang) -> String {
   <h1>socket-flow</h1>
   <span id="status" class="status" role="status"></span>
   <span class="spacer"></span>
-  <label class="nc">{join} <input id="nc" readonly data-key="nc" aria-label="{join}" value=""></label>
+  <button{a_join} id="show-join" title="{show_join}" aria-label="{show_join}" hidden>▦ QR</button>
+  <label class="nc"><span class="nc-words">{join}</span> <input id="nc" readonly data-key="nc" aria-label="{join}" value=""></label>
   <button{a_drawer} id="drawer-toggle" aria-controls="drawer" aria-expanded="false">{code_and_log}</button>
   <button{a_lang} lang="{other_tag}">{other_lang}</button>
   <button{a_theme}>{theme}</button>
@@ -53,7 +54,6 @@ pub fn skeleton(lang: Lang) -> String {
   <button{a_reset} class="drives" aria-keyshortcuts="R">⟲ {reset}</button>
   <a id="own-lab" class="button" href="/" hidden>{own_lab}</a>
   <a id="follow-teacher" class="button" href="/?follow" hidden>{follow_teacher}</a>
-  <button{a_join} id="show-join" hidden>{show_join}</button>
   <span id="playing" class="playing"></span>
 </nav>
 <div id="error" class="error" role="alert" hidden></div>
@@ -197,6 +197,18 @@ pub fn skeleton(lang: Lang) -> String {
 }
 
 /// The header's connection status: (data-state, text).
+/// Whom a follower follows: the teacher in a classroom, else a lab.
+fn following_whom(model: &Model) -> &'static str {
+    let classroom = model
+        .hello
+        .as_ref()
+        .is_some_and(|hello| hello.classroom.is_some());
+    match classroom {
+        true => model.lang.pick("Following the teacher", "正在跟随老师"),
+        false => model.lang.pick("Following a lab", "正在跟随实验"),
+    }
+}
+
 /// Why a follower's controls are disabled, for their tooltip.
 pub fn follow_only(lang: Lang) -> &'static str {
     lang.pick(
@@ -235,11 +247,15 @@ pub fn status(model: &Model) -> (&'static str, String) {
         Connection::Connected => (
             "connected",
             match (model.following.is_some(), model.viewers, lang) {
-                (true, count, Lang::En) => format!("Following a lab · {count} watching"),
-                (true, count, Lang::Zh) => format!("正在跟随实验 · {count} 人观看"),
+                (true, count, _) => format!(
+                    "{} · {}",
+                    following_whom(model),
+                    lang.pick("{} watching", "{} 人观看")
+                        .replace("{}", &count.to_string())
+                ),
                 (false, 0, _) => lang.pick("Connected to the relay", "已连接中继").into(),
-                (false, count, Lang::En) => format!("Connected to the relay · {count} watching"),
-                (false, count, Lang::Zh) => format!("已连接中继 · {count} 人观看"),
+                (false, count, Lang::En) => format!("Connected · {count} watching"),
+                (false, count, Lang::Zh) => format!("已连接 · {count} 人观看"),
             },
         ),
         Connection::Recording => (

@@ -53,6 +53,13 @@ pub fn wire_note(model: &Model) -> String {
     if let Some(let_go) = notes::let_go(model.rows_let_go, model.log_let_go, lang) {
         wire = format!("{wire} <b>{}</b>", esc(&let_go));
     }
+    // A follower that joined late is told what the relay no longer had.
+    if let Some(events @ 1..) = model.following {
+        wire = format!(
+            "{wire} <b>{}</b>",
+            esc(&notes::history(false, events, lang))
+        );
+    }
     // When states are polled, a state that lasts less than a poll is never
     // seen: the page says so rather than let a student think it did not exist.
     match &model.hello {
