@@ -1,6 +1,7 @@
 //! Classroom mode (`relay --classroom`): the presenter's secret, the URLs
 //! the teacher and the students open, and the students' one as a QR code,
-//! for the terminal and for the page (`/qr.svg`).
+//! for the terminal, as `/qr.svg`, and on the page the presenter projects
+//! for the class to scan (`/join`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -66,6 +67,34 @@ impl Classroom {
     }
 }
 
+impl Classroom {
+    /// A page that fills the screen with the student URL and its QR code,
+    /// for the teacher to project while the class joins.
+    pub fn join_page(&self) -> Option<String> {
+        let svg = self.qr_svg()?;
+        // The URL is ours (an address and a port); nothing in it needs
+        // escaping, but it is escaped all the same.
+        let url = self
+            .student_url
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        Some(format!(
+            r#"<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>socket-flow · 加入课堂 · Join the class</title>
+<style>
+body {{ margin: 0; min-height: 100vh; display: flex; flex-direction: column; align-items: center; justify-content: center; gap: 2vh; background: #fff; color: #000; font-family: system-ui, sans-serif; }}
+h1 {{ margin: 0; font-size: clamp(1.5rem, 4vw, 3rem); }}
+svg {{ width: min(70vh, 80vw); height: auto; }}
+p {{ margin: 0; font-size: clamp(1.5rem, 5vw, 4rem); font-weight: 700; word-break: break-all; text-align: center; }}
+</style></head>
+<body><h1>扫码跟随老师 · Scan to follow the teacher</h1>{svg}<p>{url}</p></body></html>
+"#
+        ))
+    }
+}
+
 /// The address students on the same network reach this machine at: its
 /// first IPv4 address that is neither loopback nor link-local, private
 /// ranges first.
@@ -121,6 +150,8 @@ mod tests {
         assert_eq!(classroom.token.len(), 32);
         assert!(classroom.qr_text().contains('▀') || classroom.qr_text().contains('▄'));
         assert!(classroom.qr_svg().is_some_and(|svg| svg.contains("<svg")));
+        let page = classroom.join_page().expect("a page");
+        assert!(page.contains("<svg") && page.contains("http://192.168.1.23:7878/?follow"));
     }
 
     #[test]

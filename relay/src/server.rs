@@ -84,6 +84,7 @@ impl Relay {
             .route("/ws", get(open_lab))
             .route("/labs/{code}/capture.pcapng", get(save_capture))
             .route("/qr.svg", get(student_qr))
+            .route("/join", get(join_page))
             .fallback(get(page_file))
             .layer(middleware::from_fn_with_state(
                 Arc::clone(&self.shared),
@@ -258,6 +259,22 @@ async fn student_qr(State(shared): State<Arc<Shared>>) -> Response {
     match classroom.qr_svg() {
         Some(svg) => ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
         None => (StatusCode::INTERNAL_SERVER_ERROR, "no QR code").into_response(),
+    }
+}
+
+/// The student URL and its QR code on a page of their own, for the
+/// presenter to project while the class joins.
+async fn join_page(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.config.classroom.as_ref().map(|c| c.join_page()) {
+        Some(Some(page)) => {
+            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
+        }
+        Some(None) => (StatusCode::INTERNAL_SERVER_ERROR, "no QR code").into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "This relay is not in classroom mode (relay --classroom).",
+        )
+            .into_response(),
     }
 }
 

@@ -9,7 +9,7 @@ use socket_flow_tests::relay_process::RelayProcess;
 
 /// The diagram's rows, as the reader sees them, without the line breaks
 /// that each screen's own width puts in its labels.
-const ROWS: &str = "return Array.from(document.querySelectorAll('#diagram > svg')).slice(1).map((row) => row.textContent.replace(/\\s+/g, ''))";
+const ROWS: &str = "return Array.from(document.querySelectorAll('#diagram svg.row')).map((row) => row.textContent.replace(/\\s+/g, ''))";
 
 #[tokio::test]
 async fn a_student_follows_the_presenter_row_for_row_and_cannot_drive() {
@@ -30,7 +30,11 @@ async fn a_student_follows_the_presenter_row_for_row_and_cannot_drive() {
     )
     .await;
     wait_text(&teacher, "//*[@id='status' and contains(., '1 watching')]").await;
-    wait_text(&teacher, "//button[@id='show-join' and not(@hidden)]").await;
+    wait_text(
+        &teacher,
+        "//a[@id='show-join' and @href='/join' and not(@hidden)]",
+    )
+    .await;
     for browser in [&teacher, &student] {
         click(browser, "//input[@id='skip']").await;
     }

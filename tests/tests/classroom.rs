@@ -67,4 +67,12 @@ async fn the_teacher_presents_with_the_printed_token_and_the_class_follows() {
     assert_eq!(status, 200);
     assert_eq!(content_type, "image/svg+xml");
     assert!(String::from_utf8_lossy(&svg).contains("<svg"));
+    let (status, content_type, page) =
+        socket_flow_tests::http_get(&format!("{}join", relay.url)).await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (200, "text/html; charset=utf-8")
+    );
+    let page = String::from_utf8_lossy(&page);
+    assert!(page.contains("<svg") && page.contains("/?follow"), "{page}");
 }

@@ -51,9 +51,6 @@ pub enum UiAction {
     Theme,
     Projector,
     Help,
-    /// The presenter's "show students the address": the student URL and its
-    /// QR code, full screen.
-    Join,
     Drawer,
     HistoryBack,
     HistoryForward,
@@ -104,7 +101,6 @@ impl UiAction {
             UiAction::Theme => "theme",
             UiAction::Projector => "projector",
             UiAction::Help => "help",
-            UiAction::Join => "join",
             UiAction::Drawer => "drawer",
             UiAction::HistoryBack => "history-back",
             UiAction::HistoryForward => "history-forward",
@@ -161,7 +157,6 @@ impl UiAction {
             "theme" => UiAction::Theme,
             "projector" => UiAction::Projector,
             "help" => UiAction::Help,
-            "join" => UiAction::Join,
             "drawer" => UiAction::Drawer,
             "history-back" => UiAction::HistoryBack,
             "history-forward" => UiAction::HistoryForward,
@@ -264,7 +259,6 @@ mod tests {
             UiAction::Theme,
             UiAction::Projector,
             UiAction::Help,
-            UiAction::Join,
             UiAction::Drawer,
             UiAction::HistoryBack,
             UiAction::HistoryForward,

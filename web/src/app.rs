@@ -14,7 +14,7 @@ use web_sys::{
 };
 
 use crate::action::UiAction;
-use crate::model::{Connection, Model, Side, Step};
+use crate::model::{Connection, Model, ROW_CHUNK, Side, Step};
 use crate::page::{self, Effect, Key, Msg, Page, Saved};
 use crate::script::Scenario;
 use crate::view;
@@ -873,23 +873,38 @@ fn draw_diagram(app: &mut App, diagram: &Element) {
     let drawn = &mut app.diagram;
     let heads = diagram.first_element_child();
     if heads.is_some() && drawn.layout == layout {
-        // The model let go of its oldest rows: so does the page.
+        // The model let go of its oldest rows, whole chunks of them: so
+        // does the page.
         let let_go = model
             .trimmed_rows
             .saturating_sub(drawn.trimmed)
             .min(drawn.rows);
-        for _ in 0..let_go {
-            if let Some(oldest) = heads.as_ref().and_then(Element::next_element_sibling) {
-                oldest.remove();
+        for _ in 0..let_go.div_ceil(ROW_CHUNK) {
+            if let Some(chunk) = heads.as_ref().and_then(Element::next_element_sibling) {
+                chunk.remove();
             }
         }
         drawn.rows -= let_go;
         drawn.trimmed = model.trimmed_rows;
         if revealed >= drawn.rows {
-            if revealed > drawn.rows {
-                let rows = view::diagram_rows(model, &app.page.ui, drawn.rows, app.page.fresh_from);
-                let _ = diagram.insert_adjacent_html("beforeend", &rows);
-                drawn.rows = revealed;
+            // New rows fill the last chunk, then start new ones.
+            let ui = &app.page.ui;
+            while drawn.rows < revealed {
+                let end = view::chunk_end(model, drawn.rows).min(revealed);
+                let rows = view::diagram_rows(model, ui, drawn.rows..end, app.page.fresh_from);
+                let last = diagram.last_element_child();
+                let starts_chunk =
+                    view::chunk_end(model, drawn.rows) - drawn.rows == ROW_CHUNK || last == heads;
+                match last {
+                    Some(chunk) if !starts_chunk => {
+                        let _ = chunk.insert_adjacent_html("beforeend", &rows);
+                    }
+                    _ => {
+                        let chunk = view::diagram_chunk(&rows);
+                        let _ = diagram.insert_adjacent_html("beforeend", &chunk);
+                    }
+                }
+                drawn.rows = end;
             }
             return;
         }
@@ -912,11 +927,6 @@ fn seats(app: &mut App, document: &web_sys::Document) -> Result<(), JsValue> {
     let classroom = hello.is_some_and(|hello| hello.classroom.is_some());
     let presenter = hello.and_then(|hello| hello.role) == Some(protocol::Seat::Presenter);
     let following = model.following.is_some();
-    if let Some(screen) = by_id("join-screen") {
-        screen.toggle_attribute_with_force("hidden", !app.page.ui.join_open)?;
-    }
-    let join = view::join_screen(&app.page.model);
-    draw(app, "join-screen", join);
     let seated = Some((following, classroom, presenter, app.page.model.lang));
     if app.seated == seated {
         return Ok(());

@@ -293,17 +293,17 @@ pub fn viewers(count: u32, lang: Lang) -> String {
 /// What a follower is told as the lab's history starts.
 pub fn history(resync: bool, let_go: u64, lang: Lang) -> String {
     let start = match (resync, lang) {
-        (false, Lang::En) => "Following a lab: its history so far, then every event live.",
-        (true, Lang::En) => "This screen fell behind, so it draws the lab again from its history.",
-        (false, Lang::Zh) => "正在跟随一个实验：先显示到目前为止的历史，然后实时显示每个事件。",
-        (true, Lang::Zh) => "这个屏幕落后了，所以根据历史重新绘制实验。",
+        (false, Lang::En) => "Following: the history so far, then live.",
+        (true, Lang::En) => "This screen fell behind: redrawn from the history.",
+        (false, Lang::Zh) => "正在跟随：先显示历史，然后实时显示。",
+        (true, Lang::Zh) => "这个屏幕落后了：已根据历史重新绘制。",
     };
     match (let_go, lang) {
         (0, _) => start.to_string(),
         (events, Lang::En) => {
-            format!("{start} The relay no longer keeps the lesson's first {events} events.")
+            format!("{start} The relay no longer keeps the first {events} events.")
         }
-        (events, Lang::Zh) => format!("{start}中继已不再保留本课最早的 {events} 个事件。"),
+        (events, Lang::Zh) => format!("{start}中继已不再保留最早的 {events} 个事件。"),
     }
 }
 

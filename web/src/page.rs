@@ -33,8 +33,6 @@ pub struct Ui {
     /// The event the inspector shows, highlighted everywhere.
     pub selected_seq: Option<u64>,
     pub help_open: bool,
-    /// The student URL and its QR code are shown full screen.
-    pub join_open: bool,
     /// The player's state for the toolbar: (scenario, paused), if playing.
     pub playing: Option<(Scenario, bool)>,
     /// Milliseconds between the player's steps.
@@ -78,7 +76,6 @@ impl Default for Ui {
             log_sock: "all".into(),
             selected_seq: None,
             help_open: false,
-            join_open: false,
             playing: None,
             step_delay_ms: 900,
             drawer_open: false,
@@ -407,7 +404,6 @@ fn click(page: &mut Page, action: UiAction, effects: &mut Vec<Effect>) {
         UiAction::HistoryBack => page.ui.at_seq = step_history(&page.model, page.ui.at_seq, -1),
         UiAction::HistoryForward => page.ui.at_seq = step_history(&page.model, page.ui.at_seq, 1),
         UiAction::Live => page.ui.at_seq = None,
-        UiAction::Join => page.ui.join_open = !page.ui.join_open,
         UiAction::Drawer => {
             toggle(
                 &mut page.ui.drawer_open,
@@ -535,7 +531,6 @@ fn key(page: &mut Page, key: Key, effects: &mut Vec<Effect>) {
             "重置实验？所有套接字都会被关闭。",
         ))),
         Key::Escape => {
-            page.ui.join_open = false;
             if page.ui.help_open {
                 close_help(page, effects);
             }
@@ -723,10 +718,10 @@ fn send_action(page: &mut Page, action: &Action, effects: &mut Vec<Effect>) -> O
             "舞台上显示的是过去的状态。按“回到实时”后才能继续操作。",
         ))
     } else if page.model.following.is_some() {
-        Some((
-            "This screen follows another screen's lab: only that screen makes calls. Press “My own lab” for a lab of your own.",
-            "这个屏幕在跟随另一个屏幕的实验：只有那个屏幕能进行调用。按“我自己的实验”可以得到自己的实验。",
-        ))
+        // The words of the disabled buttons' tooltip: one string, not two.
+        let words = crate::view::follow_only(page.model.lang);
+        page.model.last_error = Some(words.to_string());
+        return None;
     } else if page.model.connection != Connection::Connected {
         Some((
             "The relay is not connected; the page is retrying.",
@@ -829,16 +824,8 @@ mod tests {
             page.model
                 .last_error
                 .as_deref()
-                .is_some_and(|error| error.contains("My own lab"))
+                .is_some_and(|error| error.contains("teacher's screen"))
         );
-        // The presenter's address screen opens and closes.
-        update(&mut page, Msg::Click(UiAction::Join));
-        assert!(page.ui.join_open);
-        update(&mut page, Msg::Click(UiAction::Join));
-        assert!(!page.ui.join_open);
-        update(&mut page, Msg::Click(UiAction::Join));
-        update(&mut page, Msg::Key(Key::Escape));
-        assert!(!page.ui.join_open, "Esc closes it too");
     }
 
     #[test]

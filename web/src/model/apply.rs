@@ -92,8 +92,11 @@ impl Model {
         }
         if self.rows.len() > MAX_ROWS {
             // Let go of a block at a time: the note that says so changes
-            // once a block, not once an event.
+            // once a block, not once an event. The block ends on a chunk's
+            // edge, so the page lets whole chunks go.
             let excess = self.rows.len() - (MAX_ROWS - TRIM_BLOCK);
+            let past_edge = (self.trimmed_rows + excess) % ROW_CHUNK;
+            let excess = excess + (ROW_CHUNK - past_edge) % ROW_CHUNK;
             self.rows.drain(..excess);
             self.trimmed_rows += excess;
             self.rows_let_go += excess;

@@ -106,6 +106,9 @@ const MAX_RETRY_MS: u32 = 8_000;
 const MAX_ROWS: usize = 2_000;
 /// How many of the oldest rows go at once when there are too many.
 const TRIM_BLOCK: usize = 500;
+/// The page draws the rows in chunks of this many, counted from the
+/// lesson's first row; the model lets rows go in whole chunks.
+pub const ROW_CHUNK: usize = 50;
 /// How many events the event log (and an export) keeps, and how many of
 /// the oldest go at once when it is full.
 pub const MAX_LOG: usize = 20_000;

@@ -31,7 +31,7 @@ pub fn skeleton(lang: Lang) -> String {
   <h1>socket-flow</h1>
   <span id="status" class="status" role="status"></span>
   <span class="spacer"></span>
-  <button{a_join} id="show-join" title="{show_join}" aria-label="{show_join}" hidden>▦ QR</button>
+  <a id="show-join" class="button" href="/join" target="_blank" title="{show_join}" aria-label="{show_join}" hidden>▦ QR</a>
   <label class="nc"><span class="nc-words">{join}</span> <input id="nc" readonly data-key="nc" aria-label="{join}" value=""></label>
   <button{a_drawer} id="drawer-toggle" aria-controls="drawer" aria-expanded="false">{code_and_log}</button>
   <button{a_lang} lang="{other_tag}">{other_lang}</button>
@@ -113,7 +113,6 @@ pub fn skeleton(lang: Lang) -> String {
   <p>{honest}</p>
   <button{a_help}>{close}</button>
 </div>
-<div id="join-screen" class="join-screen" role="dialog" aria-label="{show_join}" hidden></div>
 <div id="live" class="sr-only" aria-live="polite"></div>"##,
         skip = t("Skip to the lab", "跳到实验"),
         a_drawer = UiAction::Drawer,
@@ -138,7 +137,6 @@ pub fn skeleton(lang: Lang) -> String {
         a_diagram = UiAction::SaveDiagram,
         a_png = UiAction::SaveDiagramPng,
         a_open = UiAction::OpenRecording,
-        a_join = UiAction::Join,
         own_lab = t("My own lab", "我自己的实验"),
         follow_teacher = t("Follow the teacher", "跟随老师"),
         show_join = t("Show students the address", "向学生显示地址"),
@@ -212,27 +210,8 @@ fn following_whom(model: &Model) -> &'static str {
 /// Why a follower's controls are disabled, for their tooltip.
 pub fn follow_only(lang: Lang) -> &'static str {
     lang.pick(
-        "Following: only the teacher's screen makes calls",
-        "正在跟随：只有老师的屏幕能进行调用",
-    )
-}
-
-/// The student URL and its QR code, full screen, for the class to scan.
-pub fn join_screen(model: &Model) -> String {
-    let Some(url) = model
-        .hello
-        .as_ref()
-        .and_then(|hello| hello.classroom.as_deref())
-    else {
-        return String::new();
-    };
-    let lang = model.lang;
-    format!(
-        r#"<img src="/qr.svg" alt="{alt}"><p class="join-url">{url}</p><button{close_action}>{close}</button>"#,
-        alt = lang.pick("QR code of the student address", "学生地址的二维码"),
-        url = esc(url),
-        close_action = UiAction::Join,
-        close = lang.pick("Close", "关闭"),
+        "Following: only the teacher's screen makes calls. “My own lab” gives you yours.",
+        "正在跟随：只有老师的屏幕能进行调用。“我自己的实验”给你自己的实验。",
     )
 }
 
@@ -266,19 +245,21 @@ pub fn status(model: &Model) -> (&'static str, String) {
         Connection::Lost {
             attempt,
             retry_in_ms,
-        } => (
-            "lost",
-            match lang {
-                Lang::En => format!(
-                    "Relay unreachable: retrying in {:.1} s (attempt {attempt})",
-                    *retry_in_ms as f64 / 1000.0
-                ),
-                Lang::Zh => format!(
-                    "无法连接中继：{:.1} 秒后重试（第 {attempt} 次）",
-                    *retry_in_ms as f64 / 1000.0
-                ),
-            },
-        ),
+        } => {
+            // Seconds to one decimal, in integers: formatting a float would
+            // bring core's float printer (about 7 KB) into the wasm.
+            let tenths = (retry_in_ms + 50) / 100;
+            let seconds = format!("{}.{}", tenths / 10, tenths % 10);
+            (
+                "lost",
+                match lang {
+                    Lang::En => {
+                        format!("Relay unreachable: retrying in {seconds} s (attempt {attempt})")
+                    }
+                    Lang::Zh => format!("无法连接中继：{seconds} 秒后重试（第 {attempt} 次）"),
+                },
+            )
+        }
     }
 }
 

@@ -13,11 +13,14 @@ mod panels;
 mod wire;
 
 pub use frame::{
-    follow_only, join_screen, mistakes, playing, recording, relay_lost, skeleton, status, wireshark,
+    follow_only, mistakes, playing, recording, relay_lost, skeleton, status, wireshark,
 };
 pub use lanes::{lane, lanes};
 pub use panels::{code, inspector, log, packet, sock_options, summary};
-pub use wire::{diagram, diagram_document, diagram_layout, diagram_rows, history, wire_note};
+pub use wire::{
+    chunk_end, diagram, diagram_chunk, diagram_document, diagram_layout, diagram_rows, history,
+    wire_note,
+};
 
 /// Escapes text for HTML content and attributes.
 pub fn esc(text: &str) -> String {

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use crate::action::UiAction;
-use crate::model::{Column, Model, Row, Side};
+use crate::model::{Column, Model, ROW_CHUNK, Row, Side};
 use crate::notes;
 use crate::page::Ui;
 
@@ -220,7 +220,36 @@ pub(super) fn label_lines<'a>(label: &'a str, span: f64, geometry: &Geometry) ->
 /// The timeline as an SVG sequence diagram: a lifeline per lane, call and
 /// state marks on it, and segments as arrows between lanes.
 pub fn diagram(model: &Model, ui: &Ui, fresh_from: usize) -> String {
-    diagram_frame(model, ui, &diagram_rows(model, ui, 0, fresh_from))
+    let revealed = model.revealed.min(model.rows.len());
+    let mut body = String::new();
+    let mut from = 0;
+    while from < revealed {
+        let to = chunk_end(model, from).min(revealed);
+        body.push_str(&diagram_chunk(&diagram_rows(
+            model,
+            ui,
+            from..to,
+            fresh_from,
+        )));
+        from = to;
+    }
+    diagram_frame(model, ui, &body)
+}
+
+/// Where the chunk that holds row `index` ends. The page's diagram holds
+/// its rows in chunks of [`ROW_CHUNK`], and the browser lays out and paints
+/// only the chunks in sight (`content-visibility: auto`): the thousands of
+/// rows out of sight cost a frame nothing, where one block of them all was
+/// laid out whole at every new row. Chunks are counted from the lesson's
+/// first row, so letting old rows go does not move their edges.
+pub fn chunk_end(model: &Model, index: usize) -> usize {
+    let absolute = model.trimmed_rows + index;
+    index + ROW_CHUNK - absolute % ROW_CHUNK
+}
+
+/// A chunk of rows, as the page holds it.
+pub fn diagram_chunk(rows: &str) -> String {
+    format!(r#"<div class="rows">{rows}</div>"#)
 }
 
 /// The diagram's layout, as a key: new rows are appended (and let-go rows
@@ -249,19 +278,24 @@ fn has_outside(model: &Model) -> bool {
         })
 }
 
-/// The revealed rows from index `from` on, an SVG each, to follow the heads
-/// or the rows drawn before them.
-pub fn diagram_rows(model: &Model, ui: &Ui, from: usize, fresh_from: usize) -> String {
-    rows_from(model, ui, from, fresh_from, None).0
+/// The revealed rows in `range`, an SVG each, to follow the rows drawn
+/// before them.
+pub fn diagram_rows(
+    model: &Model,
+    ui: &Ui,
+    range: std::ops::Range<usize>,
+    fresh_from: usize,
+) -> String {
+    rows_from(model, ui, range, fresh_from, None).0
 }
 
-/// The rows from index `from` on, and their height in all. With `stacked`,
+/// The rows in `range`, and their height in all. With `stacked`,
 /// each row stands at its own y, from that y on, in one document; without,
 /// each is a block of the page, one under the other.
 fn rows_from(
     model: &Model,
     ui: &Ui,
-    from: usize,
+    range: std::ops::Range<usize>,
     fresh_from: usize,
     stacked: Option<f64>,
 ) -> (String, f64) {
@@ -291,7 +325,8 @@ fn rows_from(
     if outside {
         columns.push(Column::Outside);
     }
-    for (index, row) in shown.iter().enumerate().skip(from) {
+    let count = range.end.saturating_sub(range.start);
+    for (index, row) in shown.iter().enumerate().skip(range.start).take(count) {
         // Each row is an SVG of its own, its y from its own top: a new row
         // is appended without touching the rows above it.
         let y_top = 0.0;
@@ -451,7 +486,7 @@ pub fn diagram_document(model: &Model, ui: &Ui) -> String {
     };
     let geometry = Geometry::new(ui);
     let head = geometry.head_height();
-    let (rows, height) = rows_from(model, ui, 0, usize::MAX, Some(head));
+    let (rows, height) = rows_from(model, ui, 0..usize::MAX, usize::MAX, Some(head));
     let (wp, hp) = (px(geometry.width), px(head + height));
     format!(
         r##"<?xml version="1.0" encoding="UTF-8"?>
