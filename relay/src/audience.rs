@@ -22,9 +22,10 @@ use crate::engine::LabInput;
 pub const LIVE_FRAMES: usize = 1024;
 /// The most events a history keeps.
 pub const HISTORY_EVENTS: usize = 50_000;
-/// How many bytes of frames an ordinary lab's history keeps: a few thousand
-/// events, more than a lesson makes, at a cost every lab pays.
-pub const HISTORY_BYTES: usize = 1 << 20;
+/// How many bytes of frames an ordinary lab's history keeps: about a
+/// thousand events, more than a lesson by hand makes, at a cost every lab
+/// pays (200 busy labs hold 50 MiB of history).
+pub const HISTORY_BYTES: usize = 256 << 10;
 /// How many a classroom's shared lab keeps: there is one of it.
 pub const SHARED_HISTORY_BYTES: usize = 32 << 20;
 
@@ -46,8 +47,12 @@ struct Kept {
     bytes: usize,
     /// How many frames were let go from the front.
     let_go: u64,
-    /// None once the lab has ended.
+    /// The live stream, made when the first follower joins: its ring of
+    /// [`LIVE_FRAMES`] slots is allocated whole, which a lab nobody
+    /// follows should not pay for.
     live: Option<broadcast::Sender<Utf8Bytes>>,
+    /// The lab has ended: nobody joins any more.
+    ended: bool,
 }
 
 /// What a follower starts from.
@@ -70,7 +75,8 @@ impl Audience {
                 frames: VecDeque::new(),
                 bytes: 0,
                 let_go: 0,
-                live: Some(broadcast::Sender::new(LIVE_FRAMES)),
+                live: None,
+                ended: false,
             }),
             budget_bytes,
             viewers,
@@ -106,8 +112,14 @@ impl Audience {
     /// The history so far and the live stream from just after it; None once
     /// the lab has ended.
     pub fn join(&self) -> Option<Joined> {
-        let kept = self.kept.lock().ok()?;
-        let live = kept.live.as_ref()?.subscribe();
+        let mut kept = self.kept.lock().ok()?;
+        if kept.ended {
+            return None;
+        }
+        let live = kept
+            .live
+            .get_or_insert_with(|| broadcast::Sender::new(LIVE_FRAMES))
+            .subscribe();
         Some(Joined {
             hello: kept.hello.clone(),
             frames: kept.frames.iter().cloned().collect(),
@@ -121,6 +133,7 @@ impl Audience {
     pub fn close(&self) {
         if let Ok(mut kept) = self.kept.lock() {
             kept.live = None;
+            kept.ended = true;
         }
     }
 
