@@ -22,10 +22,11 @@ use crate::engine::LabInput;
 pub const LIVE_FRAMES: usize = 1024;
 /// The most events a history keeps.
 pub const HISTORY_EVENTS: usize = 50_000;
-/// How many bytes of frames an ordinary lab's history keeps: about a
-/// thousand events, more than a lesson by hand makes, at a cost every lab
-/// pays (200 busy labs hold 50 MiB of history).
-pub const HISTORY_BYTES: usize = 256 << 10;
+/// How many bytes of frames an ordinary lab's history keeps: about 500
+/// events, several times what the whole lesson makes, at a cost every lab
+/// pays. Each frame is an allocation of its own, so the memory is about
+/// twice this: 200 busy labs hold about 50 MiB of history.
+pub const HISTORY_BYTES: usize = 128 << 10;
 /// How many a classroom's shared lab keeps: there is one of it.
 pub const SHARED_HISTORY_BYTES: usize = 32 << 20;
 
