@@ -167,3 +167,96 @@ impl Drop for Seat {
         self.audience.tell_lab();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::{Event, EventBody, Gap};
+
+    fn event(seq: u64) -> Event {
+        Event {
+            seq,
+            t_us: seq,
+            body: EventBody::Gap(Gap { segments: seq }),
+        }
+    }
+
+    /// An audience, and its lab's inputs: the sender the lab's session
+    /// would hold (the audience holds it weakly), and the lab's end.
+    fn audience(budget_bytes: usize) -> (Audience, Lab) {
+        let (inputs, received) = mpsc::channel(4);
+        let audience = Audience::new(budget_bytes, Arc::default(), inputs.downgrade());
+        (
+            audience,
+            Lab {
+                _inputs: inputs,
+                received,
+            },
+        )
+    }
+
+    struct Lab {
+        _inputs: mpsc::Sender<LabInput>,
+        received: mpsc::Receiver<LabInput>,
+    }
+
+    fn publish(audience: &Audience, seq: u64) {
+        let event = event(seq);
+        audience.publish(&event, &Utf8Bytes::from(protocol::encode_event(&event)));
+    }
+
+    #[test]
+    fn a_late_joiner_gets_the_kept_frames_then_the_live_ones_with_no_gap() {
+        let (audience, _lab) = audience(HISTORY_BYTES);
+        for seq in 1..=3 {
+            publish(&audience, seq);
+        }
+        let mut joined = audience.join().expect("the lab is open");
+        assert_eq!(joined.frames.len(), 3);
+        assert_eq!(joined.let_go, 0);
+        publish(&audience, 4);
+        let live = joined.live.try_recv().expect("the next frame, live");
+        assert_eq!(protocol::decode_event(live.as_str()).map(|e| e.seq), Ok(4));
+    }
+
+    #[test]
+    fn the_history_lets_its_oldest_frames_go_and_counts_them() {
+        let frame_bytes = protocol::encode_event(&event(10)).len();
+        let (audience, _lab) = audience(frame_bytes * 5);
+        for seq in 10..30 {
+            publish(&audience, seq);
+        }
+        let joined = audience.join().expect("open");
+        assert_eq!(joined.frames.len(), 5);
+        assert_eq!(joined.let_go, 15);
+        let first = protocol::decode_event(joined.frames[0].as_str()).expect("a frame");
+        assert_eq!(first.seq, 25, "the newest five are kept");
+    }
+
+    #[test]
+    fn a_follower_that_falls_behind_is_told_and_an_ended_lab_takes_nobody() {
+        let (audience, _lab) = audience(HISTORY_BYTES);
+        let mut joined = audience.join().expect("open");
+        for seq in 0..(LIVE_FRAMES as u64 + 10) {
+            publish(&audience, seq + 1);
+        }
+        assert!(matches!(
+            joined.live.try_recv(),
+            Err(broadcast::error::TryRecvError::Lagged(_))
+        ));
+        audience.close();
+        assert!(audience.join().is_none());
+    }
+
+    #[test]
+    fn seats_count_followers_and_nudge_the_lab() {
+        let (audience, mut lab) = audience(HISTORY_BYTES);
+        let audience = Arc::new(audience);
+        let seat = audience.take_seat();
+        assert_eq!(audience.viewers.load(Ordering::SeqCst), 1);
+        assert!(matches!(lab.received.try_recv(), Ok(LabInput::Viewers)));
+        drop(seat);
+        assert_eq!(audience.viewers.load(Ordering::SeqCst), 0);
+        assert!(matches!(lab.received.try_recv(), Ok(LabInput::Viewers)));
+    }
+}

@@ -54,20 +54,6 @@ impl Classroom {
         }
     }
 
-    /// The student URL as a QR code in SVG, for the page to show full screen.
-    pub fn qr_svg(&self) -> Option<String> {
-        let code = QrCode::new(self.student_url.as_bytes()).ok()?;
-        Some(
-            code.render::<svg::Color>()
-                .min_dimensions(256, 256)
-                .dark_color(svg::Color("#000000"))
-                .light_color(svg::Color("#ffffff"))
-                .build(),
-        )
-    }
-}
-
-impl Classroom {
     /// A page that fills the screen with the student URL and its QR code,
     /// for the teacher to project while the class joins.
     pub fn join_page(&self) -> Option<String> {
@@ -92,6 +78,18 @@ p {{ margin: 0; font-size: clamp(1.5rem, 5vw, 4rem); font-weight: 700; word-brea
 <body><h1>扫码跟随老师 · Scan to follow the teacher</h1>{svg}<p>{url}</p></body></html>
 "#
         ))
+    }
+
+    /// The student URL as a QR code in SVG, for the page to show full screen.
+    pub fn qr_svg(&self) -> Option<String> {
+        let code = QrCode::new(self.student_url.as_bytes()).ok()?;
+        Some(
+            code.render::<svg::Color>()
+                .min_dimensions(256, 256)
+                .dark_color(svg::Color("#000000"))
+                .light_color(svg::Color("#ffffff"))
+                .build(),
+        )
     }
 }
 
