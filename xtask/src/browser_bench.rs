@@ -4,9 +4,10 @@
 //!
 //! It reports load-to-connected, the main thread's time per event with
 //! 5,000 events already shown (Chrome's own `TaskDuration` over the events
-//! the page applied), long tasks while about 500 events/s arrive, and how
-//! long a click takes to show its card, and how long a 10,000-event
-//! recording takes to open. `--www DIR` measures another build
+//! the page applied), long tasks while about 700 events/s arrive (counted
+//! by a second screen that follows the lab, with how many the relay had to
+//! coalesce because the page fell behind), how long a click takes to show
+//! its card, and how long a 10,000-event recording takes to open. `--www DIR` measures another build
 //! of the page (an older checkout's `www/`), to compare before and after.
 
 use std::path::Path;
@@ -21,11 +22,13 @@ use crate::bench::start_relay;
 
 /// How many events the page shows before the steady part is measured.
 const SHOWN: u64 = 5_000;
-/// How long the steady stream lasts, and how often the peer writes in it:
-/// each write is a data segment, and some draw an ACK of their own: the
-/// rate reached is printed beside the figures.
+/// How long the steady stream lasts, and how often each streaming peer
+/// writes in it: each write is a data segment, and some draw an ACK of
+/// their own; the rate reached is printed beside the figures.
 const STEADY: Duration = Duration::from_secs(5);
-const WRITE_EVERY: Duration = Duration::from_millis(1);
+const WRITE_EVERY: Duration = Duration::from_millis(3);
+/// How many connections stream at once.
+const STREAMS: usize = 2;
 /// How many writes fill a page that does not report its events.
 const OLD_PAGE_FILL: u32 = 2_600;
 /// How many clicks are timed.
@@ -54,6 +57,19 @@ pub async fn measure(www: Option<&Path>) -> anyhow::Result<()> {
     click(&browser, "//input[@id='skip']").await;
     handshake(&browser, "Server", "Client 1", &mut 0).await;
     let port = browser.lab_port().await;
+    // A second screen follows the lab with its code (from the drawer's
+    // Wireshark link), and counts what the relay sent the page, and how
+    // much of it the relay had to coalesce because the page fell behind.
+    click(&browser, "//button[@id='drawer-toggle']").await;
+    let link = browser.wait_for("#wireshark a").await;
+    let href = link.attr("href").await?.unwrap_or_default();
+    click(&browser, "//button[@id='drawer-toggle']").await;
+    let code = href
+        .strip_prefix("labs/")
+        .and_then(|rest| rest.split('/').next())
+        .context("no lab code in the Wireshark link")?
+        .to_string();
+    let counted = count_followed(&format!("{}?follow={code}", relay.ws_url)).await?;
 
     // A peer outside the lab joins the server's queue and streams at it.
     let mut peer = TcpStream::connect(("127.0.0.1", port)).await?;
@@ -97,14 +113,53 @@ pub async fn measure(www: Option<&Path>) -> anyhow::Result<()> {
         .await;
     let before = MainThread::read(&browser).await?;
     let seq_before = browser.applied_seq().await;
+    // The steady stream comes on connections of their own, which the
+    // server accepts and reads every 100 ms, as a lesson would: a peer
+    // nobody reads fills the kernel's receive buffer, and the kernel then
+    // sends ever fewer, larger segments, whatever the writer does. Two of
+    // them, because one writer's 1 ms ticks on this busy machine bunch up,
+    // and a bunch of writes leaves as one segment.
+    const SERVER_READS: &str = "[data-lane='0'] [data-action='read-on']";
+    let count_reads = format!("return document.querySelectorAll(\"{SERVER_READS}\").length");
+    let mut streamers = Vec::new();
+    for _ in 0..STREAMS {
+        let streamer = TcpStream::connect(("127.0.0.1", port)).await?;
+        streamer.set_nodelay(true)?;
+        streamers.push(streamer);
+        let conns_before: u64 = browser.script(&count_reads, vec![]).await;
+        click(
+            &browser,
+            "//section[@aria-label='Server']//button[@data-action='step' and contains(., 'accept()')]",
+        )
+        .await;
+        let accepted = Instant::now();
+        while browser.script::<u64>(&count_reads, vec![]).await <= conns_before {
+            if accepted.elapsed() > Duration::from_secs(10) {
+                bail!("the server never accepted a streaming peer");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let read_streams = format!(
+        "const reads = [...document.querySelectorAll(\"{SERVER_READS}\")]; \
+         reads.slice(-{STREAMS}).forEach((read) => read.click());"
+    );
     let started = Instant::now();
     // An interval, not a sleep after each write: a sleep of 1 ms on a busy
     // machine is often 2–3 ms, and the stream came to a third of its rate.
     let mut pace = tokio::time::interval(WRITE_EVERY);
+    let mut ticks = 0u64;
     while started.elapsed() < STEADY {
         pace.tick().await;
-        peer.write_all(b"y").await?;
+        for streamer in &mut streamers {
+            streamer.write_all(b"y").await?;
+        }
+        ticks += 1;
+        if ticks % 100 == 0 {
+            browser.client.execute(&read_streams, vec![]).await?;
+        }
     }
+    let streamed = (started, Instant::now());
     // Let the page apply what is in flight before the second reading.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let spent = MainThread::read(&browser).await?.since(&before);
@@ -162,6 +217,13 @@ pub async fn measure(www: Option<&Path>) -> anyhow::Result<()> {
         spent.layout * 1000.0 / span,
         (busy - spent.script - spent.style - spent.layout) * 1000.0 / span,
     );
+    let arrived = counted.between(streamed.0, streamed.1);
+    println!(
+        "browser stream:         {:.0} events/s sent to the page; {} of them coalesced segments standing for {} (the page fell behind)",
+        arrived.events as f64 / (streamed.1 - streamed.0).as_secs_f64(),
+        arrived.coalesced,
+        arrived.stood_for,
+    );
     println!(
         "browser long tasks:     {} over 50 ms, longest {:.0} ms   (while streaming)",
         long_tasks.len(),
@@ -185,6 +247,67 @@ pub async fn measure(www: Option<&Path>) -> anyhow::Result<()> {
         Err(error) => println!("browser open recording: not measured: {error:#}"),
     }
     Ok(())
+}
+
+/// What a follower of the page's lab saw, as (when, coalesced count) per
+/// event, filled by a task of its own.
+struct Followed(std::sync::Arc<std::sync::Mutex<Vec<(Instant, Option<u32>)>>>);
+
+/// What arrived in a span.
+struct Arrived {
+    events: u64,
+    coalesced: u64,
+    stood_for: u64,
+}
+
+impl Followed {
+    fn between(&self, from: Instant, to: Instant) -> Arrived {
+        let seen = self.0.lock().map(|seen| seen.clone()).unwrap_or_default();
+        let mut arrived = Arrived {
+            events: 0,
+            coalesced: 0,
+            stood_for: 0,
+        };
+        for (at, coalesced) in seen {
+            if at >= from && at <= to {
+                arrived.events += 1;
+                if let Some(count) = coalesced {
+                    arrived.coalesced += 1;
+                    arrived.stood_for += u64::from(count);
+                }
+            }
+        }
+        arrived
+    }
+}
+
+/// Follows a lab and notes when each of its events arrived.
+async fn count_followed(url: &str) -> anyhow::Result<Followed> {
+    use futures_util::StreamExt;
+    let mut socket = crate::bench::connect(url).await?;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let filling = std::sync::Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Some(Ok(frame)) = socket.next().await {
+            let tokio_tungstenite::tungstenite::Message::Text(text) = frame else {
+                continue;
+            };
+            let Ok(event) = protocol::decode_event(&text) else {
+                continue;
+            };
+            if event.seq == 0 {
+                continue;
+            }
+            let coalesced = match event.body {
+                protocol::EventBody::Segment(segment) => segment.coalesced,
+                _ => None,
+            };
+            if let Ok(mut seen) = filling.lock() {
+                seen.push((Instant::now(), coalesced));
+            }
+        }
+    });
+    Ok(Followed(seen))
 }
 
 /// How many events the recording the bench opens holds.
