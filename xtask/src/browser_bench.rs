@@ -249,9 +249,12 @@ pub async fn measure(www: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What a follower of the page's lab saw, as (when, coalesced count) per
-/// event, filled by a task of its own.
-struct Followed(std::sync::Arc<std::sync::Mutex<Vec<(Instant, Option<u32>)>>>);
+/// When each event reached a follower of the page's lab, and how many
+/// segments it stood for when the relay coalesced it.
+type Arrivals = Vec<(Instant, Option<u32>)>;
+
+/// What a follower of the page's lab saw, filled by a task of its own.
+struct Followed(std::sync::Arc<std::sync::Mutex<Arrivals>>);
 
 /// What arrived in a span.
 struct Arrived {
