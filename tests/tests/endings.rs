@@ -74,7 +74,7 @@ async fn a_protocol_violation_gets_1002() {
 }
 
 #[tokio::test]
-async fn sigterm_closes_every_lab_and_exits_0() {
+async fn sigterm_closes_every_lab_and_follower_and_exits_0() {
     let mut relay = RelayProcess::start(&[]).await;
     let pid = relay.pid();
     let mut lab = LabClient::connect(&relay.ws_url()).await;
@@ -82,12 +82,20 @@ async fn sigterm_closes_every_lab_and_exits_0() {
         lab.ok(Op::Socket { role: Role::Server }).await;
     }
     let mut other = open(&relay).await;
+    // A screen that follows the lab is told too.
+    let code = lab.hello.code.clone().expect("the lab's code");
+    let (mut follower, _) =
+        tokio_tungstenite::connect_async(format!("{}?follow={code}", relay.ws_url()))
+            .await
+            .expect("a follower");
     assert!(fd_count(pid) > 5);
     let asked = Instant::now();
     relay.signal(libc::SIGTERM);
-    let (code, reason) = close_of(&mut other).await;
-    assert_eq!(code, CloseCode::Away);
-    assert_eq!(reason, "relay shutting down");
+    for socket in [&mut other, &mut follower] {
+        let (code, reason) = close_of(socket).await;
+        assert_eq!(code, CloseCode::Away);
+        assert_eq!(reason, "relay shutting down");
+    }
     let exit = relay.exit_code(Duration::from_secs(5)).await;
     assert_eq!(exit, Some(0), "the relay exits 0");
     assert!(
