@@ -64,7 +64,7 @@ async fn follow(
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let Some(joined) = audience.join() else {
-            return Ending::Close(close_code::NORMAL, "the lab you followed has ended");
+            return lab_ended(shutdown);
         };
         let Joined {
             hello,
@@ -92,9 +92,7 @@ async fn follow(
                         resync = true;
                         break;
                     }
-                    Err(RecvError::Closed) => {
-                        return Ending::Close(close_code::NORMAL, "the lab you followed has ended");
-                    }
+                    Err(RecvError::Closed) => return lab_ended(shutdown),
                 },
                 frame = socket.recv() => {
                     let Some(Ok(frame)) = frame else { return Ending::Gone };
@@ -124,6 +122,16 @@ async fn follow(
                 }
             }
         }
+    }
+}
+
+/// The ending when the followed lab has ended: the relay's shutdown ends
+/// every lab first, and a follower is told that, not that one lab ended.
+fn lab_ended(shutdown: &watch::Receiver<bool>) -> Ending {
+    if *shutdown.borrow() {
+        Ending::Close(close_code::AWAY, "relay shutting down")
+    } else {
+        Ending::Close(close_code::NORMAL, "the lab you followed has ended")
     }
 }
 
