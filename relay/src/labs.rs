@@ -219,13 +219,19 @@ impl Labs {
     }
 
     /// Tells every session to close, and waits, for at most `within`, until
-    /// every lab has closed its sockets.
+    /// every lab has closed its sockets and every follower has been told.
     pub async fn close_all(&self, within: Duration) {
         self.shutdown.send_replace(true);
-        let everyone = self.config.labs_per_relay;
-        let all_free = Arc::clone(&self.slots).acquire_many_owned(everyone);
+        // Every lab, and every follower: each has its close frame sent
+        // before the relay exits, not cut off by the runtime's end.
+        let all_free = async {
+            let labs = Arc::clone(&self.slots).acquire_many_owned(self.config.labs_per_relay);
+            let followers =
+                Arc::clone(&self.followers).acquire_many_owned(self.config.followers_per_relay);
+            let _ = tokio::join!(labs, followers);
+        };
         if tokio::time::timeout(within, all_free).await.is_err() {
-            tracing::warn!("some labs were still closing when the relay stopped");
+            tracing::warn!("some labs or followers were still closing when the relay stopped");
         }
     }
 }
