@@ -213,8 +213,21 @@ impl LabClient {
     }
 }
 
-/// Runs the seed's conversation in one lab and returns (server port, client port, ids).
-pub async fn conversation(lab: &mut LabClient) -> (u16, u16, [u64; 4]) {
+/// A server's accepted connection and the client connected to it, in one
+/// lab, with the ids of the calls that made them.
+pub struct ConnectedPair {
+    pub server: u32,
+    pub client: u32,
+    pub conn: u32,
+    pub server_addr: SocketAddrV4,
+    pub client_addr: SocketAddrV4,
+    pub accept_id: u64,
+    pub connect_id: u64,
+}
+
+/// The seed's first half: a listening server, its accept waiting, a client
+/// that connects, and the accepted connection.
+pub async fn connected_pair(lab: &mut LabClient) -> ConnectedPair {
     let server = lab
         .ok(Op::Socket { role: Role::Server })
         .await
@@ -247,6 +260,28 @@ pub async fn conversation(lab: &mut LabClient) -> (u16, u16, [u64; 4]) {
     let connected = lab.outcome(connect_id).await;
     let client_addr: SocketAddrV4 = connected.local.expect("local").parse().expect("addr");
     let conn = lab.outcome(accept_id).await.new_sock.expect("conn");
+    ConnectedPair {
+        server,
+        client,
+        conn,
+        server_addr,
+        client_addr,
+        accept_id,
+        connect_id,
+    }
+}
+
+/// Runs the seed's conversation in one lab and returns (server port, client port, ids).
+pub async fn conversation(lab: &mut LabClient) -> (u16, u16, [u64; 4]) {
+    let ConnectedPair {
+        server,
+        client,
+        conn,
+        server_addr,
+        client_addr,
+        accept_id,
+        connect_id,
+    } = connected_pair(lab).await;
     let send_id = lab
         .send(Op::Send {
             sock: client,

@@ -6,7 +6,7 @@
 
 use protocol::{ErrorCode, Event, EventBody, Op, Role, Seat};
 use socket_flow_tests::follower::Follower;
-use socket_flow_tests::lab_client::{LabClient, conversation};
+use socket_flow_tests::lab_client::{ConnectedPair, LabClient, connected_pair, conversation};
 use socket_flow_tests::relay_process::RelayProcess;
 
 /// The lab's events as a follower should see them: the same, but for the
@@ -130,7 +130,7 @@ async fn a_follower_that_stops_reading_is_resynced_and_never_holds_up_the_lab() 
     let code = lab.hello.code.clone().expect("code");
     let mut stuck = Follower::connect_small(&relay.ws_url(), &code).await;
     lab.until("the follower counted", viewers(1)).await;
-    let (client, conn) = connected_pair(&mut lab).await;
+    let ConnectedPair { client, conn, .. } = connected_pair(&mut lab).await;
     // Far more than the follower's queue and its socket's buffers hold,
     // while it reads nothing: the lab's own browser is never held up.
     for round in 0..1_000 {
@@ -166,31 +166,4 @@ async fn a_follower_that_stops_reading_is_resynced_and_never_holds_up_the_lab() 
     assert_eq!(stuck.events[1..], expected[kept..]);
     let rss = socket_flow_tests::kernel::rss_bytes(relay.pid());
     assert!(rss < 100 << 20, "the relay stays small: {rss} bytes");
-}
-
-/// A client socket connected to a server's accepted one: (client, conn).
-async fn connected_pair(lab: &mut LabClient) -> (u32, u32) {
-    let server = lab.ok(Op::Socket { role: Role::Server }).await.sock;
-    let server = server.expect("sock");
-    lab.ok(Op::Bind {
-        sock: server,
-        addr: None,
-    })
-    .await;
-    lab.ok(Op::Listen {
-        sock: server,
-        backlog: None,
-    })
-    .await;
-    let accept = lab.send(Op::Accept { sock: server }).await;
-    let client = lab.ok(Op::Socket { role: Role::Client }).await.sock;
-    let client = client.expect("sock");
-    let connect = lab.send(Op::Connect {
-        sock: client,
-        addr: None,
-    });
-    let connect = connect.await;
-    lab.outcome(connect).await;
-    let conn = lab.outcome(accept).await.new_sock.expect("conn");
-    (client, conn)
 }
