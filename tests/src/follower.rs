@@ -27,35 +27,17 @@ impl Follower {
         let (socket, _) = tokio_tungstenite::connect_async(&url)
             .await
             .unwrap_or_else(|error| panic!("{url} opens: {error}"));
-        Follower {
-            socket,
-            events: Vec::new(),
-            histories: Vec::new(),
-            own: Vec::new(),
-        }
+        Follower::over(socket)
     }
 
     /// Like `connect`, with a receive buffer of a few KiB that the kernel
     /// will not grow: a follower that stops reading is then behind in
     /// hundreds of events, not in the megabytes loopback would buffer.
     pub async fn connect_small(ws_url: &str, code: &str) -> Follower {
-        let url = format!("{ws_url}?follow={code}");
-        let address = ws_url
-            .trim_start_matches("ws://")
-            .split('/')
-            .next()
-            .expect("host:port")
-            .to_string();
-        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
-        // Setting SO_RCVBUF turns the kernel's autotuning off for it.
-        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-        let stream = socket
-            .connect(address.parse().expect("an address"))
-            .await
-            .expect("the relay accepts");
-        let (socket, _) = tokio_tungstenite::client_async(&url, MaybeTlsStream::Plain(stream))
-            .await
-            .unwrap_or_else(|error| panic!("{url} opens: {error}"));
+        Follower::over(small_buffer_websocket(&format!("{ws_url}?follow={code}")).await)
+    }
+
+    fn over(socket: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Follower {
         Follower {
             socket,
             events: Vec::new(),
@@ -113,4 +95,24 @@ impl Follower {
             .await
             .expect("the frame is sent");
     }
+}
+
+/// Opens a WebSocket at `url` (`ws://HOST:PORT/…`) over a TCP connection
+/// whose receive buffer is 4 KiB and stays so: setting SO_RCVBUF turns the
+/// kernel's autotuning off for it. A client of it that stops reading stops
+/// the relay's writes after a few KiB.
+pub async fn small_buffer_websocket(url: &str) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+    let address = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .and_then(|host_port| host_port.parse().ok())
+        .unwrap_or_else(|| panic!("{url} names no HOST:PORT"));
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let stream = socket.connect(address).await.expect("the relay accepts");
+    let (socket, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+        .await
+        .unwrap_or_else(|error| panic!("{url} opens: {error}"));
+    socket
 }

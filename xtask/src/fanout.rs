@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures_util::StreamExt;
 use protocol::{EventBody, Op, OpName, Phase};
+use socket_flow_tests::follower::small_buffer_websocket;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -105,7 +106,7 @@ pub async fn measure(followers: u32) -> anyhow::Result<()> {
     let mut pair = ReadingPair::open(&relay.ws_url).await?;
     let alone = round_trips(&mut pair).await?;
     let code = pair.code().context("no code")?.to_string();
-    let stuck = stuck_follower(&relay.ws_url, &code).await?;
+    let stuck = small_buffer_websocket(&format!("{}?follow={code}", relay.ws_url)).await;
     let beside = round_trips(&mut pair).await?;
     drop(stuck);
     let (alone_p50, beside_p50) = (percentile(&alone, 0.5), percentile(&beside, 0.5));
@@ -123,22 +124,4 @@ async fn round_trips(pair: &mut ReadingPair) -> anyhow::Result<Vec<f64>> {
     }
     times.sort_by(f64::total_cmp);
     Ok(times)
-}
-
-/// A follower that never reads, with a receive buffer too small to hide it.
-async fn stuck_follower(ws_url: &str, code: &str) -> anyhow::Result<crate::bench::Client> {
-    let address = ws_url
-        .trim_start_matches("ws://")
-        .split('/')
-        .next()
-        .context("host:port")?
-        .parse()?;
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.set_recv_buffer_size(4096)?;
-    let stream = socket.connect(address).await?;
-    let url = format!("{ws_url}?follow={code}");
-    let (client, _) =
-        tokio_tungstenite::client_async(&url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
-            .await?;
-    Ok(client)
 }
