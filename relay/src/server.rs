@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use crate::access::Access;
 use crate::assets::{Accepts, Assets, already_has};
 use crate::capture::Capture;
+use crate::classroom::Classroom;
 use crate::config::Config;
 use crate::labs::Labs;
 use crate::session;
@@ -247,34 +248,30 @@ struct WsQuery {
     present: Option<String>,
 }
 
+/// What a classroom page's request gets outside classroom mode.
+const NOT_CLASSROOM: &str = "This relay is not in classroom mode (relay --classroom).";
+
 /// The student URL as a QR code, for the presenter to show full screen.
 async fn student_qr(State(shared): State<Arc<Shared>>) -> Response {
-    let Some(classroom) = &shared.config.classroom else {
-        return (
-            StatusCode::NOT_FOUND,
-            "This relay is not in classroom mode (relay --classroom).",
-        )
-            .into_response();
-    };
-    match classroom.qr_svg() {
-        Some(svg) => ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
-        None => (StatusCode::INTERNAL_SERVER_ERROR, "no QR code").into_response(),
-    }
+    classroom_page(&shared, "image/svg+xml", Classroom::qr_svg)
 }
 
 /// The student URL and its QR code on a page of their own, for the
 /// presenter to project while the class joins.
 async fn join_page(State(shared): State<Arc<Shared>>) -> Response {
-    match shared.config.classroom.as_ref().map(|c| c.join_page()) {
-        Some(Some(page)) => {
-            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
-        }
+    classroom_page(&shared, "text/html; charset=utf-8", Classroom::join_page)
+}
+
+/// A page only classroom mode serves, drawn from its classroom.
+fn classroom_page(
+    shared: &Shared,
+    content_type: &'static str,
+    draw: impl Fn(&Classroom) -> Option<String>,
+) -> Response {
+    match shared.config.classroom.as_ref().map(draw) {
+        Some(Some(body)) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
         Some(None) => (StatusCode::INTERNAL_SERVER_ERROR, "no QR code").into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            "This relay is not in classroom mode (relay --classroom).",
-        )
-            .into_response(),
+        None => (StatusCode::NOT_FOUND, NOT_CLASSROOM).into_response(),
     }
 }
 
@@ -327,13 +324,7 @@ async fn open_lab(
                 )
                     .into_response();
             }
-            None => {
-                return (
-                    StatusCode::NOT_FOUND,
-                    "This relay is not in classroom mode (relay --classroom).",
-                )
-                    .into_response();
-            }
+            None => return (StatusCode::NOT_FOUND, NOT_CLASSROOM).into_response(),
         },
     };
     // No room: say so in HTTP, before any WebSocket exists.
