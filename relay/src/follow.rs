@@ -8,7 +8,7 @@
 //! the lab or on another follower.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use futures_util::SinkExt;
@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::audience::{Audience, Joined};
 use crate::engine::LabInput;
-use crate::session::{Pace, read_command};
+use crate::session::{IDLE, Pace, SEND_TIMEOUT, in_time, read_command};
 
 /// How a follow ended, when the follower is to be told.
 enum Ending {
@@ -45,9 +45,6 @@ pub(crate) async fn run(
     }
 }
 
-/// A frame the follower does not take within this long means it has
-/// stopped reading.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many live frames one write may carry.
 const FRAMES_PER_WRITE: usize = 64;
 
@@ -59,9 +56,7 @@ async fn follow(
 ) -> Ending {
     let mut resync = false;
     let mut last_heard = Instant::now();
-    let ping_every = pace.idle_timeout / 3;
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ping = pace.pings();
     loop {
         let Some(joined) = audience.join() else {
             return lab_ended(shutdown);
@@ -114,7 +109,7 @@ async fn follow(
                 _ = ping.tick() => {
                     if last_heard.elapsed() > pace.idle_timeout {
                         tracing::info!("a follower went silent; closing it");
-                        return Ending::Close(close_code::AWAY, "the browser stopped answering");
+                        return Ending::Close(close_code::AWAY, IDLE);
                     }
                     if in_time(socket.send(Message::Ping(Default::default()))).await.is_err() {
                         return Ending::Gone;
@@ -206,13 +201,4 @@ fn own(body: EventBody) -> Message {
         body,
     };
     Message::Text(protocol::encode_event(&event).into())
-}
-
-async fn in_time(
-    sending: impl std::future::Future<Output = Result<(), axum::Error>>,
-) -> Result<(), axum::Error> {
-    match tokio::time::timeout(SEND_TIMEOUT, sending).await {
-        Ok(sent) => sent,
-        Err(_) => Err(axum::Error::new("the follower stopped reading")),
-    }
 }

@@ -26,6 +26,17 @@ pub(crate) struct Pace {
     pub idle_timeout: Duration,
 }
 
+impl Pace {
+    /// The pings that keep a browser's silence measured: a third of the idle
+    /// timeout apart, the first one period in.
+    pub(crate) fn pings(&self) -> tokio::time::Interval {
+        let every = self.idle_timeout / 3;
+        let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        pings
+    }
+}
+
 pub(crate) async fn run(socket: WebSocket, open: OpenLab, pace: Pace) {
     let OpenLab {
         handle: lab,
@@ -136,8 +147,8 @@ async fn talk(
 
 /// A frame the browser does not take within this long means it has stopped
 /// reading.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-const IDLE: &str = "the browser stopped answering";
+pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const IDLE: &str = "the browser stopped answering";
 
 async fn forward(
     socket: &mut WebSocket,
@@ -150,9 +161,7 @@ async fn forward(
 ) -> Result<(), axum::Error> {
     let frame_bytes = pace.frame_bytes;
     let mut last_heard = Instant::now();
-    let ping_every = pace.idle_timeout / 3;
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ping = pace.pings();
     loop {
         tokio::select! {
             frame = socket.recv() => {
@@ -213,7 +222,7 @@ async fn send_batch_in_time(
 }
 
 /// Finishes a send, or fails if the browser has not taken it in time.
-async fn in_time(
+pub(crate) async fn in_time(
     sending: impl std::future::Future<Output = Result<(), axum::Error>>,
 ) -> Result<(), axum::Error> {
     match tokio::time::timeout(SEND_TIMEOUT, sending).await {
