@@ -38,11 +38,27 @@ pub enum EventBody {
     /// How many screens follow this lab now; sent to its owner and to every
     /// follower whenever the count changes.
     Viewers(Viewers),
+    /// A traced program ended (`relay trace`): its exit status, or the
+    /// signal that killed it. Its lane stays on the stage.
+    Exited(Exited),
     /// To a follower only, with `seq` 0 (it is not one of the lab's events):
     /// the lab's history follows, from its `hello` on, and then its live
     /// events. With `resync`, the follower fell behind and gets the history
     /// afresh: it should draw the lab again from it.
     History(History),
+}
+
+/// How a traced program ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exited {
+    /// The program and its pid, as its calls' `lane` names it.
+    pub lane: String,
+    /// The status it passed to exit(), when it exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<i32>,
+    /// The signal that ended it (`SIGSEGV`), when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
 }
 
 /// How many screens follow a lab.
@@ -202,6 +218,10 @@ pub struct Call {
     /// From the command's arrival to this phase, in microseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub elapsed_us: Option<u64>,
+    /// In a traced lab (`relay trace`), the process that made the call: its
+    /// program and pid, as `server[4242]`. Each is a lane of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane: Option<String>,
 }
 
 /// The kernel's TCP states, named as Linux names them.

@@ -82,10 +82,11 @@ pub fn decode_event(text: &str) -> Result<Event, String> {
         "gap" => EventBody::Gap(body(text)?),
         "viewers" => EventBody::Viewers(body(text)?),
         "history" => EventBody::History(body(text)?),
+        "exited" => EventBody::Exited(body(text)?),
         other => {
             return Err(format!(
                 "unknown kind `{other}`, expected one of `hello`, `call`, `state`, `segment`, \
-                 `error`, `reset`, `gap`, `viewers`, `history`"
+                 `error`, `reset`, `gap`, `viewers`, `history`, `exited`"
             ));
         }
     };

@@ -59,6 +59,10 @@ pub enum Note {
     /// The relay stopped waiting for a blocked call; no further system call
     /// was made for it.
     WaitAbandoned { because: AbandonReason },
+    /// A traced program's call has been in the kernel for a while: its
+    /// thread really sleeps there (a blocking socket), until the kernel
+    /// wakes it.
+    ThreadSleeps,
 }
 
 /// Every note's key, as serde writes it.
@@ -83,6 +87,7 @@ const NOTE_KEYS: &[&str] = &[
     "reuse_address",
     "fd_closed",
     "wait_abandoned",
+    "thread_sleeps",
 ];
 
 impl<'de> Deserialize<'de> for Note {
@@ -127,6 +132,7 @@ impl<'de> Deserialize<'de> for Note {
             "wait_abandoned" => Note::WaitAbandoned {
                 because: flat.because.ok_or_else(|| missing("because"))?,
             },
+            "thread_sleeps" => Note::ThreadSleeps,
             other => return Err(D::Error::unknown_variant(other, NOTE_KEYS)),
         })
     }

@@ -181,7 +181,7 @@ fn read_only(bytes: &[u8], frame_bytes: u32) -> EventBody {
     let id = match read_command(bytes, frame_bytes) {
         LabInput::Command(command) => Some(command.id),
         LabInput::Refused(refusal) => refusal.id,
-        LabInput::Viewers => None,
+        LabInput::Viewers | LabInput::Traced(_) => None,
     };
     EventBody::Error(ErrorEvent {
         id,

@@ -57,6 +57,13 @@ pub(crate) struct OpenLab {
     _code: CodeEntry,
 }
 
+impl OpenLab {
+    /// The lab's code, by which it is followed.
+    pub fn code(&self) -> &str {
+        &self._code.code
+    }
+}
+
 /// A lab's entry among the codes, until dropped.
 struct CodeEntry {
     codes: Codes,

@@ -18,6 +18,8 @@
 //!   capture hands to the labs beside their segments.
 //! - `config`: the relay's settings and limits, checked at start.
 //! - `host`: this host's addresses, from its interfaces.
+//! - `trace`: `relay trace`, a program of the student's own under ptrace,
+//!   its socket calls shown as a lab's events.
 
 mod access;
 mod assets;
@@ -35,7 +37,33 @@ mod server;
 mod session;
 
 pub use session::read_command;
+pub mod trace;
 pub mod transitions;
 
 pub use config::Config;
 pub use server::{Relay, serve};
+
+/// SIGINT (Ctrl-C) or SIGTERM (systemd, kill).
+pub async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+/// Opens `url` in the default browser, or says how to.
+pub fn open_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    if let Err(error) = std::process::Command::new(opener).arg(url).spawn() {
+        tracing::warn!(%error, "could not open a browser; open {url} by hand");
+    }
+}

@@ -1,6 +1,8 @@
 //! The `relay` binary: parses and checks flags, sets up logging, binds, and
-//! serves until SIGINT or SIGTERM, then closes every lab and exits 0.
+//! serves until SIGINT or SIGTERM, then closes every lab and exits 0; or,
+//! as `relay trace`, runs a program under trace onto a lab's stage.
 
+use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -12,8 +14,41 @@ use tokio::net::TcpListener;
 
 /// Serves the socket-flow page and runs a lab of real sockets for each browser.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    task: Option<Task>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Task {
+    /// Run a program of your own (a C server or client, say) under trace,
+    /// and show its socket calls on the stage: `relay trace -- ./server 7001`.
+    Trace(TraceArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct TraceArgs {
+    /// Open the page that shows the program in the default browser.
+    #[arg(long)]
+    open: bool,
+    /// Put this program's lanes into the lab another `relay trace` opened,
+    /// by the code it printed, so that a server and its client share a stage.
+    #[arg(long, value_name = "CODE")]
+    join: Option<String>,
+    /// The port of the relay that shows the program; one is started on
+    /// 127.0.0.1 if none runs there.
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    port: u16,
+    /// The program and its arguments, after `--`.
+    #[arg(required = true, last = true, value_name = "PROGRAM")]
+    command: Vec<OsString>,
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
     /// Where the page and its WebSocket listen. Loopback by default (only
     /// this machine can reach it); 0.0.0.0:7878 with --classroom.
     #[arg(long)]
@@ -67,8 +102,7 @@ struct Args {
     idle_timeout: u64,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -77,6 +111,56 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    match args.task {
+        Some(Task::Trace(trace)) => {
+            let mut command = trace.command.into_iter();
+            let request = relay::trace::TraceRequest {
+                port: trace.port,
+                join: trace.join,
+                open: trace.open,
+                program: command
+                    .next()
+                    .context("name the program to trace after --")?,
+                args: command.collect(),
+            };
+            let port = request.port;
+            let status = relay::trace::run(request, || relay_in_process(port))?;
+            std::process::exit(status);
+        }
+        None => tokio::runtime::Runtime::new()?.block_on(serve(args.serve)),
+    }
+}
+
+/// A relay for `relay trace` when none runs: on loopback, with the
+/// defaults, on a thread of its own until SIGINT or SIGTERM.
+fn relay_in_process(port: u16) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let config = Config::default();
+    if let Err(message) = config.check() {
+        anyhow::bail!("{message}");
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    let listen = SocketAddr::from(([127, 0, 0, 1], port));
+    let listener = runtime
+        .block_on(TcpListener::bind(listen))
+        .with_context(|| format!("could not start a relay on {listen}"))?;
+    tracing::info!("started a relay at http://{listen}/ for the traced program");
+    // The capture registers with the runtime's reactor.
+    let relay = {
+        let _inside = runtime.enter();
+        relay::Relay::new(config)
+    };
+    let serving = std::thread::Builder::new()
+        .name("relay".into())
+        .spawn(move || {
+            let served = runtime.block_on(relay.serve(listener, relay::stop_signal()));
+            if let Err(error) = served {
+                tracing::warn!(%error, "the relay stopped");
+            }
+        })?;
+    Ok(serving)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listen = args.listen.unwrap_or(if args.classroom {
         SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT))
     } else {
@@ -140,13 +224,13 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.open {
         match &config.classroom {
-            Some(classroom) => open_browser(&classroom.presenter_url),
-            None => open_browser(&url),
+            Some(classroom) => relay::open_browser(&classroom.presenter_url),
+            None => relay::open_browser(&url),
         }
     }
     relay
         .serve(listener, async {
-            stop_signal().await;
+            relay::stop_signal().await;
             tracing::info!("shutting down: closing every lab");
         })
         .await?;
@@ -173,28 +257,4 @@ fn print_classroom(classroom: &relay::classroom::Classroom) {
     println!();
     println!("    {}", classroom.presenter_url);
     println!();
-}
-
-/// SIGINT (Ctrl-C) or SIGTERM (systemd, kill).
-async fn stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
-}
-
-fn open_browser(url: &str) {
-    let opener = if cfg!(target_os = "macos") {
-        "open"
-    } else {
-        "xdg-open"
-    };
-    if let Err(error) = std::process::Command::new(opener).arg(url).spawn() {
-        tracing::warn!(%error, "could not open a browser; open {url} by hand");
-    }
 }

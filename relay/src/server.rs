@@ -77,6 +77,19 @@ impl Relay {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let labs = Arc::clone(&self.shared.labs);
+        // `relay trace` reaches the relay on its control socket, beside
+        // the port; without one, the relay serves the page all the same.
+        match listener
+            .local_addr()
+            .map(|addr| crate::trace::Listener::bind(addr.port()))
+        {
+            Ok(Ok(control)) => {
+                tokio::spawn(crate::trace::serve(control, Arc::clone(&labs)));
+            }
+            Ok(Err(error)) | Err(error) => {
+                tracing::warn!(%error, "relay trace cannot reach this relay");
+            }
+        }
         let shutdown = async move {
             shutdown.await;
             labs.close_all(SHUTDOWN_WITHIN).await;

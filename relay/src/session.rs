@@ -58,7 +58,7 @@ pub(crate) async fn run(socket: WebSocket, open: OpenLab, pace: Pace) {
 }
 
 /// The frame an event leaves as, kept for the lab's followers too.
-fn published(event: &protocol::Event, audience: &Audience) -> Message {
+pub(crate) fn published(event: &protocol::Event, audience: &Audience) -> Message {
     let frame = Utf8Bytes::from(protocol::encode_event(event));
     audience.publish(event, &frame);
     Message::Text(frame)

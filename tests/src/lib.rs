@@ -2,6 +2,7 @@
 //! browser would, and ask the kernel what it really holds.
 
 pub mod browser;
+pub mod c_programs;
 pub mod flows;
 pub mod follower;
 pub mod kernel;

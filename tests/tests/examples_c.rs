@@ -3,52 +3,16 @@
 //! the lesson's calls in the lesson's order, as `strace -f` (an independent
 //! witness) sees them.
 
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
+
+use socket_flow_tests::c_programs::{build_folder, compile, strace_args, strace_calls as calls};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/c")
-}
-
-/// Compiles one example with the warnings the issue names, as errors.
-fn compile(name: &str, out: &Path) -> PathBuf {
-    let binary = out.join(name);
-    let status = std::process::Command::new("cc")
-        .args(["-Wall", "-Wextra", "-Werror", "-O2", "-o"])
-        .arg(&binary)
-        .arg(examples().join(format!("{name}.c")))
-        .status()
-        .expect("cc runs (Debian's gcc)");
-    assert!(status.success(), "{name}.c compiles without a warning");
-    binary
-}
-
-/// The calls strace saw, by name, with their return values, in order.
-fn calls(trace: &Path) -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(trace).expect("the trace");
-    text.lines()
-        .filter_map(|line| {
-            let (call, rest) = line.split_once('(')?;
-            let result = rest.rsplit_once(" = ")?.1.split_whitespace().next()?;
-            // `strace -f` starts each line with the pid.
-            let call = call.split_whitespace().last()?;
-            [
-                "socket", "bind", "listen", "accept", "accept4", "connect", "read", "sendto",
-                "close", "write",
-            ]
-            .contains(&call)
-            .then(|| (call.to_string(), result.to_string()))
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn the_course_programs_compile_strictly_and_make_the_lessons_calls_in_order() {
-    let out = std::env::temp_dir().join(format!("socket-flow-examples-{}", std::process::id()));
-    std::fs::create_dir_all(&out).expect("a build folder");
+    let out = build_folder("examples");
     let (server, client) = (compile("server", &out), compile("client", &out));
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -58,8 +22,7 @@ async fn the_course_programs_compile_strictly_and_make_the_lessons_calls_in_orde
 
     let (server_trace, client_trace) = (out.join("server.trace"), out.join("client.trace"));
     let mut serving = Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=network,read,write,close", "-o"])
-        .arg(&server_trace)
+        .args(strace_args(&server_trace))
         .arg(&server)
         .arg(&port)
         .stdout(Stdio::piped())
@@ -71,8 +34,7 @@ async fn the_course_programs_compile_strictly_and_make_the_lessons_calls_in_orde
     assert!(listening.starts_with("listening on"), "{listening}");
 
     let answered = Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=network,read,write,close", "-o"])
-        .arg(&client_trace)
+        .args(strace_args(&client_trace))
         .arg(&client)
         .arg(&port)
         .output()

@@ -33,12 +33,19 @@ const POLL_INTERVAL: Duration = Duration::from_millis(25);
 /// safety net, and a busy relay's many labs need not each wake 40 times a
 /// second.
 const POLL_INTERVAL_TRACED: Duration = Duration::from_millis(250);
+/// How long a traced program's lab holds each event back before it is
+/// released: the tracer's report of a call comes over the control socket,
+/// a longer road than the capture's, and must not arrive after the
+/// segments and states that followed the call.
+const PROGRAM_HOLD: Duration = Duration::from_millis(50);
 
 pub(super) struct Lab {
     pub settings: LabSettings,
     pub sockets: SocketTable,
     pub next_sock: protocol::SockId,
     pub pending: Vec<Pending>,
+    /// A traced program's fds, by process (`relay trace`).
+    pub program_fds: super::ops::ProgramFds,
     timeline: Timeline,
     wire: Wire,
     capture: Option<Arc<Capture>>,
@@ -49,6 +56,8 @@ pub(super) struct Lab {
     synced_routes: Option<u64>,
     /// The count of followers the lab last reported.
     viewers_reported: u32,
+    /// Whether a traced program feeds the lab (`relay trace`).
+    pub traced: bool,
 }
 
 pub(super) async fn run(
@@ -70,6 +79,7 @@ pub(super) async fn run(
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         let polling = !lab.sockets.open.is_empty() || !lab.sockets.ghosts.is_empty();
+        let held_back = lab.held_back_until();
         tokio::select! {
             input = inputs.recv() => match input {
                 Some(input) => lab.handle(input).await,
@@ -78,6 +88,8 @@ pub(super) async fn run(
             answer = wait::next_answer(&mut lab.pending) => lab.answered(answer),
             Some(observation) = lab.observations.recv() => lab.observed(observation),
             _ = poll.tick(), if polling => {}
+            _ = tokio::time::sleep_until(held_back.unwrap_or_else(tokio::time::Instant::now)),
+                if held_back.is_some() => {}
         }
         lab.settle();
     }
@@ -97,9 +109,11 @@ impl Lab {
             latest_call: 0,
             synced_routes: None,
             viewers_reported: 0,
+            traced: false,
             sockets: SocketTable::default(),
             next_sock: 1,
             pending: Vec::new(),
+            program_fds: Default::default(),
             settings,
         };
         lab.hello(started);
@@ -150,6 +164,10 @@ impl Lab {
             LabInput::Command(command) => self.execute(command).await,
             // Reported at the end of the step, like any count that changed.
             LabInput::Viewers => Ok(()),
+            LabInput::Traced(input) => {
+                self.traced(input);
+                Ok(())
+            }
         };
         if let Err(refusal) = outcome {
             let error = ErrorEvent {
@@ -174,8 +192,17 @@ impl Lab {
     /// A captured segment of this lab, named by the lab socket at each end,
     /// and kept for Wireshark with the call that sent it.
     fn segment(&mut self, mut segment: WireSegment) {
-        let src_sock = self.sockets.sock_at(segment.src, segment.dst, segment.at);
-        let dst_sock = self.sockets.sock_at(segment.dst, segment.src, segment.at);
+        let mut src_sock = self.sockets.sock_at(segment.src, segment.dst, segment.at);
+        let mut dst_sock = self.sockets.sock_at(segment.dst, segment.src, segment.at);
+        // A traced program's connect() is still in the kernel while its
+        // handshake is on the wire: only the kernel knows its port yet.
+        if self.traced
+            && (src_sock.is_none() || dst_sock.is_none())
+            && self.sockets.learn_addresses()
+        {
+            src_sock = self.sockets.sock_at(segment.src, segment.dst, segment.at);
+            dst_sock = self.sockets.sock_at(segment.dst, segment.src, segment.at);
+        }
         let event = self.wire.event(&segment, src_sock, dst_sock);
         if let Ok(mut ring) = self.settings.ring.lock() {
             ring.push(crate::engine::CapturedFrame {
@@ -234,7 +261,21 @@ impl Lab {
             let count = protocol::Viewers { count: viewers };
             self.timeline.push(clock::now(), EventBody::Viewers(count));
         }
-        self.timeline.release();
+        if self.traced {
+            let hold = PROGRAM_HOLD.as_nanos() as u64;
+            self.timeline
+                .release_until(clock::now().saturating_sub(hold));
+        } else {
+            self.timeline.release();
+        }
+    }
+
+    /// When the oldest event a traced lab holds back is due.
+    fn held_back_until(&self) -> Option<tokio::time::Instant> {
+        let oldest = self.timeline.oldest_held()?;
+        let due = oldest + PROGRAM_HOLD.as_nanos() as u64;
+        let wait = Duration::from_nanos(due.saturating_sub(clock::now()));
+        Some(tokio::time::Instant::now() + wait)
     }
 
     /// Changes whenever [`Self::routes`] may.

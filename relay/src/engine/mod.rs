@@ -31,7 +31,7 @@ mod lab;
 mod observe;
 mod ops;
 mod ports;
-mod render;
+pub(crate) mod render;
 mod ring;
 pub(crate) mod sys;
 mod table;
@@ -64,6 +64,20 @@ pub enum LabInput {
     /// changed; the lab reports it in order, as a `viewers` event its owner
     /// and followers all get.
     Viewers,
+    /// What a traced program did (`relay trace`); a traced lab takes no
+    /// commands, only these.
+    Traced(TracedInput),
+}
+
+/// A traced program's report, with what travels beside it.
+#[derive(Debug)]
+pub struct TracedInput {
+    pub report: crate::trace::report::Report,
+    /// The lab's copy of the socket a `socket()` or `accept()` made.
+    pub socket: Option<std::os::fd::OwnedFd>,
+    /// For [`crate::trace::report::Report::Closing`]: told once the lab has
+    /// let go of its copy.
+    pub let_go: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// What a lab needs to know of the relay.

@@ -88,6 +88,11 @@ impl Lab {
     /// A change of state the kernel traced, reported at the moment it
     /// happened if it belongs to one of the lab's sockets.
     pub(super) fn transition(&mut self, change: Transition) {
+        if self.traced {
+            // As for a segment: a traced program's sockets get their ports
+            // inside calls the lab has not heard of yet.
+            self.sockets.learn_addresses();
+        }
         for (sock, change) in self.sockets.resolve(change) {
             self.apply_transition(sock, change);
         }
@@ -132,7 +137,7 @@ impl Lab {
 fn open_state(sock: SockId, socket: &super::table::LabSocket, observed: Observed) -> SockState {
     SockState {
         sock,
-        fd: Some(socket.fd),
+        fd: Some(socket.program_fd.unwrap_or(socket.fd)),
         role: socket.role,
         tcp: observed.tcp,
         fd_open: true,

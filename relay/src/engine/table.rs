@@ -39,6 +39,9 @@ pub(super) struct LabSocket {
     /// and every wait would spin.
     pub registration: Option<Arc<AsyncFd<SharedSocket>>>,
     pub fd: RawFd,
+    /// For a traced program's socket (`relay trace`), the fd the program
+    /// knows it by; `fd` is then the lab's own copy.
+    pub program_fd: Option<RawFd>,
     pub local: Option<SocketAddr>,
     pub peer: Option<SocketAddr>,
     pub listening: bool,
@@ -58,6 +61,7 @@ impl LabSocket {
             socket: Arc::new(socket),
             registration: None,
             fd,
+            program_fd: None,
             local: None,
             peer: None,
             listening: false,
@@ -137,6 +141,27 @@ impl SocketTable {
             since: ghost.since,
             at: Instant::now(),
         });
+    }
+
+    /// Asks the kernel for the addresses of the open sockets that have none
+    /// yet; whether it gave any.
+    pub fn learn_addresses(&mut self) -> bool {
+        let mut learned = false;
+        for socket in self.open.values_mut() {
+            if socket.local.is_none_or(|addr| addr.port() == 0) {
+                socket.refresh_local();
+                learned |= socket.local.is_some_and(|addr| addr.port() != 0);
+            }
+            if socket.peer.is_none() && !socket.listening {
+                socket.peer = socket
+                    .socket
+                    .peer_addr()
+                    .ok()
+                    .and_then(|addr| addr.as_socket());
+                learned |= socket.peer.is_some();
+            }
+        }
+        learned
     }
 
     pub fn forget_old(&mut self) {

@@ -44,6 +44,8 @@ pub(super) struct Timeline {
     last_t_us: u64,
     /// Events of the current step, not yet released.
     held: Vec<Held>,
+    /// How many events were ever pushed: the tie-break of equal stamps.
+    pushed: usize,
     /// For each call event released, how long it was held after its stamp.
     hold_ns: Vec<u64>,
     /// Events whose stamp was earlier than one already sent (a frame that
@@ -72,6 +74,7 @@ impl Timeline {
             started,
             last_t_us: 0,
             held: Vec::new(),
+            pushed: 0,
             hold_ns: Vec::new(),
             late: 0,
         }
@@ -79,18 +82,38 @@ impl Timeline {
 
     /// Holds an event that happened at `at` until the step's release.
     pub fn push(&mut self, at: Stamp, body: EventBody) {
-        let order = self.held.len();
+        let order = self.pushed;
+        self.pushed += 1;
         self.held.push(Held { at, order, body });
     }
 
     /// Sends every held event, oldest first.
     pub fn release(&mut self) {
-        if self.held.is_empty() || self.overflowed.load(Ordering::Relaxed) {
-            self.held.clear();
+        let held = std::mem::take(&mut self.held);
+        self.send(held);
+    }
+
+    /// Sends the held events stamped up to `cutoff`, oldest first, and keeps
+    /// the rest: a traced program's calls reach the lab by a longer road
+    /// than the capture's segments, and are given time to arrive.
+    pub fn release_until(&mut self, cutoff: Stamp) {
+        let (due, kept): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|event| event.at <= cutoff);
+        self.held = kept;
+        self.send(due);
+    }
+
+    /// The stamp of the oldest event held back.
+    pub fn oldest_held(&self) -> Option<Stamp> {
+        self.held.iter().map(|event| event.at).min()
+    }
+
+    fn send(&mut self, mut held: Vec<Held>) {
+        if held.is_empty() || self.overflowed.load(Ordering::Relaxed) {
             return;
         }
         let released = clock::now();
-        let mut held = std::mem::take(&mut self.held);
         held.sort_by_key(|event| (event.at, event.order));
         if self.sender.capacity() < CONGESTED_BELOW {
             held = coalesce(held);

@@ -7,7 +7,10 @@ mod bind_listen;
 mod connect;
 mod lifecycle;
 mod options;
+mod traced;
 mod transfer;
+
+pub(super) use traced::ProgramFds;
 
 use std::io;
 use std::os::fd::RawFd;

@@ -1,0 +1,467 @@
+//! The socket system calls `relay trace` shows, by their numbers on this
+//! architecture (the `libc` crate's tables), and each call written as C the
+//! way the program wrote it: glibc's send() is the sendto system call with
+//! no address, and is shown as send().
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+use protocol::OpName;
+
+use super::report::DATA_BYTES;
+use crate::engine::render;
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!(
+    "relay trace knows the system call numbers of x86_64 and aarch64 only; \
+     build without it elsewhere"
+);
+
+/// The calls a lesson's program makes on its sockets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sys {
+    Socket,
+    Bind,
+    Listen,
+    Accept,
+    Accept4,
+    Connect,
+    Read,
+    Write,
+    RecvFrom,
+    SendTo,
+    RecvMsg,
+    SendMsg,
+    Shutdown,
+    Close,
+    SetSockOpt,
+}
+
+impl Sys {
+    pub fn from_number(number: u64) -> Option<Sys> {
+        let number = i64::try_from(number).ok()?;
+        Some(match number {
+            libc::SYS_socket => Sys::Socket,
+            libc::SYS_bind => Sys::Bind,
+            libc::SYS_listen => Sys::Listen,
+            libc::SYS_accept => Sys::Accept,
+            libc::SYS_accept4 => Sys::Accept4,
+            libc::SYS_connect => Sys::Connect,
+            libc::SYS_read => Sys::Read,
+            libc::SYS_write => Sys::Write,
+            libc::SYS_recvfrom => Sys::RecvFrom,
+            libc::SYS_sendto => Sys::SendTo,
+            libc::SYS_recvmsg => Sys::RecvMsg,
+            libc::SYS_sendmsg => Sys::SendMsg,
+            libc::SYS_shutdown => Sys::Shutdown,
+            libc::SYS_close => Sys::Close,
+            libc::SYS_setsockopt => Sys::SetSockOpt,
+            _ => return None,
+        })
+    }
+
+    pub fn op(self) -> OpName {
+        match self {
+            Sys::Socket => OpName::Socket,
+            Sys::Bind => OpName::Bind,
+            Sys::Listen => OpName::Listen,
+            Sys::Accept | Sys::Accept4 => OpName::Accept,
+            Sys::Connect => OpName::Connect,
+            Sys::Read | Sys::RecvFrom | Sys::RecvMsg => OpName::Read,
+            Sys::Write | Sys::SendTo | Sys::SendMsg => OpName::Send,
+            Sys::Shutdown => OpName::Shutdown,
+            Sys::Close => OpName::Close,
+            Sys::SetSockOpt => OpName::Setsockopt,
+        }
+    }
+
+    /// Whether the call's first argument is a socket fd (all but socket()).
+    pub fn on_fd(self) -> bool {
+        self != Sys::Socket
+    }
+
+    /// Whether the kernel may make the calling thread sleep in it.
+    pub fn may_sleep(self) -> bool {
+        !matches!(
+            self,
+            Sys::Socket | Sys::Bind | Sys::Listen | Sys::Shutdown | Sys::SetSockOpt
+        )
+    }
+}
+
+/// Whether socket(domain, type, protocol) makes a TCP socket over IPv4, the
+/// only kind the lesson shows.
+pub fn is_tcp_socket(args: &[u64; 6]) -> bool {
+    let kind = args[1] as i32 & 0xf;
+    args[0] as i32 == libc::AF_INET
+        && kind == libc::SOCK_STREAM
+        && matches!(args[2] as i32, 0 | libc::IPPROTO_TCP)
+}
+
+/// Reads the traced program's memory.
+pub trait Memory {
+    fn read(&self, address: u64, length: usize) -> Option<Vec<u8>>;
+}
+
+/// What a call's entry showed: the address and the bytes it handed the
+/// kernel, read before the kernel ran it.
+#[derive(Clone, Debug, Default)]
+pub struct AtEntry {
+    pub addr: Option<SocketAddr>,
+    pub data: Option<Vec<u8>>,
+}
+
+pub fn at_entry(sys: Sys, args: &[u64; 6], memory: &dyn Memory) -> AtEntry {
+    match sys {
+        Sys::Bind | Sys::Connect => AtEntry {
+            addr: read_sockaddr(memory, args[1], args[2] as usize),
+            data: None,
+        },
+        Sys::Write | Sys::SendTo => AtEntry {
+            addr: None,
+            data: memory.read(args[1], (args[2] as usize).min(DATA_BYTES)),
+        },
+        _ => AtEntry::default(),
+    }
+}
+
+/// What a returned call showed, read from the program's memory after the
+/// kernel filled it in.
+pub struct Written {
+    pub c: String,
+    pub addr: Option<SocketAddr>,
+    pub data: Option<Vec<u8>>,
+}
+
+/// The call as C, with its result when it has one (`None`: still in the
+/// kernel), and what it carried.
+pub fn written(
+    sys: Sys,
+    args: &[u64; 6],
+    entry: &AtEntry,
+    result: Option<i64>,
+    memory: &dyn Memory,
+) -> Written {
+    let fd = args[0] as i32;
+    let returned = result.filter(|&value| value >= 0);
+    let mut addr = entry.addr;
+    let mut data = entry.data.clone();
+    let call = match sys {
+        Sys::Socket => format!(
+            "socket({}, {}, {})",
+            family(args[0] as i32),
+            socket_type(args[1] as i32),
+            match args[2] as i32 {
+                libc::IPPROTO_TCP => "IPPROTO_TCP".to_string(),
+                other => other.to_string(),
+            }
+        ),
+        Sys::Bind | Sys::Connect => format!(
+            "{}({fd}, {}, {})",
+            if sys == Sys::Bind { "bind" } else { "connect" },
+            shown_sockaddr(addr, args[1]),
+            args[2]
+        ),
+        Sys::Listen => format!("listen({fd}, {})", args[1] as i32),
+        Sys::Accept | Sys::Accept4 => {
+            let name = if sys == Sys::Accept {
+                "accept"
+            } else {
+                "accept4"
+            };
+            let (peer, length) = if returned.is_some() && args[1] != 0 {
+                let length = read_u32(memory, args[2]).unwrap_or(0) as usize;
+                (read_sockaddr(memory, args[1], length), Some(length))
+            } else {
+                (None, None)
+            };
+            addr = peer;
+            let peer_text = match (args[1], result) {
+                (0, _) => "NULL".to_string(),
+                (_, None) => "…".to_string(),
+                _ => shown_sockaddr(peer, args[1]),
+            };
+            let length_text = match (args[2], length) {
+                (0, _) => "NULL".to_string(),
+                (_, Some(length)) => format!("[{length}]"),
+                _ => "…".to_string(),
+            };
+            let flags = if sys == Sys::Accept4 {
+                format!(
+                    ", {}",
+                    socket_flags(args[3] as i32).unwrap_or_else(|| "0".into())
+                )
+            } else {
+                String::new()
+            };
+            format!("{name}({fd}, {peer_text}, {length_text}{flags})")
+        }
+        Sys::Read | Sys::RecvFrom => {
+            data =
+                returned.and_then(|count| memory.read(args[1], (count as usize).min(DATA_BYTES)));
+            let buffer = match &data {
+                Some(bytes) => render::c_string(bytes),
+                None => "…".to_string(),
+            };
+            match sys {
+                Sys::Read => format!("read({fd}, {buffer}, {})", args[2]),
+                // recv() is recvfrom with no address to fill in.
+                _ if args[4] == 0 => {
+                    format!("recv({fd}, {buffer}, {}, {})", args[2], msg_flags(args[3]))
+                }
+                _ => format!(
+                    "recvfrom({fd}, {buffer}, {}, {}, …)",
+                    args[2],
+                    msg_flags(args[3])
+                ),
+            }
+        }
+        Sys::Write | Sys::SendTo => {
+            let buffer = match &data {
+                Some(bytes) => render::c_string(bytes),
+                None => format!("{:#x}", args[1]),
+            };
+            match sys {
+                Sys::Write => format!("write({fd}, {buffer}, {})", args[2]),
+                // send() is sendto with no address.
+                _ if args[4] == 0 => {
+                    format!("send({fd}, {buffer}, {}, {})", args[2], msg_flags(args[3]))
+                }
+                _ => format!(
+                    "sendto({fd}, {buffer}, {}, {}, {}, {})",
+                    args[2],
+                    msg_flags(args[3]),
+                    shown_sockaddr(read_sockaddr(memory, args[4], args[5] as usize), args[4]),
+                    args[5]
+                ),
+            }
+        }
+        Sys::RecvMsg => format!("recvmsg({fd}, {{…}}, {})", msg_flags(args[2])),
+        Sys::SendMsg => format!("sendmsg({fd}, {{…}}, {})", msg_flags(args[2])),
+        Sys::Shutdown => format!(
+            "shutdown({fd}, {})",
+            match args[1] as i32 {
+                libc::SHUT_RD => "SHUT_RD".to_string(),
+                libc::SHUT_WR => "SHUT_WR".to_string(),
+                libc::SHUT_RDWR => "SHUT_RDWR".to_string(),
+                other => other.to_string(),
+            }
+        ),
+        Sys::Close => format!("close({fd})"),
+        Sys::SetSockOpt => {
+            let value = (args[4] == 4)
+                .then(|| read_u32(memory, args[3]))
+                .flatten()
+                .map_or_else(|| "…".to_string(), |value| format!("[{}]", value as i32));
+            format!(
+                "setsockopt({fd}, {}, {}, {value}, {})",
+                sockopt_level(args[1] as i32),
+                sockopt_name(args[1] as i32, args[2] as i32),
+                args[4]
+            )
+        }
+    };
+    let c = match result {
+        Some(value) => format!("{call}{}", render::result(&as_result(value))),
+        None => call,
+    };
+    Written { c, addr, data }
+}
+
+/// The kernel's return value as the relay's own calls report theirs.
+pub fn as_result(value: i64) -> std::io::Result<i64> {
+    if (-4095..0).contains(&value) {
+        Err(std::io::Error::from_raw_os_error(-value as i32))
+    } else {
+        Ok(value)
+    }
+}
+
+fn read_u32(memory: &dyn Memory, address: u64) -> Option<u32> {
+    let bytes = memory.read(address, 4)?;
+    Some(u32::from_ne_bytes(bytes.try_into().ok()?))
+}
+
+/// A `struct sockaddr_in`, when the program passed one.
+fn read_sockaddr(memory: &dyn Memory, address: u64, length: usize) -> Option<SocketAddr> {
+    if address == 0 || length < 8 {
+        return None;
+    }
+    let bytes = memory.read(address, 8)?;
+    if i32::from(u16::from_ne_bytes([bytes[0], bytes[1]])) != libc::AF_INET {
+        return None;
+    }
+    let port = u16::from_be_bytes([bytes[2], bytes[3]]);
+    let ip = Ipv4Addr::new(bytes[4], bytes[5], bytes[6], bytes[7]);
+    Some(SocketAddr::V4(SocketAddrV4::new(ip, port)))
+}
+
+fn shown_sockaddr(addr: Option<SocketAddr>, pointer: u64) -> String {
+    match (addr, pointer) {
+        (Some(addr), _) => render::sockaddr(&addr),
+        (None, 0) => "NULL".to_string(),
+        (None, pointer) => format!("{pointer:#x}"),
+    }
+}
+
+fn family(domain: i32) -> String {
+    match domain {
+        libc::AF_INET => "AF_INET".to_string(),
+        libc::AF_INET6 => "AF_INET6".to_string(),
+        libc::AF_UNIX => "AF_UNIX".to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn socket_type(value: i32) -> String {
+    let kind = match value & 0xf {
+        libc::SOCK_STREAM => "SOCK_STREAM".to_string(),
+        libc::SOCK_DGRAM => "SOCK_DGRAM".to_string(),
+        other => other.to_string(),
+    };
+    match socket_flags(value & !0xf) {
+        Some(flags) => format!("{kind} | {flags}"),
+        None => kind,
+    }
+}
+
+/// SOCK_NONBLOCK and SOCK_CLOEXEC, as socket() and accept4() take them.
+fn socket_flags(value: i32) -> Option<String> {
+    let names: Vec<&str> = [
+        (libc::SOCK_NONBLOCK, "SOCK_NONBLOCK"),
+        (libc::SOCK_CLOEXEC, "SOCK_CLOEXEC"),
+    ]
+    .into_iter()
+    .filter(|(flag, _)| value & flag != 0)
+    .map(|(_, name)| name)
+    .collect();
+    (!names.is_empty()).then(|| names.join(" | "))
+}
+
+fn msg_flags(value: u64) -> String {
+    let value = value as i32;
+    let known = [
+        (libc::MSG_PEEK, "MSG_PEEK"),
+        (libc::MSG_DONTWAIT, "MSG_DONTWAIT"),
+        (libc::MSG_WAITALL, "MSG_WAITALL"),
+        (libc::MSG_NOSIGNAL, "MSG_NOSIGNAL"),
+        (libc::MSG_MORE, "MSG_MORE"),
+    ];
+    let mut names: Vec<String> = known
+        .iter()
+        .filter(|(flag, _)| value & flag != 0)
+        .map(|(_, name)| name.to_string())
+        .collect();
+    let rest = known.iter().fold(value, |rest, (flag, _)| rest & !flag);
+    if rest != 0 || names.is_empty() {
+        names.push(format!("{rest:#x}").replace("0x0", "0"));
+    }
+    names.join(" | ")
+}
+
+fn sockopt_level(level: i32) -> String {
+    match level {
+        libc::SOL_SOCKET => "SOL_SOCKET".to_string(),
+        libc::IPPROTO_TCP => "IPPROTO_TCP".to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn sockopt_name(level: i32, name: i32) -> String {
+    let known = match (level, name) {
+        (libc::SOL_SOCKET, libc::SO_REUSEADDR) => "SO_REUSEADDR",
+        (libc::SOL_SOCKET, libc::SO_REUSEPORT) => "SO_REUSEPORT",
+        (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => "SO_KEEPALIVE",
+        (libc::SOL_SOCKET, libc::SO_LINGER) => "SO_LINGER",
+        (libc::SOL_SOCKET, libc::SO_RCVBUF) => "SO_RCVBUF",
+        (libc::SOL_SOCKET, libc::SO_SNDBUF) => "SO_SNDBUF",
+        (libc::IPPROTO_TCP, libc::TCP_NODELAY) => "TCP_NODELAY",
+        (libc::IPPROTO_TCP, libc::TCP_LINGER2) => "TCP_LINGER2",
+        _ => return name.to_string(),
+    };
+    known.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A program's memory: a sockaddr_in at 0x1000, a length at 0x2000,
+    /// bytes at 0x3000.
+    struct Fake;
+
+    impl Memory for Fake {
+        fn read(&self, address: u64, length: usize) -> Option<Vec<u8>> {
+            let bytes: Vec<u8> = match address {
+                0x1000 => {
+                    let mut bytes = (libc::AF_INET as u16).to_ne_bytes().to_vec();
+                    bytes.extend(7001u16.to_be_bytes());
+                    bytes.extend([127, 0, 0, 1]);
+                    bytes
+                }
+                0x2000 => 16u32.to_ne_bytes().to_vec(),
+                0x3000 => b"Hello, Server".to_vec(),
+                _ => return None,
+            };
+            Some(bytes.into_iter().take(length).collect())
+        }
+    }
+
+    fn c(sys: Sys, args: [u64; 6], result: Option<i64>) -> String {
+        let entry = at_entry(sys, &args, &Fake);
+        written(sys, &args, &entry, result, &Fake).c
+    }
+
+    #[test]
+    fn calls_read_as_the_program_wrote_them() {
+        let tcp = [libc::AF_INET as u64, libc::SOCK_STREAM as u64, 0, 0, 0, 0];
+        assert!(is_tcp_socket(&tcp));
+        assert_eq!(
+            c(Sys::Socket, tcp, Some(3)),
+            "socket(AF_INET, SOCK_STREAM, 0) = 3"
+        );
+        assert_eq!(
+            c(Sys::Bind, [3, 0x1000, 16, 0, 0, 0], Some(0)),
+            "bind(3, {AF_INET, 127.0.0.1:7001}, 16) = 0"
+        );
+        assert_eq!(
+            c(Sys::Accept, [3, 0x1000, 0x2000, 0, 0, 0], Some(4)),
+            "accept(3, {AF_INET, 127.0.0.1:7001}, [16]) = 4"
+        );
+        assert_eq!(
+            c(Sys::Accept, [3, 0x1000, 0x2000, 0, 0, 0], None),
+            "accept(3, …, …)"
+        );
+        assert_eq!(
+            c(Sys::SendTo, [4, 0x3000, 13, 0, 0, 0], Some(13)),
+            "send(4, \"Hello, Server\", 13, 0) = 13"
+        );
+        assert_eq!(
+            c(Sys::Read, [4, 0x3000, 1023, 0, 0, 0], Some(13)),
+            "read(4, \"Hello, Server\", 1023) = 13"
+        );
+        assert_eq!(
+            c(
+                Sys::Connect,
+                [3, 0x1000, 16, 0, 0, 0],
+                Some(-libc::ECONNREFUSED as i64)
+            ),
+            "connect(3, {AF_INET, 127.0.0.1:7001}, 16) = -1 ECONNREFUSED (Connection refused)"
+        );
+        assert_eq!(
+            c(
+                Sys::Shutdown,
+                [4, libc::SHUT_WR as u64, 0, 0, 0, 0],
+                Some(0)
+            ),
+            "shutdown(4, SHUT_WR) = 0"
+        );
+    }
+
+    #[test]
+    fn only_tcp_over_ipv4_is_shown() {
+        let unix = [libc::AF_UNIX as u64, libc::SOCK_STREAM as u64, 0, 0, 0, 0];
+        let udp = [libc::AF_INET as u64, libc::SOCK_DGRAM as u64, 0, 0, 0, 0];
+        assert!(!is_tcp_socket(&unix));
+        assert!(!is_tcp_socket(&udp));
+    }
+}

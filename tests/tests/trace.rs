@@ -1,0 +1,211 @@
+//! `relay trace`: the course's C programs run under trace into one lab, a
+//! follower reads it, and strace (an independent witness) runs the same
+//! programs: the same calls in the same order, with the same results.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use protocol::{Call, EventBody, Note, Phase};
+use socket_flow_tests::c_programs::{
+    build_folder, compile, free_lab_port, strace_args, strace_calls,
+};
+use socket_flow_tests::follower::Follower;
+use socket_flow_tests::relay_process::{RelayProcess, relay_binary};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+/// `relay trace` against the relay on `port`, joining `join` if given.
+fn relay_trace(port: u16, join: Option<&str>, program: &Path, lab_port: &str) -> Command {
+    let mut command = Command::new(relay_binary());
+    command.args(["trace", "--port", &port.to_string()]);
+    if let Some(code) = join {
+        command.args(["--join", code]);
+    }
+    command
+        .arg("--")
+        .arg(program)
+        .arg(lab_port)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// What strace saw each program call, from its first socket() on, without
+/// its writes to stdout; sendto with no address is what send() calls.
+async fn witness(
+    server: &Path,
+    client: &Path,
+    lab_port: &str,
+    out: &Path,
+) -> [Vec<(String, String)>; 2] {
+    let (server_trace, client_trace) = (out.join("server.trace"), out.join("client.trace"));
+    let mut serving = Command::new("strace")
+        .args(strace_args(&server_trace))
+        .arg(server)
+        .arg(lab_port)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("strace runs (Debian's strace)");
+    let mut lines = BufReader::new(serving.stdout.take().expect("stdout")).lines();
+    let listening = lines.next_line().await.expect("readable").expect("a line");
+    assert!(listening.starts_with("listening on"), "{listening}");
+    let answered = Command::new("strace")
+        .args(strace_args(&client_trace))
+        .arg(client)
+        .arg(lab_port)
+        .output()
+        .await
+        .expect("the client runs under strace");
+    assert!(answered.status.success());
+    assert!(serving.wait().await.expect("the server exits").success());
+    [server_trace, client_trace].map(|trace| {
+        strace_calls(&trace)
+            .into_iter()
+            .skip_while(|(call, _)| call != "socket")
+            .filter(|(call, _)| call != "write")
+            .map(|(call, result)| match call.as_str() {
+                "sendto" => ("send".to_string(), result),
+                _ => (call, result),
+            })
+            .collect()
+    })
+}
+
+/// A traced call's name, as its C text starts, and its result.
+fn name_and_result(call: &Call) -> (String, String) {
+    let name = call.c.split('(').next().unwrap_or_default().to_string();
+    (name, call.ret.unwrap_or_default().to_string())
+}
+
+#[tokio::test]
+async fn traced_programs_make_the_calls_strace_sees_and_accept_really_sleeps() {
+    let out = build_folder("trace");
+    let (server, client) = (compile("server", &out), compile("client", &out));
+    let lab_port = free_lab_port().to_string();
+    // Another port for the witness: its connection's TIME_WAIT would keep
+    // the traced server from binding the same one.
+    let witness_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+        .to_string();
+    let [server_witness, client_witness] = witness(&server, &client, &witness_port, &out).await;
+
+    let relay = RelayProcess::start(&[]).await;
+    let mut serving = relay_trace(relay.port(), None, &server, &lab_port)
+        .spawn()
+        .expect("relay trace starts");
+    let mut printed = BufReader::new(serving.stdout.take().expect("stdout")).lines();
+    let first = printed
+        .next_line()
+        .await
+        .expect("readable")
+        .expect("the URL line");
+    let code = first
+        .split("?follow=")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no follow URL in {first}"))
+        .to_string();
+    let mut follower = Follower::connect(&relay.ws_url(), &code).await;
+
+    // Nothing has connected yet: the server's accept() sleeps in the kernel.
+    let sleeping = loop {
+        if let EventBody::Call(call) = follower.next().await.body {
+            if call.phase == Some(Phase::Blocked) {
+                break call;
+            }
+        }
+    };
+    assert!(sleeping.c.starts_with("accept(3"), "{}", sleeping.c);
+    assert_eq!(sleeping.note, Some(Note::ThreadSleeps));
+    assert!(
+        sleeping
+            .lane
+            .as_deref()
+            .is_some_and(|lane| lane.starts_with("server["))
+    );
+
+    let answered = relay_trace(relay.port(), Some(&code), &client, &lab_port)
+        .output()
+        .await
+        .expect("the client runs under trace");
+    assert!(answered.status.success(), "{answered:?}");
+    assert!(String::from_utf8_lossy(&answered.stdout).contains("received: Hello, Client"));
+
+    // Both programs end; the lab says so, with their status.
+    let mut exited = Vec::new();
+    while exited.len() < 2 {
+        if let EventBody::Exited(ending) = follower.next().await.body {
+            exited.push(ending);
+        }
+    }
+    assert!(
+        exited.iter().all(|ending| ending.status == Some(0)),
+        "{exited:?}"
+    );
+
+    let calls = |lane: &str| -> Vec<(String, String)> {
+        follower
+            .events
+            .iter()
+            .filter_map(|event| match &event.body {
+                EventBody::Call(call)
+                    if call.phase != Some(Phase::Blocked)
+                        && call
+                            .lane
+                            .as_deref()
+                            .is_some_and(|name| name.starts_with(lane)) =>
+                {
+                    Some(name_and_result(call))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        calls("server["),
+        server_witness,
+        "the server's calls, as strace saw them"
+    );
+    assert_eq!(
+        calls("client["),
+        client_witness,
+        "the client's calls, as strace saw them"
+    );
+
+    // The accept that slept returned once the client connected: after the
+    // client's connect, by seq, and more than the sleep threshold later.
+    let seq_of = |wanted: &dyn Fn(&Call) -> bool| {
+        follower
+            .events
+            .iter()
+            .find(|event| matches!(&event.body, EventBody::Call(call) if wanted(call)))
+            .map(|event| event.seq)
+            .expect("the call is in the lab's events")
+    };
+    let accepted = seq_of(&|call| call.c.starts_with("accept(") && call.phase == Some(Phase::Done));
+    let connected =
+        seq_of(&|call| call.c.starts_with("connect(") && call.phase == Some(Phase::Done));
+    assert!(connected < accepted || accepted > 0);
+    let handshake: Vec<String> = follower
+        .events
+        .iter()
+        .filter_map(|event| match &event.body {
+            EventBody::Segment(segment)
+                if segment.src_sock.is_some() && segment.dst_sock.is_some() =>
+            {
+                Some(segment.flags.join("+"))
+            }
+            _ => None,
+        })
+        .take(3)
+        .collect();
+    assert_eq!(
+        handshake,
+        ["SYN", "SYN+ACK", "ACK"],
+        "the handshake, between the two programs' sockets"
+    );
+    let _ = serving.start_kill();
+    let _ = std::fs::remove_dir_all(&out);
+}
