@@ -178,6 +178,7 @@ mod tests {
             Note::WaitAbandoned {
                 because: AbandonReason::LabReset,
             },
+            Note::ThreadSleeps,
         ];
         let mut keys = Vec::new();
         for note in notes {

@@ -123,6 +123,10 @@ pub fn note_text(note: &Note, lang: Lang) -> String {
             "SO_REUSEADDR lets bind() take a port whose old connections only wait in TIME_WAIT. On Linux both sides must have asked: the old connection keeps the option of the listener it came from, so servers set it before every bind. It does not let two servers listen on one port.",
             "SO_REUSEADDR 允许 bind() 使用一个只剩 TIME_WAIT 旧连接的端口。在 Linux 上双方都必须设置：旧连接沿用它所属监听套接字的选项，所以服务端应在每次 bind 之前设置。它并不允许两个服务端监听同一个端口。",
         ),
+        Note::ThreadSleeps => lang.pick(
+            "The program's thread sleeps in the kernel in this call: its socket blocks, and the kernel wakes the thread when the call can finish.",
+            "程序的线程正睡在内核里的这个调用中：它的套接字是阻塞的，调用能完成时内核才唤醒线程。",
+        ),
         Note::FdClosed => lang.pick(
             "The fd is gone. If the connection still needs to finish (FIN_WAIT, TIME_WAIT), the kernel does that on its own; the state events that follow show it.",
             "fd 已经关闭。如果连接还需要收尾（FIN_WAIT、TIME_WAIT），由内核自己完成；后面的状态事件会显示出来。",
@@ -281,6 +285,17 @@ pub fn gap(segments: u64, lang: Lang) -> String {
     }
 }
 
+/// A traced program's end, as the timeline divides there.
+pub fn exited(ending: &protocol::Exited, lang: Lang) -> String {
+    let lane = &ending.lane;
+    match (&ending.signal, lang) {
+        (Some(signal), Lang::En) => format!("{lane} was killed by {signal}"),
+        (Some(signal), Lang::Zh) => format!("{lane} 被 {signal} 终止"),
+        (None, Lang::En) => format!("{lane} exited with status {}", ending.status.unwrap_or(0)),
+        (None, Lang::Zh) => format!("{lane} 已退出，状态码 {}", ending.status.unwrap_or(0)),
+    }
+}
+
 /// How many screens follow the lab.
 pub fn viewers(count: u32, lang: Lang) -> String {
     match lang {
@@ -436,6 +451,7 @@ mod tests {
             Note::FinWait2Timeout { seconds: 5 },
             Note::ReuseAddress,
             Note::FdClosed,
+            Note::ThreadSleeps,
             Note::WaitAbandoned {
                 because: AbandonReason::SocketClosed,
             },

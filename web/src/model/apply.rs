@@ -79,6 +79,14 @@ impl Model {
             }
             // Only ever with seq 0, handled above.
             EventBody::History(_) => {}
+            EventBody::Exited(ending) => {
+                let label = notes::exited(ending, self.lang);
+                self.announce(label.clone());
+                self.rows.push(Row::Divider {
+                    seq: event.seq,
+                    label,
+                });
+            }
             EventBody::Reset(done) => {
                 self.issued.remove(&done.id);
                 self.generation += 1;
@@ -135,6 +143,7 @@ impl Model {
                 None,
                 notes::history(history.resync, history.let_go, self.lang),
             ),
+            EventBody::Exited(ending) => ("exited", None, notes::exited(ending, self.lang)),
         }
     }
 
@@ -226,6 +235,7 @@ impl Model {
                 Some(OpName::Socket) => {
                     if let (Some(sock), Some(lane_entry)) = (call.sock, self.lanes.get_mut(lane)) {
                         lane_entry.sock = Some(sock);
+                        lane_entry.program = call.lane.clone();
                         let mut view =
                             new_sock_view(sock, call.role.unwrap_or(Role::Client), lane, call.fd);
                         view.generation = self.generation;

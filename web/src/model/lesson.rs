@@ -182,6 +182,8 @@ pub struct Lane {
     pub cards: BTreeMap<Step, Card>,
     /// Calls that are no step of this side's lesson (a scenario's setsockopt, say).
     pub extra: Vec<Card>,
+    /// The traced program whose calls the lane shows (`server[4242]`).
+    pub program: Option<String>,
 }
 
 impl Lane {
@@ -195,13 +197,18 @@ impl Lane {
             address: String::new(),
             cards: BTreeMap::new(),
             extra: Vec::new(),
+            program: None,
         }
     }
 
     pub fn label(&self, lang: Lang) -> String {
-        match self.side {
+        let side = match self.side {
             Side::Server => lang.pick("Server", "服务端").to_string(),
             Side::Client => format!("{} {}", lang.pick("Client", "客户端"), self.id),
+        };
+        match &self.program {
+            Some(program) => format!("{side} · {program}"),
+            None => side,
         }
     }
 
