@@ -379,6 +379,30 @@ mod tests {
     }
 
     #[test]
+    fn a_traced_programs_lanes_carry_its_name_and_its_exit_divides_the_timeline() {
+        let mut model = Model::new(Lang::En);
+        let mut lesson = events();
+        lesson.truncate(1);
+        for event in &lesson {
+            model.apply(event);
+        }
+        for line in [
+            r#"{"seq":2,"t_us":9,"kind":"call","id":null,"op":"socket","sock":1,"fd":3,"phase":"done","ret":3,"c":"socket(AF_INET, SOCK_STREAM, 0) = 3","role":"server","lane":"server[7]"}"#,
+            r#"{"seq":3,"t_us":9,"kind":"call","id":null,"op":"accept","sock":1,"fd":3,"phase":"blocked","c":"accept(3, …, …)","note":{"key":"thread_sleeps"},"lane":"server[7]"}"#,
+            r#"{"seq":4,"t_us":9,"kind":"call","id":null,"op":"socket","sock":2,"fd":3,"phase":"done","ret":3,"c":"socket(AF_INET, SOCK_STREAM, 0) = 3","role":"client","lane":"client[8]"}"#,
+            r#"{"seq":5,"t_us":9,"kind":"exited","lane":"client[8]","status":0}"#,
+        ] {
+            model.apply(&protocol::decode_event(line).expect("parses"));
+        }
+        assert_eq!(model.lanes[0].label(Lang::En), "Server · server[7]");
+        assert_eq!(model.lanes[1].label(Lang::En), "Client 1 · client[8]");
+        assert!(matches!(
+            model.rows.last(),
+            Some(Row::Divider { label, .. }) if label == "client[8] exited with status 0"
+        ));
+    }
+
+    #[test]
     fn a_follower_draws_the_lab_from_its_history_and_counts_the_screens() {
         let mut model = Model::new(Lang::En);
         let history = r#"{"seq":0,"t_us":0,"kind":"history","resync":false,"let_go":0}"#;

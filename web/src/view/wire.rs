@@ -257,8 +257,14 @@ pub fn diagram_chunk(rows: &str) -> String {
 /// width, the lanes, a selection) redraws the diagram whole.
 pub fn diagram_layout(model: &Model, ui: &Ui) -> String {
     let geometry = Geometry::new(ui);
+    // A traced program names its lane with its first call.
+    let programs: String = model
+        .lanes
+        .iter()
+        .filter_map(|lane| lane.program.as_deref())
+        .collect();
     format!(
-        "{}|{}|{}|{}|{}|{}|{}",
+        "{}|{}|{}|{programs}|{}|{}|{}|{}",
         px(geometry.width),
         px(geometry.font),
         model.lanes.len(),
