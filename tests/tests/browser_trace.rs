@@ -20,6 +20,11 @@ const GEOMETRY: &str = "\
         return [arrow.getAttribute('aria-label'), Number(line.getAttribute('x1')), Number(line.getAttribute('x2'))]; }); \
     return [heads, arrows]";
 
+/// A lifeline head's label and x.
+type Head = (String, f64);
+/// An arrow's accessible label, and the x it leaves from and points to.
+type Arrow = (String, f64, f64);
+
 /// The server lane's accept card, in a phase; the lane is named by the
 /// traced program and its pid, which only the relay knows.
 fn accept_card(phase: &str) -> String {
@@ -85,8 +90,7 @@ async fn both_programs_get_a_lane_and_the_handshake_runs_between_them() {
     }
     wait_text(&browser, &accept_card("done")).await;
 
-    let (heads, arrows): (Vec<(String, f64)>, Vec<(String, f64, f64)>) =
-        browser.script(GEOMETRY, vec![]).await;
+    let (heads, arrows): (Vec<Head>, Vec<Arrow>) = browser.script(GEOMETRY, vec![]).await;
     let x_of = |program: &str| {
         heads
             .iter()
