@@ -117,8 +117,12 @@ pub struct Link {
 impl Link {
     /// Connects to the relay listening on `port`, if one runs.
     pub fn connect(port: u16) -> io::Result<Link> {
+        Link::connect_at(&socket_path(port))
+    }
+
+    fn connect_at(path: &Path) -> io::Result<Link> {
         let fd = seqpacket()?;
-        let address = UnixAddr::new(&socket_path(port))?;
+        let address = UnixAddr::new(path)?;
         socket::connect(fd.as_raw_fd(), &address)?;
         Ok(Link {
             fd,
@@ -184,11 +188,14 @@ impl Listener {
     /// Listens on the control socket of the relay on `port`, taking over a
     /// socket file that no relay answers on any more.
     pub fn bind(port: u16) -> io::Result<Listener> {
-        let path = socket_path(port);
+        Listener::bind_at(socket_path(port))
+    }
+
+    fn bind_at(path: PathBuf) -> io::Result<Listener> {
         if let Some(folder) = path.parent() {
             private_folder(folder)?;
         }
-        if Link::connect(port).is_ok() {
+        if Link::connect_at(&path).is_ok() {
             return Err(io::Error::new(
                 io::ErrorKind::AddrInUse,
                 "another relay on this port already takes traced programs",
@@ -270,5 +277,71 @@ impl Connection {
                 send(fd.as_fd().as_raw_fd(), &bytes, None, MsgFlags::MSG_DONTWAIT)
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+    use crate::trace::report::Report;
+
+    fn folder(name: &str) -> PathBuf {
+        let folder =
+            std::env::temp_dir().join(format!("socket-flow-link-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&folder);
+        folder
+    }
+
+    #[test]
+    fn the_socket_lives_only_in_a_folder_of_the_users_own() {
+        let open = folder("open");
+        std::fs::create_dir_all(&open).expect("a folder");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let refused = private_folder(&open).expect_err("a folder others may enter is refused");
+        assert_eq!(refused.kind(), io::ErrorKind::PermissionDenied);
+        let mine = folder("mine");
+        private_folder(&mine).expect("made");
+        let mode = std::fs::metadata(&mine).expect("made").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        for made in [open, mine] {
+            let _ = std::fs::remove_dir_all(made);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_report_and_a_socket_pass_to_the_relay_together() {
+        let folder = folder("pass");
+        let path = folder.join("relay.sock");
+        let listener = Listener::bind_at(path.clone()).expect("listens");
+        let mode = std::fs::metadata(&path)
+            .expect("the socket")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "only its user may connect");
+        let link = Link::connect_at(&path).expect("connects");
+        let mut connection = listener.accept().await.expect("accepted");
+        let passed = std::net::TcpListener::bind("127.0.0.1:0").expect("a socket to pass");
+        let closing = Message::Report(Report::Closing { process: 7, fd: 3 });
+        link.send(&closing, Some(passed.as_fd())).expect("sent");
+        let (message, fd) = connection.next().await.expect("read").expect("a message");
+        assert!(matches!(
+            message,
+            Message::Report(Report::Closing { process: 7, fd: 3 })
+        ));
+        let copy = std::net::TcpListener::from(fd.expect("the socket came too"));
+        assert_eq!(
+            copy.local_addr().ok(),
+            passed.local_addr().ok(),
+            "the same socket"
+        );
+        connection.reply(&Reply::LetGo).await.expect("answered");
+        assert!(matches!(link.reply(), Ok(Reply::LetGo)));
+        drop(link);
+        assert!(connection.next().await.expect("read").is_none(), "the end");
+        drop(listener);
+        assert!(!path.exists(), "the socket file goes with the listener");
+        let _ = std::fs::remove_dir_all(folder);
     }
 }
