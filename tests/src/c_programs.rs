@@ -60,9 +60,12 @@ pub fn strace_calls(trace: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A free port in the relay's default lab range, which the capture reads.
+/// A free port in the relay's default lab range, which the capture reads;
+/// tests that run at once in one process each get another.
 pub fn free_lab_port() -> u16 {
-    let start = 7001 + (std::process::id() % 900) as u16;
+    static ASKED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let asked = ASKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let start = 7001 + ((std::process::id() + asked * 97) % 999) as u16;
     (start..=7999)
         .chain(7001..start)
         .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())

@@ -209,3 +209,77 @@ async fn traced_programs_make_the_calls_strace_sees_and_accept_really_sleeps() {
     let _ = serving.start_kill();
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[tokio::test]
+async fn a_program_started_by_a_shell_is_followed_through_fork_and_exec() {
+    let out = build_folder("trace-fork");
+    let client = compile("client", &out);
+    let lab_port = free_lab_port();
+    let relay = RelayProcess::start(&[]).await;
+    // Something to connect to, outside the trace: the client's calls are
+    // what matters here.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", lab_port))
+        .await
+        .expect("a listener");
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut peer, _) = listener.accept().await.expect("the client connects");
+        let mut buffer = [0u8; 64];
+        let _ = peer.read(&mut buffer).await;
+        let _ = peer.write_all(b"Hello, Client").await;
+    });
+    // The shell forks, and its child execs the client.
+    let script = format!("{} {lab_port}; exit 3", client.display());
+    let mut tracing = Command::new(relay_binary())
+        .args([
+            "trace",
+            "--port",
+            &relay.port().to_string(),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("relay trace starts");
+    let mut printed = BufReader::new(tracing.stdout.take().expect("stdout")).lines();
+    let first = printed
+        .next_line()
+        .await
+        .expect("readable")
+        .expect("the URL line");
+    let code = first.split("?follow=").nth(1).expect("a code").to_string();
+    let mut follower = Follower::connect(&relay.ws_url(), &code).await;
+    let mut exited = Vec::new();
+    while exited.len() < 2 {
+        if let EventBody::Exited(ending) = follower.next().await.body {
+            exited.push(ending);
+        }
+    }
+    // The child ran the client, and ended first; the shell's status is its own.
+    assert!(exited[0].lane.starts_with("client["), "{exited:?}");
+    assert_eq!(exited[0].status, Some(0));
+    assert!(exited[1].lane.starts_with("sh["), "{exited:?}");
+    assert_eq!(exited[1].status, Some(3));
+    let calls: Vec<String> = follower
+        .events
+        .iter()
+        .filter_map(|event| match &event.body {
+            EventBody::Call(call) if call.phase != Some(Phase::Blocked) => Some(call.c.clone()),
+            _ => None,
+        })
+        .collect();
+    let names: Vec<&str> = calls
+        .iter()
+        .map(|c| c.split('(').next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        names,
+        ["socket", "connect", "send", "read", "close"],
+        "{calls:#?}"
+    );
+    let _ = tracing.start_kill();
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -66,6 +66,12 @@ pub fn run(
     request: TraceRequest,
     start_relay: impl FnOnce() -> anyhow::Result<std::thread::JoinHandle<()>>,
 ) -> anyhow::Result<i32> {
+    if !syscalls::KNOWN_ARCHITECTURE {
+        anyhow::bail!(
+            "relay trace knows the system call numbers of x86_64 and aarch64 only, and this is {}",
+            std::env::consts::ARCH
+        );
+    }
     let (link, own_relay) = match Link::connect(request.port) {
         Ok(link) => (link, None),
         Err(_) => {
