@@ -37,8 +37,21 @@ async fn downloaded(folder: &Path, extension: &str) -> std::path::PathBuf {
             .map(|entry| entry.path())
             .filter(|path| path.extension().is_some_and(|ext| ext == extension))
             .collect();
+        // Chrome reserves the name with an empty file when the download
+        // starts, and writes into a .crdownload beside it until it ends.
+        let writing = std::fs::read_dir(folder)
+            .expect("the download folder")
+            .filter_map(Result::ok)
+            .any(|entry| {
+                entry
+                    .path()
+                    .extension()
+                    .is_some_and(|ext| ext == "crdownload")
+            });
         if let [file] = done.as_slice() {
-            return file.clone();
+            if !writing && std::fs::metadata(file).is_ok_and(|meta| meta.len() > 0) {
+                return file.clone();
+            }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

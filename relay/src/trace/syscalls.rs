@@ -123,6 +123,10 @@ pub fn at_entry(sys: Sys, args: &[u64; 6], memory: &dyn Memory) -> AtEntry {
             addr: None,
             data: memory.read(args[1], (args[2] as usize).min(DATA_BYTES)),
         },
+        Sys::SendMsg => AtEntry {
+            addr: None,
+            data: read_message(memory, args[1], DATA_BYTES),
+        },
         _ => AtEntry::default(),
     }
 }
@@ -238,8 +242,22 @@ pub fn written(
                 ),
             }
         }
-        Sys::RecvMsg => format!("recvmsg({fd}, {{…}}, {})", msg_flags(args[2])),
-        Sys::SendMsg => format!("sendmsg({fd}, {{…}}, {})", msg_flags(args[2])),
+        Sys::RecvMsg | Sys::SendMsg => {
+            if sys == Sys::RecvMsg {
+                data = returned.and_then(|count| {
+                    read_message(memory, args[1], (count as usize).min(DATA_BYTES))
+                });
+            }
+            let name = if sys == Sys::RecvMsg {
+                "recvmsg"
+            } else {
+                "sendmsg"
+            };
+            let buffer = data
+                .as_deref()
+                .map_or_else(|| "…".to_string(), render::c_string);
+            format!("{name}({fd}, {{msg_iov={buffer}}}, {})", msg_flags(args[2]))
+        }
         Sys::Shutdown => format!(
             "shutdown({fd}, {})",
             match args[1] as i32 {
@@ -277,6 +295,28 @@ pub fn as_result(value: i64) -> std::io::Result<i64> {
     } else {
         Ok(value)
     }
+}
+
+/// The bytes a `struct msghdr`'s buffers hold, up to `limit`, in order.
+fn read_message(memory: &dyn Memory, address: u64, limit: usize) -> Option<Vec<u8>> {
+    // struct msghdr on a 64-bit system: msg_name, msg_namelen (and its
+    // padding), then msg_iov and msg_iovlen, 8 bytes each.
+    let header = memory.read(address, 32)?;
+    let word = |bytes: &[u8], at: usize| -> Option<u64> {
+        Some(u64::from_ne_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+    };
+    let (iov, count) = (word(&header, 16)?, word(&header, 24)?.min(64));
+    let vectors = memory.read(iov, count as usize * 16)?;
+    let mut bytes = Vec::new();
+    for vector in vectors.chunks_exact(16) {
+        let room = limit - bytes.len();
+        let (base, length) = (word(vector, 0)?, word(vector, 8)? as usize);
+        if room == 0 {
+            break;
+        }
+        bytes.extend(memory.read(base, length.min(room))?);
+    }
+    Some(bytes)
 }
 
 fn read_u32(memory: &dyn Memory, address: u64) -> Option<u32> {
@@ -403,6 +443,15 @@ mod tests {
                 }
                 0x2000 => 16u32.to_ne_bytes().to_vec(),
                 0x3000 => b"Hello, Server".to_vec(),
+                // struct msghdr: no name, one iovec at 0x5000.
+                0x4000 => [0u64, 0, 0x5000, 1]
+                    .iter()
+                    .flat_map(|word| word.to_ne_bytes())
+                    .collect(),
+                0x5000 => [0x3000u64, 13]
+                    .iter()
+                    .flat_map(|word| word.to_ne_bytes())
+                    .collect(),
                 _ => return None,
             };
             Some(bytes.into_iter().take(length).collect())
