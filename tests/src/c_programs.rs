@@ -2,6 +2,12 @@
 //! `strace -f` as the independent witness of the calls they make.
 
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::relay_process::relay_binary;
 
 /// The names of the calls the lesson shows, as strace writes them.
 const LESSON_CALLS: [&str; 10] = [
@@ -70,4 +76,97 @@ pub fn free_lab_port() -> u16 {
         .chain(7001..start)
         .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
         .expect("a free lab port")
+}
+
+/// What strace saw the server and client make, talking to each other once
+/// on `port`, and what each printed.
+pub struct Witnessed {
+    pub server: Vec<(String, String)>,
+    pub client: Vec<(String, String)>,
+    pub server_printed: String,
+    pub client_printed: String,
+}
+
+/// Runs the server, then the client, each under `strace -f`.
+pub async fn under_strace(server: &Path, client: &Path, port: &str, out: &Path) -> Witnessed {
+    let (server_trace, client_trace) = (out.join("server.trace"), out.join("client.trace"));
+    let mut serving = Command::new("strace")
+        .args(strace_args(&server_trace))
+        .arg(server)
+        .arg(port)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("strace runs (Debian's strace)");
+    let mut lines = BufReader::new(serving.stdout.take().expect("stdout")).lines();
+    let listening = lines.next_line().await.expect("readable").expect("a line");
+    assert!(listening.starts_with("listening on"), "{listening}");
+    let answered = Command::new("strace")
+        .args(strace_args(&client_trace))
+        .arg(client)
+        .arg(port)
+        .output()
+        .await
+        .expect("the client runs under strace");
+    assert!(answered.status.success());
+    let heard = lines
+        .next_line()
+        .await
+        .expect("readable")
+        .unwrap_or_default();
+    assert!(serving.wait().await.expect("the server exits").success());
+    Witnessed {
+        server: strace_calls(&server_trace),
+        client: strace_calls(&client_trace),
+        server_printed: heard,
+        client_printed: String::from_utf8_lossy(&answered.stdout).trim().to_string(),
+    }
+}
+
+/// `relay trace` of `program` against the relay on `relay_port`, joining
+/// the lab `join` when given; its stdout is piped.
+pub fn relay_trace(relay_port: u16, join: Option<&str>, program: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(relay_binary());
+    command.args(["trace", "--port", &relay_port.to_string()]);
+    if let Some(code) = join {
+        command.args(["--join", code]);
+    }
+    command
+        .arg("--")
+        .arg(program)
+        .args(args)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// A `relay trace` that opened a lab: the process, and the follow URL and
+/// code it printed first.
+pub struct Tracing {
+    pub child: Child,
+    pub url: String,
+    pub code: String,
+}
+
+impl Tracing {
+    pub async fn open(relay_port: u16, program: &Path, args: &[&str]) -> Tracing {
+        let mut child = relay_trace(relay_port, None, program, args)
+            .spawn()
+            .expect("relay trace starts");
+        let mut printed = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let first = printed
+            .next_line()
+            .await
+            .expect("readable")
+            .expect("the URL line");
+        // Keep reading, so that relay trace never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = printed.next_line().await {} });
+        let url = first
+            .split_whitespace()
+            .find(|word| word.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {first}"))
+            .to_string();
+        let code = url.split("?follow=").nth(1).expect("a code").to_string();
+        Tracing { child, url, code }
+    }
 }

@@ -2,13 +2,9 @@
 //! and client, traced into one lab, each in a lane named by its program and
 //! pid, with the handshake's arrows drawn between their two lifelines.
 
-use std::process::Stdio;
-
 use socket_flow_tests::browser::{Browser, click, wait_text};
-use socket_flow_tests::c_programs::{build_folder, compile, free_lab_port};
-use socket_flow_tests::relay_process::{RelayProcess, relay_binary};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+use socket_flow_tests::c_programs::{Tracing, build_folder, compile, free_lab_port, relay_trace};
+use socket_flow_tests::relay_process::RelayProcess;
 
 /// Each lifeline head's label and x, and each handshake arrow's kind and
 /// the x it leaves from and points to.
@@ -40,38 +36,15 @@ async fn both_programs_get_a_lane_and_the_handshake_runs_between_them() {
     let (server, client) = (compile("server", &out), compile("client", &out));
     let lab_port = free_lab_port().to_string();
     let relay = RelayProcess::start(&[]).await;
-    let port = relay.port().to_string();
-    let mut serving = Command::new(relay_binary())
-        .args(["trace", "--port", &port, "--"])
-        .arg(&server)
-        .arg(&lab_port)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("relay trace starts");
-    let mut printed = BufReader::new(serving.stdout.take().expect("stdout")).lines();
-    let first = printed
-        .next_line()
-        .await
-        .expect("readable")
-        .expect("the URL line");
-    let url = first
-        .split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {first}"))
-        .to_string();
-    let code = url.split("?follow=").nth(1).expect("a code").to_string();
+    let mut serving = Tracing::open(relay.port(), &server, &[&lab_port]).await;
 
     let browser = Browser::start("en-US").await;
-    browser.open_page(&url).await;
+    browser.open_page(&serving.url).await;
     click(&browser, "//input[@id='skip']").await;
     // The server's accept() sleeps in the kernel until the client comes.
     wait_text(&browser, &accept_card("blocked")).await;
 
-    let answered = Command::new(relay_binary())
-        .args(["trace", "--port", &port, "--join", &code, "--"])
-        .arg(&client)
-        .arg(&lab_port)
+    let answered = relay_trace(relay.port(), Some(&serving.code), &client, &[&lab_port])
         .output()
         .await
         .expect("the client runs under trace");
@@ -117,6 +90,6 @@ async fn both_programs_get_a_lane_and_the_handshake_runs_between_them() {
         );
     }
     browser.assert_clean_console().await;
-    let _ = serving.start_kill();
+    let _ = serving.child.start_kill();
     let _ = std::fs::remove_dir_all(&out);
 }

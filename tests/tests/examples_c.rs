@@ -3,12 +3,7 @@
 //! the lesson's calls in the lesson's order, as `strace -f` (an independent
 //! witness) sees them.
 
-use std::process::Stdio;
-
-use socket_flow_tests::c_programs::{build_folder, compile, strace_args, strace_calls as calls};
-
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+use socket_flow_tests::c_programs::{build_folder, compile, under_strace};
 
 #[tokio::test]
 async fn the_course_programs_compile_strictly_and_make_the_lessons_calls_in_order() {
@@ -20,34 +15,9 @@ async fn the_course_programs_compile_strictly_and_make_the_lessons_calls_in_orde
         .port()
         .to_string();
 
-    let (server_trace, client_trace) = (out.join("server.trace"), out.join("client.trace"));
-    let mut serving = Command::new("strace")
-        .args(strace_args(&server_trace))
-        .arg(&server)
-        .arg(&port)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("strace runs (Debian's strace)");
-    let mut lines = BufReader::new(serving.stdout.take().expect("stdout")).lines();
-    let listening = lines.next_line().await.expect("readable").expect("a line");
-    assert!(listening.starts_with("listening on"), "{listening}");
-
-    let answered = Command::new("strace")
-        .args(strace_args(&client_trace))
-        .arg(&client)
-        .arg(&port)
-        .output()
-        .await
-        .expect("the client runs");
-    assert!(answered.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&answered.stdout).trim(),
-        "received: Hello, Client"
-    );
-    let heard = lines.next_line().await.expect("readable").expect("a line");
-    assert_eq!(heard, "received: Hello, Server");
-    assert!(serving.wait().await.expect("the server exits").success());
+    let witnessed = under_strace(&server, &client, &port, &out).await;
+    assert_eq!(witnessed.client_printed, "received: Hello, Client");
+    assert_eq!(witnessed.server_printed, "received: Hello, Server");
 
     let names = |calls: &[(String, String)]| -> Vec<String> {
         calls
@@ -59,7 +29,7 @@ async fn the_course_programs_compile_strictly_and_make_the_lessons_calls_in_orde
             .filter(|call| call != "write")
             .collect()
     };
-    let server_calls = calls(&server_trace);
+    let server_calls = witnessed.server;
     assert_eq!(
         names(&server_calls),
         [
@@ -67,7 +37,7 @@ async fn the_course_programs_compile_strictly_and_make_the_lessons_calls_in_orde
         ],
         "{server_calls:?}"
     );
-    let client_calls = calls(&client_trace);
+    let client_calls = witnessed.client;
     assert_eq!(
         names(&client_calls),
         ["socket", "connect", "sendto", "read", "close"],

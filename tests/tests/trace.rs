@@ -3,64 +3,25 @@
 //! programs: the same calls in the same order, with the same results.
 
 use std::path::Path;
-use std::process::Stdio;
 
 use protocol::{Call, EventBody, Note, Phase};
 use socket_flow_tests::c_programs::{
-    build_folder, compile, free_lab_port, strace_args, strace_calls,
+    Tracing, build_folder, compile, free_lab_port, relay_trace, under_strace,
 };
 use socket_flow_tests::follower::Follower;
-use socket_flow_tests::relay_process::{RelayProcess, relay_binary};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
-
-/// `relay trace` against the relay on `port`, joining `join` if given.
-fn relay_trace(port: u16, join: Option<&str>, program: &Path, lab_port: &str) -> Command {
-    let mut command = Command::new(relay_binary());
-    command.args(["trace", "--port", &port.to_string()]);
-    if let Some(code) = join {
-        command.args(["--join", code]);
-    }
-    command
-        .arg("--")
-        .arg(program)
-        .arg(lab_port)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
+use socket_flow_tests::relay_process::RelayProcess;
 
 /// What strace saw each program call, from its first socket() on, without
 /// its writes to stdout; sendto with no address is what send() calls.
 async fn witness(
     server: &Path,
     client: &Path,
-    lab_port: &str,
+    port: &str,
     out: &Path,
 ) -> [Vec<(String, String)>; 2] {
-    let (server_trace, client_trace) = (out.join("server.trace"), out.join("client.trace"));
-    let mut serving = Command::new("strace")
-        .args(strace_args(&server_trace))
-        .arg(server)
-        .arg(lab_port)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("strace runs (Debian's strace)");
-    let mut lines = BufReader::new(serving.stdout.take().expect("stdout")).lines();
-    let listening = lines.next_line().await.expect("readable").expect("a line");
-    assert!(listening.starts_with("listening on"), "{listening}");
-    let answered = Command::new("strace")
-        .args(strace_args(&client_trace))
-        .arg(client)
-        .arg(lab_port)
-        .output()
-        .await
-        .expect("the client runs under strace");
-    assert!(answered.status.success());
-    assert!(serving.wait().await.expect("the server exits").success());
-    [server_trace, client_trace].map(|trace| {
-        strace_calls(&trace)
+    let witnessed = under_strace(server, client, port, out).await;
+    [witnessed.server, witnessed.client].map(|calls| {
+        calls
             .into_iter()
             .skip_while(|(call, _)| call != "socket")
             .filter(|(call, _)| call != "write")
@@ -93,20 +54,8 @@ async fn traced_programs_make_the_calls_strace_sees_and_accept_really_sleeps() {
     let [server_witness, client_witness] = witness(&server, &client, &witness_port, &out).await;
 
     let relay = RelayProcess::start(&[]).await;
-    let mut serving = relay_trace(relay.port(), None, &server, &lab_port)
-        .spawn()
-        .expect("relay trace starts");
-    let mut printed = BufReader::new(serving.stdout.take().expect("stdout")).lines();
-    let first = printed
-        .next_line()
-        .await
-        .expect("readable")
-        .expect("the URL line");
-    let code = first
-        .split("?follow=")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no follow URL in {first}"))
-        .to_string();
+    let mut serving = Tracing::open(relay.port(), &server, &[&lab_port]).await;
+    let code = serving.code.clone();
     let mut follower = Follower::connect(&relay.ws_url(), &code).await;
 
     // Nothing has connected yet: the server's accept() sleeps in the kernel.
@@ -126,7 +75,7 @@ async fn traced_programs_make_the_calls_strace_sees_and_accept_really_sleeps() {
             .is_some_and(|lane| lane.starts_with("server["))
     );
 
-    let answered = relay_trace(relay.port(), Some(&code), &client, &lab_port)
+    let answered = relay_trace(relay.port(), Some(&code), &client, &[&lab_port])
         .output()
         .await
         .expect("the client runs under trace");
@@ -206,7 +155,7 @@ async fn traced_programs_make_the_calls_strace_sees_and_accept_really_sleeps() {
         ["SYN", "SYN+ACK", "ACK"],
         "the handshake, between the two programs' sockets"
     );
-    let _ = serving.start_kill();
+    let _ = serving.child.start_kill();
     let _ = std::fs::remove_dir_all(&out);
 }
 
@@ -230,28 +179,8 @@ async fn a_program_started_by_a_shell_is_followed_through_fork_and_exec() {
     });
     // The shell forks, and its child execs the client.
     let script = format!("{} {lab_port}; exit 3", client.display());
-    let mut tracing = Command::new(relay_binary())
-        .args([
-            "trace",
-            "--port",
-            &relay.port().to_string(),
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("relay trace starts");
-    let mut printed = BufReader::new(tracing.stdout.take().expect("stdout")).lines();
-    let first = printed
-        .next_line()
-        .await
-        .expect("readable")
-        .expect("the URL line");
-    let code = first.split("?follow=").nth(1).expect("a code").to_string();
-    let mut follower = Follower::connect(&relay.ws_url(), &code).await;
+    let mut tracing = Tracing::open(relay.port(), Path::new("sh"), &["-c", &script]).await;
+    let mut follower = Follower::connect(&relay.ws_url(), &tracing.code).await;
     let mut exited = Vec::new();
     while exited.len() < 2 {
         if let EventBody::Exited(ending) = follower.next().await.body {
@@ -280,6 +209,6 @@ async fn a_program_started_by_a_shell_is_followed_through_fork_and_exec() {
         ["socket", "connect", "send", "read", "close"],
         "{calls:#?}"
     );
-    let _ = tracing.start_kill();
+    let _ = tracing.child.start_kill();
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -106,6 +106,21 @@ pub(super) struct Ghost {
     pub next_ask: Option<Instant>,
 }
 
+impl Ghost {
+    /// What the lab keeps of `socket` once its fd is gone.
+    pub fn of(sock: SockId, socket: &LabSocket) -> Ghost {
+        Ghost {
+            sock,
+            role: socket.role,
+            local: socket.local,
+            peer: socket.peer,
+            reported: None,
+            since: socket.since,
+            next_ask: None,
+        }
+    }
+}
+
 /// A socket closed a moment ago: the segments of its close still name it.
 struct RecentlyClosed {
     sock: SockId,

@@ -467,46 +467,60 @@ mod tests {
     fn calls_read_as_the_program_wrote_them() {
         let tcp = [libc::AF_INET as u64, libc::SOCK_STREAM as u64, 0, 0, 0, 0];
         assert!(is_tcp_socket(&tcp));
-        assert_eq!(
-            c(Sys::Socket, tcp, Some(3)),
-            "socket(AF_INET, SOCK_STREAM, 0) = 3"
-        );
-        assert_eq!(
-            c(Sys::Bind, [3, 0x1000, 16, 0, 0, 0], Some(0)),
-            "bind(3, {AF_INET, 127.0.0.1:7001}, 16) = 0"
-        );
-        assert_eq!(
-            c(Sys::Accept, [3, 0x1000, 0x2000, 0, 0, 0], Some(4)),
-            "accept(3, {AF_INET, 127.0.0.1:7001}, [16]) = 4"
-        );
-        assert_eq!(
-            c(Sys::Accept, [3, 0x1000, 0x2000, 0, 0, 0], None),
-            "accept(3, …, …)"
-        );
-        assert_eq!(
-            c(Sys::SendTo, [4, 0x3000, 13, 0, 0, 0], Some(13)),
-            "send(4, \"Hello, Server\", 13, 0) = 13"
-        );
-        assert_eq!(
-            c(Sys::Read, [4, 0x3000, 1023, 0, 0, 0], Some(13)),
-            "read(4, \"Hello, Server\", 1023) = 13"
-        );
-        assert_eq!(
-            c(
+        let refused = Some(-libc::ECONNREFUSED as i64);
+        let cases = [
+            (
+                Sys::Socket,
+                tcp,
+                Some(3),
+                "socket(AF_INET, SOCK_STREAM, 0) = 3",
+            ),
+            (
+                Sys::Bind,
+                [3, 0x1000, 16, 0, 0, 0],
+                Some(0),
+                "bind(3, {AF_INET, 127.0.0.1:7001}, 16) = 0",
+            ),
+            (
+                Sys::Accept,
+                [3, 0x1000, 0x2000, 0, 0, 0],
+                Some(4),
+                "accept(3, {AF_INET, 127.0.0.1:7001}, [16]) = 4",
+            ),
+            (
+                Sys::Accept,
+                [3, 0x1000, 0x2000, 0, 0, 0],
+                None,
+                "accept(3, …, …)",
+            ),
+            (
+                Sys::SendTo,
+                [4, 0x3000, 13, 0, 0, 0],
+                Some(13),
+                "send(4, \"Hello, Server\", 13, 0) = 13",
+            ),
+            (
+                Sys::Read,
+                [4, 0x3000, 1023, 0, 0, 0],
+                Some(13),
+                "read(4, \"Hello, Server\", 1023) = 13",
+            ),
+            (
                 Sys::Connect,
                 [3, 0x1000, 16, 0, 0, 0],
-                Some(-libc::ECONNREFUSED as i64)
+                refused,
+                "connect(3, {AF_INET, 127.0.0.1:7001}, 16) = -1 ECONNREFUSED (Connection refused)",
             ),
-            "connect(3, {AF_INET, 127.0.0.1:7001}, 16) = -1 ECONNREFUSED (Connection refused)"
-        );
-        assert_eq!(
-            c(
+            (
                 Sys::Shutdown,
                 [4, libc::SHUT_WR as u64, 0, 0, 0, 0],
-                Some(0)
+                Some(0),
+                "shutdown(4, SHUT_WR) = 0",
             ),
-            "shutdown(4, SHUT_WR) = 0"
-        );
+        ];
+        for (sys, args, result, expected) in cases {
+            assert_eq!(c(sys, args, result), expected);
+        }
     }
 
     #[test]

@@ -96,15 +96,7 @@ impl Lab {
         if let Some(port) = socket.held_port {
             self.settings.ports.release(port);
         }
-        let ghost = Ghost {
-            sock: call.sock,
-            role: socket.role,
-            local: socket.local,
-            peer: socket.peer,
-            reported: None,
-            since: socket.since,
-            next_ask: None,
-        };
+        let ghost = Ghost::of(call.sock, &socket);
         self.sockets.closed(&ghost);
         let (result, at) = timed(|| close_socket(socket));
         let mut event = call.answered(

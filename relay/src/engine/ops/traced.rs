@@ -190,15 +190,7 @@ impl Lab {
         let Some(socket) = self.sockets.open.remove(&sock) else {
             return;
         };
-        let ghost = Ghost {
-            sock,
-            role: socket.role,
-            local: socket.local,
-            peer: socket.peer,
-            reported: None,
-            since: socket.since,
-            next_ask: None,
-        };
+        let ghost = Ghost::of(sock, &socket);
         self.sockets.closed(&ghost);
         self.program_fds.closing.insert(sock, ghost);
         drop(socket);
