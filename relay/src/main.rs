@@ -144,10 +144,12 @@ fn relay_in_process(port: u16) -> anyhow::Result<std::thread::JoinHandle<()>> {
         .block_on(TcpListener::bind(listen))
         .with_context(|| format!("could not start a relay on {listen}"))?;
     tracing::info!("started a relay at http://{listen}/ for the traced program");
-    // The capture registers with the runtime's reactor.
+    // The capture and the control socket register with the runtime's reactor.
     let relay = {
         let _inside = runtime.enter();
-        relay::Relay::new(config)
+        let mut relay = relay::Relay::new(config);
+        relay.take_traces(port);
+        relay
     };
     let serving = std::thread::Builder::new()
         .name("relay".into())
@@ -205,7 +207,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.classroom = Some(relay::classroom::Classroom::new(listening, addresses));
     }
     // The capture opens first, so that the relay is whole once it says where it is.
-    let relay = relay::Relay::new(config.clone());
+    let mut relay = relay::Relay::new(config.clone());
+    relay.take_traces(listening.port());
     let url = format!("http://{listening}/");
     // The first line of stdout is the URL, so that scripts and tests can read it.
     println!("socket-flow is running: open {url}");

@@ -39,6 +39,8 @@ struct Shared {
 /// impossible) before anyone is told where to connect.
 pub struct Relay {
     shared: Arc<Shared>,
+    /// `relay trace`'s way in, once [`Relay::take_traces`] has opened it.
+    traces: Option<crate::trace::Listener>,
 }
 
 impl Relay {
@@ -64,7 +66,21 @@ impl Relay {
             config,
             assets,
         });
-        Relay { shared }
+        Relay {
+            shared,
+            traces: None,
+        }
+    }
+
+    /// Opens the control socket through which `relay trace` reaches the relay
+    /// serving on `port`; without one, the relay serves the page all the
+    /// same. Called before the relay says where it is, so that a trace
+    /// started as soon as it has said so finds it.
+    pub fn take_traces(&mut self, port: u16) {
+        match crate::trace::Listener::bind(port) {
+            Ok(control) => self.traces = Some(control),
+            Err(error) => tracing::warn!(%error, "relay trace cannot reach this relay"),
+        }
     }
 
     /// Serves the page and the labs on an already-bound listener until
@@ -77,18 +93,8 @@ impl Relay {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let labs = Arc::clone(&self.shared.labs);
-        // `relay trace` reaches the relay on its control socket, beside
-        // the port; without one, the relay serves the page all the same.
-        match listener
-            .local_addr()
-            .map(|addr| crate::trace::Listener::bind(addr.port()))
-        {
-            Ok(Ok(control)) => {
-                tokio::spawn(crate::trace::serve(control, Arc::clone(&labs)));
-            }
-            Ok(Err(error)) | Err(error) => {
-                tracing::warn!(%error, "relay trace cannot reach this relay");
-            }
+        if let Some(control) = self.traces {
+            tokio::spawn(crate::trace::serve(control, Arc::clone(&labs)));
         }
         let shutdown = async move {
             shutdown.await;

@@ -97,11 +97,85 @@ impl LabRoute {
 /// and reported to the page as a gap.
 pub const OBSERVATIONS_QUEUE: usize = 4096;
 
+/// Handshakes followed at most: a listening lab's connections before
+/// accept() names them; the oldest gives way.
+const HANDSHAKES_MAX: usize = 4096;
+
 /// Every lab's routes, and what matched none yet.
 #[derive(Default)]
 pub(super) struct Routes {
     pub(super) by_key: HashMap<RouteKey, Vec<(LabId, LabRoute)>>,
     unmatched: VecDeque<(Instant, Observation)>,
+    handshakes: Handshakes,
+}
+
+/// The connections a listening lab has seen begin, by (client end,
+/// listening end), and the lab: a listener is routed the handshakes to it,
+/// from their SYN on, and never an older connection's segments that reach
+/// the same address (an orphan's FIN, say, from a process that had the
+/// port before).
+#[derive(Default)]
+struct Handshakes {
+    owners: HashMap<(SocketAddrV4, SocketAddrV4), LabId>,
+    order: VecDeque<(SocketAddrV4, SocketAddrV4)>,
+}
+
+impl Handshakes {
+    /// Whether `lab`, which asked for `key`, gets this observation: always
+    /// for its connections and connects; for a listening address, only the
+    /// handshakes that began there since it listened.
+    fn admit(&mut self, key: RouteKey, lab: LabId, observation: &Observation) -> bool {
+        let RouteKey::Listener(listener) = key else {
+            return true;
+        };
+        let ends = ends_for(listener, observation);
+        if opens_handshake(listener, observation) {
+            if self.owners.insert(ends, lab).is_none() {
+                self.order.push_back(ends);
+                while self.order.len() > HANDSHAKES_MAX {
+                    if let Some(oldest) = self.order.pop_front() {
+                        self.owners.remove(&oldest);
+                    }
+                }
+            }
+            return true;
+        }
+        self.owners.get(&ends) == Some(&lab)
+    }
+
+    fn forget_lab(&mut self, lab: LabId) {
+        self.owners.retain(|_, owner| *owner != lab);
+        let owners = &self.owners;
+        self.order.retain(|ends| owners.contains_key(ends));
+    }
+}
+
+/// The ends of a connection to a listening address, client first.
+fn ends_for(listener: SocketAddrV4, observation: &Observation) -> (SocketAddrV4, SocketAddrV4) {
+    let (a, b) = match observation {
+        Observation::Segment(segment) => (segment.src, segment.dst),
+        Observation::Transition(change) => (change.local, change.peer),
+    };
+    let at = |end: SocketAddrV4| {
+        end == listener || (listener.ip().is_unspecified() && end.port() == listener.port())
+    };
+    if at(b) { (a, b) } else { (b, a) }
+}
+
+/// Whether an observation opens a handshake to `listener`: a SYN to it, or
+/// the kernel's first state of the connection it makes for one.
+fn opens_handshake(listener: SocketAddrV4, observation: &Observation) -> bool {
+    use protocol::TcpState;
+    match observation {
+        Observation::Segment(segment) => {
+            segment.flags.contains(&"SYN")
+                && !segment.flags.contains(&"ACK")
+                && ends_for(listener, observation).1 == segment.dst
+        }
+        Observation::Transition(change) => {
+            matches!(change.new, TcpState::SynRecv | TcpState::NewSynRecv)
+        }
+    }
 }
 
 impl Routes {
@@ -115,13 +189,19 @@ impl Routes {
         }
         owners.push((lab, route.clone()));
         let now = Instant::now();
-        self.unmatched.retain(|(seen, observation)| {
-            let mine = observation.at() >= since && observation.keys().contains(&Some(key));
-            if mine && now.duration_since(*seen) < UNMATCHED_KEEP {
+        let mut kept = VecDeque::with_capacity(self.unmatched.len());
+        for (seen, observation) in std::mem::take(&mut self.unmatched) {
+            let mine = observation.at() >= since
+                && observation.keys().contains(&Some(key))
+                && self.handshakes.admit(key, lab, &observation);
+            if mine && now.duration_since(seen) < UNMATCHED_KEEP {
                 route.deliver(observation.clone());
             }
-            !mine
-        });
+            if !mine {
+                kept.push_back((seen, observation));
+            }
+        }
+        self.unmatched = kept;
     }
 
     pub fn unregister(&mut self, lab: LabId, key: RouteKey) {
@@ -138,22 +218,30 @@ impl Routes {
             owners.retain(|(owner, _)| *owner != lab);
             !owners.is_empty()
         });
+        self.handshakes.forget_lab(lab);
     }
 
     /// Hands an observation to every lab that asked for it, or keeps it a
     /// moment for a lab that is about to.
     pub fn route(&mut self, observation: Observation) {
         let mut delivered: Vec<LabId> = Vec::new();
+        let mut matched = false;
         for key in observation.keys().into_iter().flatten() {
-            for (lab, route) in self.by_key.get(&key).into_iter().flatten() {
+            let Some(owners) = self.by_key.get(&key) else {
+                continue;
+            };
+            matched = true;
+            for (lab, route) in owners {
                 // A segment between two sockets of one lab goes to it once.
-                if !delivered.contains(lab) {
+                if !delivered.contains(lab) && self.handshakes.admit(key, *lab, &observation) {
                     delivered.push(*lab);
                     route.deliver(observation.clone());
                 }
             }
         }
-        if delivered.is_empty() {
+        // Kept for a lab about to ask; an orphan's segment to an address a
+        // lab listens on is nobody's, and is not kept either.
+        if delivered.is_empty() && !matched {
             let now = Instant::now();
             while self.unmatched.len() >= UNMATCHED_MAX
                 || self
@@ -181,12 +269,12 @@ mod tests {
             (LabRoute { sender, dropped }, receiver)
         };
         let addr = |text: &str| -> SocketAddrV4 { text.parse().expect("addr") };
-        let segment = |src: &str, dst: &str| {
+        let flagged = |src: &str, dst: &str, flags: Vec<&'static str>| {
             Observation::Segment(WireSegment {
                 at: 0,
                 src: addr(src),
                 dst: addr(dst),
-                flags: vec!["ACK"],
+                flags,
                 seq: 1,
                 ack: 0,
                 win: 0,
@@ -196,17 +284,31 @@ mod tests {
                 original_len: 0,
             })
         };
+        let segment = |src: &str, dst: &str| flagged(src, dst, vec!["ACK"]);
+        let syn = |src: &str, dst: &str| flagged(src, dst, vec!["SYN"]);
         let (lab_a, mut from_a) = route(16);
         let (lab_b, mut from_b) = route(16);
         // Lab A listens on 127.0.0.1:7002; lab B has 127.0.0.2:7002 bound.
         capture.register(1, RouteKey::Listener(addr("127.0.0.1:7002")), 0, &lab_a);
         capture.register(2, RouteKey::Listener(addr("127.0.0.2:7002")), 0, &lab_b);
-        capture.route(segment("127.0.0.1:50000", "127.0.0.1:7002"));
+        capture.route(syn("127.0.0.1:50000", "127.0.0.1:7002"));
         assert!(from_a.try_recv().is_ok());
         assert!(
             from_b.try_recv().is_err(),
             "the same port elsewhere is not B's"
         );
+        // The rest of that handshake is A's too, both ways…
+        capture.route(segment("127.0.0.1:7002", "127.0.0.1:50000"));
+        capture.route(segment("127.0.0.1:50000", "127.0.0.1:7002"));
+        assert!(from_a.try_recv().is_ok() && from_a.try_recv().is_ok());
+        // …but an older connection's FIN to the same address is not: it
+        // began before A listened, and is nobody's.
+        capture.route(flagged(
+            "127.0.0.1:49999",
+            "127.0.0.1:7002",
+            vec!["ACK", "FIN"],
+        ));
+        assert!(from_a.try_recv().is_err(), "an orphan's segment is not A's");
         // A connection of lab B, both ways.
         capture.register(
             2,
@@ -228,13 +330,13 @@ mod tests {
         capture.register(1, key, 0, &lab_a);
         assert!(from_a.try_recv().is_ok());
         capture.unregister_lab(1);
-        capture.route(segment("127.0.0.1:50000", "127.0.0.1:7002"));
+        capture.route(syn("127.0.0.1:50000", "127.0.0.1:7002"));
         assert!(from_a.try_recv().is_err());
         // A full lab queue drops and counts; the capture never waits.
         let (lab_c, _from_c) = route(1);
         capture.register(3, RouteKey::Listener(addr("0.0.0.0:7003")), 0, &lab_c);
         for _ in 0..3 {
-            capture.route(segment("127.0.0.1:50004", "127.0.0.9:7003"));
+            capture.route(syn("127.0.0.1:50004", "127.0.0.9:7003"));
         }
         assert_eq!(lab_c.dropped.load(Ordering::Relaxed), 2);
     }

@@ -27,6 +27,9 @@ use super::report::{Message, Reply};
 /// ([`super::report::DATA_BYTES`]) as JSON numbers fits with room to spare.
 const MESSAGE_BYTES: usize = 128 * 1024;
 
+/// How long the tracer waits for an answer from the relay.
+const REPLY_WITHIN_SECONDS: i64 = 10;
+
 /// Where the relay listening on `port` keeps its control socket.
 pub fn socket_path(port: u16) -> PathBuf {
     let folder = match std::env::var_os("XDG_RUNTIME_DIR") {
@@ -124,6 +127,10 @@ impl Link {
         let fd = seqpacket()?;
         let address = UnixAddr::new(path)?;
         socket::connect(fd.as_raw_fd(), &address)?;
+        // A relay that does not answer within this long has gone astray:
+        // the program then runs on untraced rather than wait for ever.
+        let patience = nix::sys::time::TimeVal::new(REPLY_WITHIN_SECONDS, 0);
+        socket::setsockopt(&fd, socket::sockopt::ReceiveTimeout, &patience)?;
         Ok(Link {
             fd,
             sending: Mutex::new(()),

@@ -43,25 +43,11 @@ pub struct TraceRequest {
     pub args: Vec<OsString>,
 }
 
-/// Connects to the relay this process has just started, once its control
-/// socket listens: it binds that as it starts serving, on its own thread.
-fn connect_when_ready(port: u16) -> anyhow::Result<Link> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match Link::connect(port) {
-            Ok(link) => return Ok(link),
-            Err(error) if std::time::Instant::now() > deadline => {
-                return Err(error).context("the relay this process started does not answer");
-            }
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
-        }
-    }
-}
-
 /// Runs the program under trace and returns the exit code `relay trace`
 /// should end with: the program's own. `start_relay` starts a relay in
-/// this process, on a thread of its own that ends when the relay has shut
-/// down (SIGINT, SIGTERM), when none answers on the port.
+/// this process, its control socket open, on a thread of its own that ends
+/// when the relay has shut down (SIGINT, SIGTERM), when none answers on
+/// the port.
 pub fn run(
     request: TraceRequest,
     start_relay: impl FnOnce() -> anyhow::Result<std::thread::JoinHandle<()>>,
@@ -76,7 +62,9 @@ pub fn run(
         Ok(link) => (link, None),
         Err(_) => {
             let relay = start_relay()?;
-            (connect_when_ready(request.port)?, Some(relay))
+            let link = Link::connect(request.port)
+                .context("the relay this process started does not answer")?;
+            (link, Some(relay))
         }
     };
     let program = request.program.to_string_lossy().into_owned();
