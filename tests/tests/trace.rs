@@ -212,3 +212,96 @@ async fn a_program_started_by_a_shell_is_followed_through_fork_and_exec() {
     let _ = tracing.child.start_kill();
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// A client whose socket calls run on a second thread.
+const THREADED_CLIENT: &str = r#"
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int port;
+
+static void *talk(void *unused) {
+    (void)unused;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof(addr));
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1");
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) exit(1);
+    if (send(fd, "from a thread", 13, 0) != 13) exit(1);
+    close(fd);
+    return NULL;
+}
+
+int main(int argc, char *argv[]) {
+    if (argc < 2) return 2;
+    port = atoi(argv[1]);
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, talk, NULL) != 0) return 1;
+    pthread_join(thread, NULL);
+    return 0;
+}
+"#;
+
+#[tokio::test]
+async fn a_threads_calls_are_its_processs() {
+    let out = build_folder("trace-thread");
+    let source = out.join("threaded.c");
+    std::fs::write(&source, THREADED_CLIENT).expect("the source");
+    let binary = out.join("threaded");
+    let built = std::process::Command::new("cc")
+        .args(["-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .expect("cc runs");
+    assert!(built.success());
+    let lab_port = free_lab_port();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", lab_port))
+        .await
+        .expect("a listener");
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let (mut peer, _) = listener.accept().await.expect("the thread connects");
+        let mut heard = Vec::new();
+        let _ = peer.read_to_end(&mut heard).await;
+    });
+    let relay = RelayProcess::start(&[]).await;
+    let mut tracing = Tracing::open(relay.port(), &binary, &[&lab_port.to_string()]).await;
+    let mut follower = Follower::connect(&relay.ws_url(), &tracing.code).await;
+    let ending = loop {
+        if let EventBody::Exited(ending) = follower.next().await.body {
+            break ending;
+        }
+    };
+    assert_eq!(ending.status, Some(0));
+    let calls: Vec<(String, Option<String>)> = follower
+        .events
+        .iter()
+        .filter_map(|event| match &event.body {
+            EventBody::Call(call) if call.phase != Some(Phase::Blocked) => {
+                Some((call.c.clone(), call.lane.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let names: Vec<&str> = calls
+        .iter()
+        .map(|(c, _)| c.split('(').next().unwrap_or_default())
+        .collect();
+    assert_eq!(names, ["socket", "connect", "send", "close"], "{calls:#?}");
+    // The thread's calls are its process's, on the process's one lane.
+    assert!(
+        calls
+            .iter()
+            .all(|(_, lane)| lane.as_deref() == Some(ending.lane.as_str())),
+        "{calls:#?} {ending:?}"
+    );
+    let _ = tracing.child.start_kill();
+    let _ = std::fs::remove_dir_all(&out);
+}
