@@ -382,3 +382,59 @@ async fn connects_beyond_this_host_are_refused_without_a_system_call() {
         .await;
     assert_eq!(reached.errno.as_deref(), Some("ECONNREFUSED"));
 }
+
+#[tokio::test]
+async fn a_port_handed_on_takes_none_of_the_new_labs_traffic_with_it() {
+    use protocol::{EventBody, Op, Role};
+    use socket_flow_tests::flows::{connected_client, listening_server};
+    use socket_flow_tests::lab_client::LabClient;
+
+    let relay = RelayProcess::start(&[]).await;
+    let mut lab_a = LabClient::connect(&relay.ws_url()).await;
+    let mut lab_b = LabClient::connect(&relay.ws_url()).await;
+    assert!(lab_a.hello.capture, "{:?}", lab_a.hello.capture_reason);
+    // Lab A listens, and closes its listener: the port is free again,
+    // while the capture still routes A's last moments there.
+    let (server_a, _, addr_a) = listening_server(&mut lab_a).await;
+    lab_a.ok(Op::Close { sock: server_a }).await;
+    // Lab B gets the same port at once, and talks on it.
+    let (server_b, _, addr_b) = listening_server(&mut lab_b).await;
+    assert_eq!(addr_b, addr_a, "the pool hands the freed port on");
+    let (client, conn) = connected_client(&mut lab_b, server_b).await;
+    lab_b
+        .ok(Op::Send {
+            sock: client,
+            data: Some("for B only".into()),
+            hex: None,
+        })
+        .await;
+    lab_b
+        .ok(Op::Read {
+            sock: conn,
+            max: None,
+        })
+        .await;
+    assert!(
+        lab_b.events.iter().any(|event| matches!(&event.body,
+            EventBody::Segment(segment) if segment.payload.as_deref() == Some("for B only"))),
+        "lab B sees its own"
+    );
+    // A step of A's after all that: whatever the capture routed to A is in
+    // its events by the step's end. A never connected: none is A's.
+    lab_a.ok(Op::Socket { role: Role::Client }).await;
+    let strangers: Vec<String> = lab_a
+        .events
+        .iter()
+        .filter_map(|event| match &event.body {
+            EventBody::Segment(segment) => Some(format!(
+                "{} → {} {:?}",
+                segment.src, segment.dst, segment.flags
+            )),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        strangers.is_empty(),
+        "lab A saw lab B's segments: {strangers:?}"
+    );
+}

@@ -187,6 +187,13 @@ impl Routes {
         if owners.iter().any(|(owner, _)| *owner == lab) {
             return;
         }
+        if let RouteKey::Listener(_) = key {
+            // A lab port is one lab's at a time: a lab that listens on an
+            // address takes it over from one whose listener there has
+            // closed and whose route still lingers for its last segments.
+            // New handshakes to the address are the new lab's alone.
+            owners.clear();
+        }
         owners.push((lab, route.clone()));
         let now = Instant::now();
         let mut kept = VecDeque::with_capacity(self.unmatched.len());
@@ -332,6 +339,15 @@ mod tests {
         capture.unregister_lab(1);
         capture.route(syn("127.0.0.1:50000", "127.0.0.1:7002"));
         assert!(from_a.try_recv().is_err());
+        // A lab that listens where another's listener has closed takes
+        // the address over, though the other's route still lingers.
+        let (lab_d, mut from_d) = route(16);
+        let (lab_e, mut from_e) = route(16);
+        capture.register(4, RouteKey::Listener(addr("127.0.0.1:7004")), 0, &lab_d);
+        capture.register(5, RouteKey::Listener(addr("127.0.0.1:7004")), 0, &lab_e);
+        capture.route(syn("127.0.0.1:50005", "127.0.0.1:7004"));
+        assert!(from_e.try_recv().is_ok());
+        assert!(from_d.try_recv().is_err(), "the new handshake is not D's");
         // A full lab queue drops and counts; the capture never waits.
         let (lab_c, _from_c) = route(1);
         capture.register(3, RouteKey::Listener(addr("0.0.0.0:7003")), 0, &lab_c);
