@@ -49,10 +49,7 @@ impl Observation {
     /// Every key under which a lab may have asked for it. An array, not a
     /// Vec: the capture asks this of every frame.
     pub(super) fn keys(&self) -> [Option<RouteKey>; 7] {
-        let (a, b) = match self {
-            Observation::Segment(segment) => (segment.src, segment.dst),
-            Observation::Transition(change) => (change.local, change.peer),
-        };
+        let (a, b) = self.ends();
         let any = |end: SocketAddrV4| SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, end.port());
         let connecting = matches!(self, Observation::Transition(_)) && a.port() == 0;
         [
@@ -64,6 +61,15 @@ impl Observation {
             Some(RouteKey::Listener(any(b))),
             connecting.then_some(RouteKey::Connecting(b)),
         ]
+    }
+
+    /// The two ends it names: a segment's source and destination, a state
+    /// change's socket and its peer.
+    fn ends(&self) -> (SocketAddrV4, SocketAddrV4) {
+        match self {
+            Observation::Segment(segment) => (segment.src, segment.dst),
+            Observation::Transition(change) => (change.local, change.peer),
+        }
     }
 
     /// When the kernel stamped it.
@@ -152,10 +158,7 @@ impl Handshakes {
 
 /// The ends of a connection to a listening address, client first.
 fn ends_for(listener: SocketAddrV4, observation: &Observation) -> (SocketAddrV4, SocketAddrV4) {
-    let (a, b) = match observation {
-        Observation::Segment(segment) => (segment.src, segment.dst),
-        Observation::Transition(change) => (change.local, change.peer),
-    };
+    let (a, b) = observation.ends();
     let at = |end: SocketAddrV4| {
         end == listener || (listener.ip().is_unspecified() && end.port() == listener.port())
     };

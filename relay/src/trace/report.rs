@@ -57,12 +57,10 @@ pub enum Report {
         child: u32,
         lane: String,
     },
-    /// A process ended.
+    /// A process ended, as the lab's `exited` event will say.
     Exited {
         process: u32,
-        lane: String,
-        status: Option<i32>,
-        signal: Option<String>,
+        ending: protocol::Exited,
         at: Stamp,
     },
 }

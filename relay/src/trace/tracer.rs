@@ -401,9 +401,11 @@ impl Tracer {
             self.report(
                 Report::Exited {
                     process,
-                    lane: entry.lane,
-                    status,
-                    signal: signal.map(|signal| signal.as_str().to_string()),
+                    ending: protocol::Exited {
+                        lane: entry.lane,
+                        status,
+                        signal: signal.map(|signal| signal.as_str().to_string()),
+                    },
                     at: clock::now(),
                 },
                 None,

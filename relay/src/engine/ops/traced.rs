@@ -60,9 +60,7 @@ impl Lab {
             }
             Report::Exited {
                 process,
-                lane,
-                status,
-                signal,
+                ending,
                 at,
             } => {
                 self.program_fds
@@ -71,12 +69,7 @@ impl Lab {
                 // A close the program died in still closed the fd.
                 let closing = std::mem::take(&mut self.program_fds.closing);
                 self.sockets.ghosts.extend(closing.into_values());
-                let exited = protocol::Exited {
-                    lane,
-                    status,
-                    signal,
-                };
-                self.emit_body(at, EventBody::Exited(exited));
+                self.emit_body(at, EventBody::Exited(ending));
             }
         }
     }
