@@ -35,6 +35,7 @@ mod labs;
 mod pcapng;
 mod server;
 mod session;
+mod together;
 
 pub use session::read_command;
 pub mod trace;

@@ -46,15 +46,15 @@ pub(crate) async fn run(socket: WebSocket, open: OpenLab, pace: Pace) {
         // The slots stay in `open`, and are freed when this function ends.
         ..
     } = open;
-    // One task drives both; see `engine::LabRun`. The lab's loop ends once
-    // `talk` drops its inputs and every socket is closed, and only then are
-    // the lab's slots freed.
+    // One task drives both; see `engine::LabRun`, and `together` for why not
+    // `tokio::join!`. The lab's loop ends once `talk` drops its inputs and
+    // every socket is closed, and only then are the lab's slots freed.
     let talking = async {
         talk(socket, lab, shutdown, pace, &audience).await;
         // The followers' streams end with the lab's.
         audience.close();
     };
-    tokio::join!(run_lab, talking);
+    crate::together::join(run_lab, talking).await;
 }
 
 /// The frame an event leaves as, kept for the lab's followers too.

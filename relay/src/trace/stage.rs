@@ -70,7 +70,9 @@ async fn take(mut connection: Connection, labs: &Labs, joinable: &Joinable) -> s
             } = handle;
             // The lab ends once every program feeding it has gone.
             let feeding = feed(&mut connection, inputs, shutdown);
-            let ((), (), fed) = tokio::join!(run, publish(&mut events, &audience), feeding);
+            let publishing = publish(&mut events, &audience);
+            let ((), ((), fed)) =
+                crate::together::join(run, crate::together::join(publishing, feeding)).await;
             audience.close();
             fed
         }
