@@ -14,7 +14,8 @@
 //!   after the `send` command its segment event reaches the page;
 //! - the load section (`load`) and the browser section (`browser_bench`).
 //!
-//! `--section` runs one section; `--relay` and `--www` measure other builds.
+//! `--section` runs one section; `--relay` and `--www` measure other builds,
+//! and `--against` times another relay's round trip in turn with this one's.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -51,6 +52,8 @@ pub enum Section {
 pub struct Builds {
     /// A relay binary.
     pub relay: Option<std::path::PathBuf>,
+    /// A relay binary whose send→read round trip is timed beside.
+    pub against: Option<std::path::PathBuf>,
     /// A folder holding a page (`index.html`, `pkg/`).
     pub www: Option<std::path::PathBuf>,
 }
@@ -78,6 +81,11 @@ pub fn run(
         return run_command(release);
     }
     let wanted = |section| sections.is_empty() || sections.contains(&section);
+    if let Some(path) = &builds.against {
+        let path = std::fs::canonicalize(path)
+            .with_context(|| format!("no relay at {}", path.display()))?;
+        let _ = AGAINST.set(path);
+    }
     match builds.relay {
         Some(path) => {
             let path = std::fs::canonicalize(&path)
@@ -212,13 +220,35 @@ fn number_after(line: &str, key: &str) -> Option<f64> {
 
 /// The relay binary `--relay` named, when it named one.
 static RELAY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+/// The relay binary `--against` named, when it named one.
+static AGAINST: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+/// The `--against` relay's lab ports: its capture then reads none of the
+/// measured relay's frames, nor the measured relay's any of its.
+const AGAINST_LAB_PORTS: &str = "8001-8999";
 
 pub(crate) async fn start_relay(extra_args: &[&str]) -> anyhow::Result<BenchRelay> {
     let relay_path = RELAY
         .get()
         .cloned()
         .unwrap_or_else(|| project_root().join("target/release/relay"));
-    let mut child = tokio::process::Command::new(&relay_path)
+    start_relay_binary(&relay_path, extra_args).await
+}
+
+/// Starts the `--against` relay with the same flags, when one was named.
+async fn start_against(extra_args: &[&str]) -> anyhow::Result<Option<BenchRelay>> {
+    let Some(path) = AGAINST.get() else {
+        return Ok(None);
+    };
+    let mut args = extra_args.to_vec();
+    args.extend(["--lab-ports", AGAINST_LAB_PORTS]);
+    Ok(Some(start_relay_binary(path, &args).await?))
+}
+
+async fn start_relay_binary(
+    relay_path: &std::path::Path,
+    extra_args: &[&str],
+) -> anyhow::Result<BenchRelay> {
+    let mut child = tokio::process::Command::new(relay_path)
         .args(["--listen", "127.0.0.1:0"])
         .args(extra_args)
         // The lab's closing line carries the merge hold.
@@ -276,14 +306,17 @@ async fn measure(round_trips: u32, idle_labs: u32) -> anyhow::Result<()> {
         "--no-capture",
     ])
     .await?;
-    let (latencies, bridge) = send_to_read_against_bridge(&relay.ws_url, round_trips).await?;
+    let against = start_against(&["--no-capture"]).await?;
+    let round_trips_off =
+        send_to_read_against_bridge(&relay, against.as_ref(), round_trips).await?;
+    drop(against);
     let labs_per_second = lifecycles_per_second(&relay.ws_url, LIFECYCLES).await?;
     let (bytes_per_lab, fds_per_lab) =
         memory_per_idle_lab(&relay.ws_url, relay.pid, idle_labs).await?;
     drop(relay);
 
     println!("socket-flow relay benchmark (release build, loopback, one client at a time)");
-    print_against_bridge(&latencies, &bridge, "capture off");
+    round_trips_off.print("capture off");
     println!(
         "full-lifecycle labs:  {labs_per_second:>7.0} labs/s   ({LIFECYCLES} labs, 15 commands each)"
     );
@@ -299,9 +332,11 @@ async fn measure(round_trips: u32, idle_labs: u32) -> anyhow::Result<()> {
         println!("wire view:            not measured: this relay may not capture (run as root)");
         return Ok(());
     }
-    let (captured_latencies, bridge) =
-        send_to_read_against_bridge(&captured.ws_url, round_trips).await?;
-    print_against_bridge(&captured_latencies, &bridge, "capture and state trace on");
+    let against = start_against(&[]).await?;
+    send_to_read_against_bridge(&captured, against.as_ref(), round_trips)
+        .await?
+        .print("capture and state trace on");
+    drop(against);
     match captured.merge_hold().await {
         Ok((hold_p50, hold_p99)) => println!(
             "merge hold per call:  p50 {hold_p50:>7.1} µs   p99 {hold_p99:>7.1} µs   (syscall return → event released, in that lab)"
@@ -335,22 +370,42 @@ async fn measure(round_trips: u32, idle_labs: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints the send→read round trip, the bridge's echo timed beside it, and
-/// how they compare.
-fn print_against_bridge(relay: &[f64], bridge: &[f64], how: &str) {
-    println!(
-        "send→peer read done:  p50 {:>7.1} µs   p99 {:>7.1} µs   ({} round trips, {how})",
-        percentile(relay, 0.50),
-        percentile(relay, 0.99),
-        relay.len()
-    );
-    println!(
-        "  echo bridge beside: p50 {:>7.1} µs   p99 {:>7.1} µs   (WebSocket → TCP echo → WebSocket); relay/bridge p50 {:.2}×, p99 {:.2}×",
-        percentile(bridge, 0.50),
-        percentile(bridge, 0.99),
-        percentile(relay, 0.50) / percentile(bridge, 0.50),
-        percentile(relay, 0.99) / percentile(bridge, 0.99),
-    );
+/// The send→read round trips of one run, in µs, sorted.
+struct RoundTrips {
+    relay: Vec<f64>,
+    /// The `--against` relay's, timed in turn with the others.
+    against: Option<Vec<f64>>,
+    bridge: Vec<f64>,
+}
+
+impl RoundTrips {
+    /// Prints the send→read round trip, the bridge's echo timed beside it,
+    /// and how they compare; and the other relay's, when one was timed.
+    fn print(&self, how: &str) {
+        let (relay, bridge) = (&self.relay, &self.bridge);
+        println!(
+            "send→peer read done:  p50 {:>7.1} µs   p99 {:>7.1} µs   ({} round trips, {how})",
+            percentile(relay, 0.50),
+            percentile(relay, 0.99),
+            relay.len()
+        );
+        println!(
+            "  echo bridge beside: p50 {:>7.1} µs   p99 {:>7.1} µs   (WebSocket → TCP echo → WebSocket); relay/bridge p50 {:.2}×, p99 {:.2}×",
+            percentile(bridge, 0.50),
+            percentile(bridge, 0.99),
+            percentile(relay, 0.50) / percentile(bridge, 0.50),
+            percentile(relay, 0.99) / percentile(bridge, 0.99),
+        );
+        if let Some(against) = &self.against {
+            println!(
+                "  --against beside:   p50 {:>7.1} µs   p99 {:>7.1} µs   (its lab ports {AGAINST_LAB_PORTS}); relay/against p50 {:.2}×, p99 {:.2}×",
+                percentile(against, 0.50),
+                percentile(against, 0.99),
+                percentile(relay, 0.50) / percentile(against, 0.50),
+                percentile(relay, 0.99) / percentile(against, 0.99),
+            );
+        }
+    }
 }
 
 /// The relay's CPU time (user + system) in seconds, from /proc/PID/stat.
@@ -604,28 +659,48 @@ impl Session {
 /// How many round trips of each kind are made before timing starts.
 const WARM_UP: u32 = 100;
 
-/// The send→read round trip and the echo bridge's, one of each in turn, so
-/// that both meet the same machine at the same moments: (relay, bridge), in
-/// µs, sorted.
+/// The send→read round trip and the echo bridge's (and the `--against`
+/// relay's), one of each in turn, so that all meet the same machine at the
+/// same moments.
 async fn send_to_read_against_bridge(
-    ws_url: &str,
+    relay: &BenchRelay,
+    against: Option<&BenchRelay>,
     round_trips: u32,
-) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
-    let mut pair = ReadingPair::open(ws_url).await?;
+) -> anyhow::Result<RoundTrips> {
+    let mut pair = ReadingPair::open(&relay.ws_url).await?;
+    let mut other = match against {
+        Some(other) => Some(ReadingPair::open(&other.ws_url).await?),
+        None => None,
+    };
     let mut bridge = crate::bridge::Bridge::start().await?;
-    let mut relay_us = Vec::with_capacity(round_trips as usize);
-    let mut bridge_us = Vec::with_capacity(round_trips as usize);
+    let mut times = RoundTrips {
+        relay: Vec::with_capacity(round_trips as usize),
+        against: other
+            .as_ref()
+            .map(|_| Vec::with_capacity(round_trips as usize)),
+        bridge: Vec::with_capacity(round_trips as usize),
+    };
     for turn in 0..WARM_UP + round_trips {
         let relay = pair.round_trip().await?;
+        let against = match &mut other {
+            Some(other) => Some(other.round_trip().await?),
+            None => None,
+        };
         let echo = bridge.round_trip().await?;
         if turn >= WARM_UP {
-            relay_us.push(relay);
-            bridge_us.push(echo);
+            times.relay.push(relay);
+            times.bridge.push(echo);
+            if let (Some(times), Some(against)) = (&mut times.against, against) {
+                times.push(against);
+            }
         }
     }
-    relay_us.sort_by(f64::total_cmp);
-    bridge_us.sort_by(f64::total_cmp);
-    Ok((relay_us, bridge_us))
+    times.relay.sort_by(f64::total_cmp);
+    times.bridge.sort_by(f64::total_cmp);
+    if let Some(against) = &mut times.against {
+        against.sort_by(f64::total_cmp);
+    }
+    Ok(times)
 }
 
 /// A lab with a connected pair, whose server end reads what the client end

@@ -62,6 +62,11 @@ enum Task {
         /// to compare before and after.
         #[arg(long)]
         relay: Option<PathBuf>,
+        /// Also time this relay binary's send→read round trip, in turn with
+        /// the measured relay's and the bridge's in the same run: a before
+        /// and after that the machine's moods cannot tell apart.
+        #[arg(long)]
+        against: Option<PathBuf>,
         /// Serve the page from this folder in the browser section (an older
         /// checkout's www/, to compare before and after).
         #[arg(long)]
@@ -100,6 +105,7 @@ fn main() -> anyhow::Result<()> {
             load_labs,
             load_seconds,
             relay,
+            against,
             www,
             sections,
         } => bench::run(
@@ -109,7 +115,11 @@ fn main() -> anyhow::Result<()> {
                 labs: load_labs,
                 seconds: load_seconds,
             },
-            bench::Builds { relay, www },
+            bench::Builds {
+                relay,
+                against,
+                www,
+            },
             &sections,
         ),
         Task::Fuzz { seconds, seed } => fuzz::run(seconds, seed),
