@@ -38,6 +38,15 @@ pub fn esc(text: &str) -> String {
     out
 }
 
+/// Says how much of `total` bytes the page holds, when it holds less: a
+/// traced program's call shows at most 16 KiB, a segment a preview.
+fn cut_note(shown: usize, total: i64, lang: crate::i18n::Lang) -> Option<String> {
+    (total > shown as i64).then(|| match lang {
+        crate::i18n::Lang::En => format!("only the first {shown} of {total} bytes are shown"),
+        crate::i18n::Lang::Zh => format!("只显示了前 {shown} 字节，共 {total} 字节"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::wire::{Geometry, label_lines, wrap_words};
@@ -70,6 +79,26 @@ mod tests {
         assert!(zh.contains("启动监听"));
         assert!(zh.contains("接受设备"));
         assert!(zh.contains(r#"aria-label="服务端""#));
+    }
+
+    #[test]
+    fn bytes_the_page_does_not_hold_are_said_to_be_cut() {
+        let mut model = lesson_model(Lang::En);
+        let line = r#"{"seq":40,"t_us":40000,"kind":"call","id":20,"op":"read","sock":3,"fd":14,"phase":"done","ret":70000,"c":"read(14, \"abc\"..., 70000) = 70000","data":"abc","elapsed_us":5}"#;
+        model.apply_frame(&protocol::decode_event(line).expect("parses"), line);
+        model.revealed = model.rows.len();
+        let html = lanes(&model, &Ui::default(), Side::Server);
+        assert!(
+            html.contains("only the first 3 of 70000 bytes are shown"),
+            "{html}"
+        );
+        // A whole read says nothing of the kind.
+        assert_eq!(html.matches("bytes are shown").count(), 1, "{html}");
+        assert_eq!(
+            cut_note(40, 1448, Lang::Zh).as_deref(),
+            Some("只显示了前 40 字节，共 1448 字节")
+        );
+        assert_eq!(cut_note(5, 5, Lang::En), None);
     }
 
     #[test]
