@@ -681,10 +681,15 @@ async fn send_to_read_against_bridge(
         bridge: Vec::with_capacity(round_trips as usize),
     };
     for turn in 0..WARM_UP + round_trips {
-        let relay = pair.round_trip().await?;
-        let against = match &mut other {
-            Some(other) => Some(other.round_trip().await?),
-            None => None,
+        // Each goes first every other turn: the one after the bridge meets
+        // a machine woken differently from the one after a relay.
+        let (relay, against) = match &mut other {
+            Some(other) if turn % 2 == 1 => {
+                let against = other.round_trip().await?;
+                (pair.round_trip().await?, Some(against))
+            }
+            Some(other) => (pair.round_trip().await?, Some(other.round_trip().await?)),
+            None => (pair.round_trip().await?, None),
         };
         let echo = bridge.round_trip().await?;
         if turn >= WARM_UP {
