@@ -26,14 +26,14 @@ pub use routes::{LabId, LabRoute, OBSERVATIONS_QUEUE, Observation, RouteKey};
 
 use crate::engine::clock::{self, Stamp};
 use crate::transitions::TransitionTrace;
-use packet::{loopback_index, open_packet_socket, receive};
+use packet::{BATCH, Batch, loopback_index, open_packet_socket, receive};
 use routes::Routes;
 
 /// The relay's capture: the packet socket, the trace of state changes, and
 /// the routes that say which lab gets what.
 pub struct Capture {
     routes: Mutex<Routes>,
-    /// The packet socket and its buffer. Whoever drains holds the lock until
+    /// The packet socket and its buffers. Whoever drains holds the lock until
     /// the socket answers EAGAIN and every frame read is routed, so a drain
     /// that returns has delivered every frame queued before it began.
     reader: Mutex<Reader>,
@@ -48,7 +48,7 @@ pub struct Capture {
 
 struct Reader {
     socket: OwnedFd,
-    buffer: Vec<u8>,
+    batch: Batch,
     loopback_index: i32,
 }
 
@@ -98,7 +98,7 @@ impl Capture {
             routes: Mutex::new(Routes::default()),
             reader: Mutex::new(Reader {
                 socket,
-                buffer: vec![0u8; 65536],
+                batch: Batch::new(),
                 loopback_index: loopback_index(),
             }),
             transitions: transitions.map(Mutex::new),
@@ -185,31 +185,35 @@ impl Capture {
     fn drain_frames(&self, reader: &mut Reader) {
         let Reader {
             socket,
-            buffer,
+            batch,
             loopback_index,
         } = reader;
         loop {
-            match receive(socket.as_raw_fd(), buffer) {
-                Ok(frame) => {
-                    // On lo every segment is seen twice, leaving and
-                    // arriving. Keep the leaving copy: the kernel hands it
-                    // to this socket inside the sending system call, so it
-                    // is here before that call returns. The arriving copy
-                    // waits for the receive softirq, which the kernel may
-                    // defer to ksoftirqd, and would then come after calls
-                    // that happened later.
-                    if frame.ifindex == *loopback_index && frame.packet_type == libc::PACKET_HOST {
-                        continue;
-                    }
-                    if let Some(segment) = parse(&buffer[..frame.length], frame.at) {
-                        self.route(Observation::Segment(segment));
-                    }
-                }
+            let frames = match receive(socket.as_raw_fd(), batch) {
+                Ok(frames) => frames,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
                 Err(error) => {
                     tracing::debug!(%error, "packet socket read failed");
                     return;
                 }
+            };
+            for (index, frame) in frames.iter().enumerate() {
+                // On lo every segment is seen twice, leaving and arriving.
+                // Keep the leaving copy: the kernel hands it to this socket
+                // inside the sending system call, so it is here before that
+                // call returns. The arriving copy waits for the receive
+                // softirq, which the kernel may defer to ksoftirqd, and would
+                // then come after calls that happened later.
+                if frame.ifindex == *loopback_index && frame.packet_type == libc::PACKET_HOST {
+                    continue;
+                }
+                if let Some(segment) = parse(batch.bytes(index, frame), frame.at) {
+                    self.route(Observation::Segment(segment));
+                }
+            }
+            // A short batch emptied the queue: no read for EAGAIN.
+            if frames.len() < BATCH {
+                return;
             }
         }
     }

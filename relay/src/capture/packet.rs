@@ -1,6 +1,6 @@
 //! The packet socket itself: opening it with its filter, buffer and
-//! timestamps, reading one frame with the kernel's timestamp, and parsing
-//! the TCP segment in it.
+//! timestamps, reading the queued frames with the kernel's timestamp of
+//! each, and parsing the TCP segment in one.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -125,36 +125,85 @@ pub(super) struct Frame {
     pub at: Stamp,
 }
 
-/// Reads one frame, with the interface and direction it was seen in and the
-/// kernel's timestamp (SCM_TIMESTAMPNS).
-pub(super) fn receive(fd: RawFd, buffer: &mut [u8]) -> io::Result<Frame> {
-    // SAFETY: sockaddr_ll is plain data, for which all zeroes is valid.
-    let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    let mut data = libc::iovec {
-        iov_base: buffer.as_mut_ptr().cast(),
-        iov_len: buffer.len(),
+/// How many frames one read takes. A step's call puts a few frames in the
+/// queue (a segment and its ACK), which one `recvmmsg` then reads, where
+/// reading them one `recvmsg` at a time cost a system call each and one more
+/// for EAGAIN.
+pub(super) const BATCH: usize = 32;
+/// Room for a frame: the filter cuts each to [`bpf::SNAP_BYTES`].
+const FRAME_BYTES: usize = 256;
+const _: () = assert!(bpf::SNAP_BYTES as usize <= FRAME_BYTES);
+
+/// The buffers one `recvmmsg` fills, and the frames it read.
+pub(super) struct Batch {
+    buffers: Box<[[u8; FRAME_BYTES]; BATCH]>,
+    names: [libc::sockaddr_ll; BATCH],
+    /// Room for one timespec control message per frame, aligned as cmsghdr
+    /// needs.
+    controls: [[u64; 8]; BATCH],
+}
+
+impl Batch {
+    pub(super) fn new() -> Batch {
+        Batch {
+            buffers: Box::new([[0; FRAME_BYTES]; BATCH]),
+            // SAFETY: sockaddr_ll is plain data, for which all zeroes is valid.
+            names: unsafe { std::mem::zeroed() },
+            controls: [[0; 8]; BATCH],
+        }
+    }
+
+    /// The bytes of the `index`th frame the last read took.
+    pub(super) fn bytes(&self, index: usize, frame: &Frame) -> &[u8] {
+        &self.buffers[index][..frame.length]
+    }
+}
+
+/// Reads the frames queued on `fd`, up to [`BATCH`], each with the interface
+/// and direction it was seen in and the kernel's timestamp
+/// (SCM_TIMESTAMPNS). Fewer than [`BATCH`] means the queue is now empty;
+/// none is EAGAIN.
+pub(super) fn receive(fd: RawFd, batch: &mut Batch) -> io::Result<Vec<Frame>> {
+    // SAFETY: iovec and mmsghdr are plain data, for which all zeroes is valid.
+    let mut data: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+    let mut messages: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    for (index, (data, message)) in data.iter_mut().zip(messages.iter_mut()).enumerate() {
+        *data = libc::iovec {
+            iov_base: batch.buffers[index].as_mut_ptr().cast(),
+            iov_len: FRAME_BYTES,
+        };
+        let header = &mut message.msg_hdr;
+        header.msg_name = (&mut batch.names[index] as *mut libc::sockaddr_ll).cast();
+        header.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        header.msg_iov = data;
+        header.msg_iovlen = 1;
+        header.msg_control = batch.controls[index].as_mut_ptr().cast();
+        header.msg_controllen = std::mem::size_of_val(&batch.controls[index]) as _;
+    }
+    // SAFETY: every pointer in `messages` refers to a live buffer of `batch`
+    // or of `data`, of the size given, for the length of the call.
+    let count = unsafe {
+        libc::recvmmsg(
+            fd,
+            messages.as_mut_ptr(),
+            BATCH as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
     };
-    // Room for one timespec control message, aligned as cmsghdr needs.
-    let mut control = [0u64; 8];
-    // SAFETY: msghdr is plain data, for which all zeroes is valid.
-    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
-    message.msg_name = (&mut from as *mut libc::sockaddr_ll).cast();
-    message.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-    message.msg_iov = &mut data;
-    message.msg_iovlen = 1;
-    message.msg_control = control.as_mut_ptr().cast();
-    message.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: every pointer in `message` refers to a live local of the size given.
-    let count = unsafe { libc::recvmsg(fd, &mut message, libc::MSG_DONTWAIT) };
     if count < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(Frame {
-        length: (count as usize).min(buffer.len()),
-        ifindex: from.sll_ifindex,
-        packet_type: from.sll_pkttype,
-        at: frame_timestamp(&message).unwrap_or_else(clock::now),
-    })
+    Ok(messages[..count as usize]
+        .iter()
+        .zip(&batch.names)
+        .map(|(message, from)| Frame {
+            length: (message.msg_len as usize).min(FRAME_BYTES),
+            ifindex: from.sll_ifindex,
+            packet_type: from.sll_pkttype,
+            at: frame_timestamp(&message.msg_hdr).unwrap_or_else(clock::now),
+        })
+        .collect())
 }
 
 /// The SCM_TIMESTAMPNS control message of a received frame.
