@@ -389,23 +389,30 @@ impl RoundTrips {
             percentile(relay, 0.99),
             relay.len()
         );
-        println!(
-            "  echo bridge beside: p50 {:>7.1} µs   p99 {:>7.1} µs   (WebSocket → TCP echo → WebSocket); relay/bridge p50 {:.2}×, p99 {:.2}×",
-            percentile(bridge, 0.50),
-            percentile(bridge, 0.99),
-            percentile(relay, 0.50) / percentile(bridge, 0.50),
-            percentile(relay, 0.99) / percentile(bridge, 0.99),
+        beside(
+            "echo bridge",
+            "WebSocket → TCP echo → WebSocket",
+            relay,
+            bridge,
         );
         if let Some(against) = &self.against {
-            println!(
-                "  --against beside:   p50 {:>7.1} µs   p99 {:>7.1} µs   (its lab ports {AGAINST_LAB_PORTS}); relay/against p50 {:.2}×, p99 {:.2}×",
-                percentile(against, 0.50),
-                percentile(against, 0.99),
-                percentile(relay, 0.50) / percentile(against, 0.50),
-                percentile(relay, 0.99) / percentile(against, 0.99),
-            );
+            let what = format!("its lab ports {AGAINST_LAB_PORTS}");
+            beside("--against", &what, relay, against);
         }
     }
+}
+
+/// A round trip timed beside the relay's, and the relay's over it.
+fn beside(name: &str, what: &str, relay: &[f64], other: &[f64]) {
+    let short = name.trim_start_matches('-').replace("echo ", "");
+    println!(
+        "  {:<19} p50 {:>7.1} µs   p99 {:>7.1} µs   ({what}); relay/{short} p50 {:.2}×, p99 {:.2}×",
+        format!("{name} beside:"),
+        percentile(other, 0.50),
+        percentile(other, 0.99),
+        percentile(relay, 0.50) / percentile(other, 0.50),
+        percentile(relay, 0.99) / percentile(other, 0.99),
+    );
 }
 
 /// The relay's CPU time (user + system) in seconds, from /proc/PID/stat.
