@@ -27,15 +27,31 @@ pub fn build_folder(test: &str) -> PathBuf {
 
 /// Compiles one example with the warnings the issue names, as errors.
 pub fn compile(name: &str, out: &Path) -> PathBuf {
-    let binary = out.join(name);
+    build(&examples().join(format!("{name}.c")), &out.join(name), &[])
+}
+
+/// Compiles a test's own program, `source`, as `out/name`, the same way.
+pub fn compile_source(name: &str, source: &str, out: &Path, flags: &[&str]) -> PathBuf {
+    let path = out.join(format!("{name}.c"));
+    std::fs::write(&path, source).expect("the source");
+    build(&path, &out.join(name), flags)
+}
+
+fn build(source: &Path, binary: &Path, flags: &[&str]) -> PathBuf {
     let status = std::process::Command::new("cc")
-        .args(["-Wall", "-Wextra", "-Werror", "-O2", "-o"])
-        .arg(&binary)
-        .arg(examples().join(format!("{name}.c")))
+        .args(["-Wall", "-Wextra", "-Werror", "-O2"])
+        .args(flags)
+        .arg("-o")
+        .arg(binary)
+        .arg(source)
         .status()
         .expect("cc runs (Debian's gcc)");
-    assert!(status.success(), "{name}.c compiles without a warning");
-    binary
+    assert!(
+        status.success(),
+        "{} compiles without a warning",
+        source.display()
+    );
+    binary.to_path_buf()
 }
 
 /// The strace arguments that write the lesson's calls of a program (and its

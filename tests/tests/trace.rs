@@ -6,7 +6,7 @@ use std::path::Path;
 
 use protocol::{Call, EventBody, Note, Phase};
 use socket_flow_tests::c_programs::{
-    Tracing, build_folder, compile, free_lab_port, relay_trace, under_strace,
+    Tracing, build_folder, compile, compile_source, free_lab_port, relay_trace, under_strace,
 };
 use socket_flow_tests::follower::Follower;
 use socket_flow_tests::relay_process::RelayProcess;
@@ -251,16 +251,7 @@ int main(int argc, char *argv[]) {
 #[tokio::test]
 async fn a_threads_calls_are_its_processs() {
     let out = build_folder("trace-thread");
-    let source = out.join("threaded.c");
-    std::fs::write(&source, THREADED_CLIENT).expect("the source");
-    let binary = out.join("threaded");
-    let built = std::process::Command::new("cc")
-        .args(["-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .status()
-        .expect("cc runs");
-    assert!(built.success());
+    let binary = compile_source("threaded", THREADED_CLIENT, &out, &["-pthread"]);
     let lab_port = free_lab_port();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", lab_port))
         .await
@@ -301,6 +292,162 @@ async fn a_threads_calls_are_its_processs() {
             .iter()
             .all(|(_, lane)| lane.as_deref() == Some(ending.lane.as_str())),
         "{calls:#?} {ending:?}"
+    );
+    let _ = tracing.child.start_kill();
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The classic concurrent server: a child per connection. The parent closes
+/// its copy of the connection at once, and the child talks on it.
+const FORK_SERVER: &str = r#"
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int main(int argc, char *argv[]) {
+    if (argc < 2) return 2;
+    int sockfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof(addr));
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(atoi(argv[1]));
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1");
+    if (bind(sockfd, (struct sockaddr *)&addr, sizeof(addr)) < 0) return 1;
+    if (listen(sockfd, 5) < 0) return 1;
+    int conn = accept(sockfd, NULL, NULL);
+    if (conn < 0) return 1;
+    pid_t child = fork();
+    if (child < 0) return 1;
+    if (child == 0) {
+        close(sockfd);
+        char buffer[64];
+        if (read(conn, buffer, sizeof(buffer)) <= 0) _exit(1);
+        if (send(conn, "Hello, Client", 13, 0) != 13) _exit(1);
+        close(conn);
+        _exit(0);
+    }
+    close(conn);
+    int status;
+    if (waitpid(child, &status, 0) < 0) return 1;
+    close(sockfd);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+"#;
+
+#[tokio::test]
+async fn a_forked_child_talks_on_the_connection_its_parent_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let out = build_folder("trace-fork-server");
+    let binary = compile_source("fork_server", FORK_SERVER, &out, &[]);
+    let lab_port = free_lab_port();
+    let relay = RelayProcess::start(&[]).await;
+    let mut tracing = Tracing::open(relay.port(), &binary, &[&lab_port.to_string()]).await;
+    let mut follower = Follower::connect(&relay.ws_url(), &tracing.code).await;
+    let done = |event: &protocol::Event, op: protocol::OpName| match &event.body {
+        EventBody::Call(call) if call.op == Some(op) && call.phase == Some(Phase::Done) => {
+            Some(call.clone())
+        }
+        _ => None,
+    };
+    loop {
+        if done(&follower.next().await, protocol::OpName::Listen).is_some() {
+            break;
+        }
+    }
+    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", lab_port))
+        .await
+        .expect("the server listens");
+    let accepted = loop {
+        if let Some(call) = done(&follower.next().await, protocol::OpName::Accept) {
+            break call;
+        }
+    };
+    let parent = accepted
+        .lane
+        .clone()
+        .expect("a traced call names its process");
+    let conn = accepted.new_sock.expect("accept made a socket");
+    // The parent's close of its copy: the client writes only after it.
+    let parent_closed = loop {
+        let event = follower.next().await;
+        if let Some(call) = done(&event, protocol::OpName::Close) {
+            if call.lane.as_deref() == Some(parent.as_str()) && call.sock == Some(conn) {
+                break event.seq;
+            }
+        }
+    };
+    client.write_all(b"hi").await.expect("the client sends");
+    let mut answer = [0u8; 13];
+    client
+        .read_exact(&mut answer)
+        .await
+        .expect("the connection outlived the parent's close");
+    assert_eq!(&answer, b"Hello, Client");
+    let mut exited = Vec::new();
+    while exited.len() < 2 {
+        if let EventBody::Exited(ending) = follower.next().await.body {
+            exited.push(ending);
+        }
+    }
+    assert!(
+        exited.iter().all(|ending| ending.status == Some(0)),
+        "{exited:?}"
+    );
+    // The child's read and send are on the same lab socket, and name the
+    // child, not the parent whose close came first.
+    let on_conn: Vec<&Call> = follower
+        .events
+        .iter()
+        .filter_map(|event| match &event.body {
+            EventBody::Call(call) if call.sock == Some(conn) && call.phase == Some(Phase::Done) => {
+                Some(call)
+            }
+            _ => None,
+        })
+        .collect();
+    let ops: Vec<(Option<protocol::OpName>, bool)> = on_conn
+        .iter()
+        .map(|call| (call.op, call.lane.as_deref() == Some(parent.as_str())))
+        .collect();
+    use protocol::OpName::{Close, Read, Send};
+    assert_eq!(
+        ops,
+        [
+            (Some(Close), true),
+            (Some(Read), false),
+            (Some(Send), false),
+            (Some(Close), false)
+        ],
+        "{on_conn:#?}"
+    );
+    let child = on_conn[1].lane.clone().expect("the child's name");
+    assert!(
+        child.starts_with("fork_server[") && child != parent,
+        "{child}"
+    );
+    // On the wire, the parent's close sent nothing: the server's first
+    // segment after it is the child's answer, and its FIN comes after that.
+    let from_server: Vec<&protocol::Segment> = follower
+        .events
+        .iter()
+        .filter(|event| event.seq > parent_closed)
+        .filter_map(|event| match &event.body {
+            EventBody::Segment(segment) if segment.src_sock == Some(conn) => Some(segment),
+            _ => None,
+        })
+        .collect();
+    let first_fin = from_server
+        .iter()
+        .position(|segment| segment.flags.iter().any(|flag| flag == "FIN"));
+    let answer_at = from_server
+        .iter()
+        .position(|segment| segment.payload.as_deref() == Some("Hello, Client"));
+    assert!(
+        matches!((answer_at, first_fin), (Some(answer), Some(fin)) if answer < fin),
+        "{from_server:#?}"
     );
     let _ = tracing.child.start_kill();
     let _ = std::fs::remove_dir_all(&out);

@@ -51,7 +51,9 @@ fn queue_slots(view: &SockView, lang: Lang) -> String {
     )
 }
 
-fn card_html(card: &Card, lang: Lang, selected: Option<u64>) -> String {
+/// A call's card. `program` is the lane's traced program: a call another
+/// process made (a forked child, on a socket it inherited) says whose it is.
+fn card_html(card: &Card, lang: Lang, selected: Option<u64>, program: Option<&str>) -> String {
     let call = &card.call;
     let phase = card.phase();
     let class = phase_class(phase);
@@ -88,6 +90,13 @@ fn card_html(card: &Card, lang: Lang, selected: Option<u64>) -> String {
     }
     if let Some(us) = call.elapsed_us {
         let _ = write!(extras, " <span class=\"time\">{us} µs</span>");
+    }
+    if let Some(by) = call.lane.as_deref().filter(|by| Some(*by) != program) {
+        let by = match lang {
+            Lang::En => format!("by {by}"),
+            Lang::Zh => format!("由 {by} 调用"),
+        };
+        let _ = write!(extras, " <span class=\"by\">{}</span>", esc(&by));
     }
     if let Some(data) = call.data.as_ref().or(call.hex.as_ref()) {
         let _ = write!(extras, " <q class=\"data\">{}</q>", esc(data));
@@ -260,7 +269,7 @@ pub fn lane(model: &Model, lane: &Lane, ui: &Ui) -> String {
             n = number + 1,
             call = step.call_label(),
             card = card
-                .map(|card| card_html(card, lang, ui.selected_seq))
+                .map(|card| card_html(card, lang, ui.selected_seq, lane.program.as_deref()))
                 .unwrap_or_default(),
         );
     }
@@ -300,7 +309,12 @@ pub fn lane(model: &Model, lane: &Lane, ui: &Ui) -> String {
             lang.pick("Other calls", "其他调用")
         );
         for card in &lane.extra {
-            html.push_str(&card_html(card, lang, ui.selected_seq));
+            html.push_str(&card_html(
+                card,
+                lang,
+                ui.selected_seq,
+                lane.program.as_deref(),
+            ));
         }
         html.push_str("</div>");
     }

@@ -102,6 +102,22 @@ mod tests {
     }
 
     #[test]
+    fn a_call_by_another_process_than_the_lanes_says_whose_it_is() {
+        let mut model = Model::new(Lang::En);
+        for line in [
+            r#"{"seq":1,"t_us":1,"kind":"call","id":null,"op":"socket","sock":1,"fd":3,"phase":"done","ret":3,"c":"socket(AF_INET, SOCK_STREAM, 0) = 3","role":"server","lane":"server[7]"}"#,
+            r#"{"seq":2,"t_us":2,"kind":"call","id":null,"op":"accept","sock":1,"fd":3,"phase":"done","ret":4,"new_sock":2,"new_fd":4,"c":"accept(3, NULL, NULL) = 4","lane":"server[7]"}"#,
+            r#"{"seq":3,"t_us":3,"kind":"call","id":null,"op":"read","sock":2,"fd":4,"phase":"done","ret":2,"c":"read(4, \"hi\", 1024) = 2","data":"hi","lane":"server[9]"}"#,
+        ] {
+            model.apply(&protocol::decode_event(line).expect("parses"));
+        }
+        model.revealed = model.rows.len();
+        let html = lanes(&model, &Ui::default(), Side::Server);
+        assert!(html.contains("by server[9]"), "{html}");
+        assert!(!html.contains("by server[7]"), "{html}");
+    }
+
+    #[test]
     fn the_code_panel_highlights_the_last_call_with_its_value() {
         let model = lesson_model(Lang::En);
         let html = code(&model, &Ui::default());
