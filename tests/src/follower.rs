@@ -47,6 +47,18 @@ impl Follower {
     }
 
     /// Reads the next frame and files it; panics on a gap in a run.
+    /// Reads on until `count` traced programs have ended; their endings,
+    /// in the order the lab told them.
+    pub async fn exits(&mut self, count: usize) -> Vec<protocol::Exited> {
+        let mut exited = Vec::new();
+        while exited.len() < count {
+            if let EventBody::Exited(ending) = self.next().await.body {
+                exited.push(ending);
+            }
+        }
+        exited
+    }
+
     pub async fn next(&mut self) -> Event {
         loop {
             let frame = tokio::time::timeout(EVENT_TIMEOUT, self.socket.next())

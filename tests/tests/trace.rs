@@ -83,12 +83,7 @@ async fn traced_programs_make_the_calls_strace_sees_and_accept_really_sleeps() {
     assert!(String::from_utf8_lossy(&answered.stdout).contains("received: Hello, Client"));
 
     // Both programs end; the lab says so, with their status.
-    let mut exited = Vec::new();
-    while exited.len() < 2 {
-        if let EventBody::Exited(ending) = follower.next().await.body {
-            exited.push(ending);
-        }
-    }
+    let exited = follower.exits(2).await;
     assert!(
         exited.iter().all(|ending| ending.status == Some(0)),
         "{exited:?}"
@@ -181,12 +176,7 @@ async fn a_program_started_by_a_shell_is_followed_through_fork_and_exec() {
     let script = format!("{} {lab_port}; exit 3", client.display());
     let mut tracing = Tracing::open(relay.port(), Path::new("sh"), &["-c", &script]).await;
     let mut follower = Follower::connect(&relay.ws_url(), &tracing.code).await;
-    let mut exited = Vec::new();
-    while exited.len() < 2 {
-        if let EventBody::Exited(ending) = follower.next().await.body {
-            exited.push(ending);
-        }
-    }
+    let exited = follower.exits(2).await;
     // The child ran the client, and ended first; the shell's status is its own.
     assert!(exited[0].lane.starts_with("client["), "{exited:?}");
     assert_eq!(exited[0].status, Some(0));
@@ -265,11 +255,7 @@ async fn a_threads_calls_are_its_processs() {
     let relay = RelayProcess::start(&[]).await;
     let mut tracing = Tracing::open(relay.port(), &binary, &[&lab_port.to_string()]).await;
     let mut follower = Follower::connect(&relay.ws_url(), &tracing.code).await;
-    let ending = loop {
-        if let EventBody::Exited(ending) = follower.next().await.body {
-            break ending;
-        }
-    };
+    let ending = follower.exits(1).await.remove(0);
     assert_eq!(ending.status, Some(0));
     let calls: Vec<(String, Option<String>)> = follower
         .events
@@ -386,12 +372,7 @@ async fn a_forked_child_talks_on_the_connection_its_parent_closed() {
         .await
         .expect("the connection outlived the parent's close");
     assert_eq!(&answer, b"Hello, Client");
-    let mut exited = Vec::new();
-    while exited.len() < 2 {
-        if let EventBody::Exited(ending) = follower.next().await.body {
-            exited.push(ending);
-        }
-    }
+    let exited = follower.exits(2).await;
     assert!(
         exited.iter().all(|ending| ending.status == Some(0)),
         "{exited:?}"
