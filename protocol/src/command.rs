@@ -209,6 +209,19 @@ impl Refusal {
 }
 
 pub(crate) fn decode(text: &str) -> Result<Command, Refusal> {
+    // A well-formed command, by far the most common frame, in one pass
+    // (half the time of the checks below). Anything it does not take goes
+    // the long way, which names what is wrong; so does `reset`, whose
+    // unknown fields serde's deny_unknown_fields does not reach.
+    match serde_json::from_str::<Command>(text) {
+        Ok(command) if command.op != Op::Reset => Ok(command),
+        _ => decode_checked(text),
+    }
+}
+
+/// Reads a command field by field, refusing with the reason for a frame
+/// that is not a command.
+fn decode_checked(text: &str) -> Result<Command, Refusal> {
     let value: Value = serde_json::from_str(text).map_err(|error| {
         Refusal::new(
             None,
@@ -357,6 +370,32 @@ mod tests {
             let command = Command { id: id as u64, op };
             let text = encode_command(&command);
             assert_eq!(decode(&text), Ok(command), "{text}");
+        }
+    }
+
+    /// The one-pass read takes only what the field-by-field read takes, and
+    /// reads it the same.
+    #[test]
+    fn both_reads_agree() {
+        let frames = [
+            r#"{"id":1,"op":"send","sock":2,"data":"ping"}"#,
+            r#"{"op":"send","sock":2,"id":1,"hex":"00ff"}"#,
+            r#" { "id" : 1 , "op" : "read" , "sock" : 3 , "max" : 16 } "#,
+            r#"{"id":1,"op":"read","sock":3,"max":16,"max":17}"#,
+            r#"{"id":1,"id":2,"op":"close","sock":3}"#,
+            r#"{"id":1,"op":"close","op":"close","sock":3}"#,
+            r#"{"id":1,"op":"close","sock":3,"extra":null}"#,
+            r#"{"id":1,"op":"socket","role":"server","sock":4}"#,
+            r#"{"id":1,"op":"reset","sock":4}"#,
+            r#"{"id":1,"op":"reset"}"#,
+            r#"{"id":1.0,"op":"close","sock":3}"#,
+            r#"{"id":1,"op":"clo\u0073e","sock":3}"#,
+            r#"{"id":1,"op":"setsockopt","sock":1,"name":"SO_LINGER","value":false}"#,
+            r#"{"id":1,"op":"bind","sock":1,"addr":null}"#,
+            r#"{"id":1,"op":"bind","sock":1}trailing"#,
+        ];
+        for text in frames {
+            assert_eq!(decode(text), decode_checked(text), "{text}");
         }
     }
 
