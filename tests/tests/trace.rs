@@ -9,7 +9,7 @@ use socket_flow_tests::c_programs::{
     Tracing, build_folder, compile, compile_source, free_lab_port, relay_trace, under_strace,
 };
 use socket_flow_tests::follower::Follower;
-use socket_flow_tests::relay_process::RelayProcess;
+use socket_flow_tests::relay_process::{RelayProcess, relay_binary};
 
 /// What strace saw each program call, from its first socket() on, without
 /// its writes to stdout; sendto with no address is what send() calls.
@@ -432,4 +432,27 @@ async fn a_forked_child_talks_on_the_connection_its_parent_closed() {
     );
     let _ = tracing.child.start_kill();
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// A process has one tracer. Under `strace -f`, relay trace's child is
+/// strace's before it can ask to be relay trace's: relay trace says so,
+/// rather than blame the system's ptrace settings.
+#[tokio::test]
+async fn a_relay_trace_that_is_itself_traced_says_why_it_cannot_trace() {
+    let relay = RelayProcess::start(&[]).await;
+    let output = tokio::process::Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null"])
+        .arg(relay_binary())
+        .args(["trace", "--port", &relay.port().to_string(), "--", "true"])
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .output()
+        .await
+        .expect("strace runs");
+    assert!(!output.status.success(), "{output:?}");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("relay trace is itself being traced") && said.contains("only one tracer"),
+        "{said}"
+    );
 }

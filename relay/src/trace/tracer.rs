@@ -146,6 +146,19 @@ pub fn trace(
 }
 
 fn explain_spawn(program: &OsString, error: io::Error) -> io::Error {
+    // A process has one tracer: under a debugger or `strace -f`, the child
+    // is already traced by it when it asks for relay trace.
+    if let (Some(libc::EPERM), Some(tracer)) = (error.raw_os_error(), own_tracer()) {
+        return io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "relay trace is itself being traced (by process {tracer}, a debugger or \
+                 `strace -f`), and a program can have only one tracer, so {} cannot be \
+                 traced here. Run relay trace outside it.",
+                program.to_string_lossy()
+            ),
+        );
+    }
     if error.raw_os_error() == Some(libc::EPERM) {
         return io::Error::new(
             io::ErrorKind::PermissionDenied,
@@ -162,6 +175,18 @@ fn explain_spawn(program: &OsString, error: io::Error) -> io::Error {
         error.kind(),
         format!("could not start {}: {error}", program.to_string_lossy()),
     )
+}
+
+/// The process tracing this one, if one is (`TracerPid` in /proc).
+fn own_tracer() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let tracer: u32 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("TracerPid:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    (tracer != 0).then_some(tracer)
 }
 
 /// The timer thread: reports each call in the kernel past its due time, once.
