@@ -85,6 +85,9 @@ pub enum OpName {
     Close,
     Setsockopt,
     Reset,
+    /// dup(2), dup2(2) or dup3(2) in a traced program: another fd for the
+    /// same socket. A page cannot ask for it, so it is not in [`OpName::ALL`].
+    Dup,
 }
 
 impl OpName {
@@ -115,6 +118,7 @@ impl OpName {
             OpName::Close => "close",
             OpName::Setsockopt => "setsockopt",
             OpName::Reset => "reset",
+            OpName::Dup => "dup",
         }
     }
 }

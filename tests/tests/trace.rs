@@ -283,9 +283,12 @@ async fn a_threads_calls_are_its_processs() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
-/// The classic concurrent server: a child per connection. The parent closes
-/// its copy of the connection at once, and the child talks on it.
-const FORK_SERVER: &str = r#"
+/// A server that accepts one client and hands the connection on as
+/// `argv[2]` says: `fork`, to a child that answers on it (the classic
+/// concurrent server; the parent closes its copy at once), or `dup2`, to
+/// fd 9, closing the fd accept gave it. Either answers the client's first
+/// message with "Hello, Client".
+const HANDING_SERVER: &str = r#"
 #include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,8 +296,16 @@ const FORK_SERVER: &str = r#"
 #include <sys/wait.h>
 #include <unistd.h>
 
+static int answer(int fd) {
+    char buffer[64];
+    if (read(fd, buffer, sizeof(buffer)) <= 0) return 1;
+    if (send(fd, "Hello, Client", 13, 0) != 13) return 1;
+    close(fd);
+    return 0;
+}
+
 int main(int argc, char *argv[]) {
-    if (argc < 2) return 2;
+    if (argc < 3) return 2;
     int sockfd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof(addr));
@@ -305,15 +316,18 @@ int main(int argc, char *argv[]) {
     if (listen(sockfd, 5) < 0) return 1;
     int conn = accept(sockfd, NULL, NULL);
     if (conn < 0) return 1;
+    if (strcmp(argv[2], "dup2") == 0) {
+        if (dup2(conn, 9) != 9) return 1;
+        close(conn);
+        int failed = answer(9);
+        close(sockfd);
+        return failed;
+    }
     pid_t child = fork();
     if (child < 0) return 1;
     if (child == 0) {
         close(sockfd);
-        char buffer[64];
-        if (read(conn, buffer, sizeof(buffer)) <= 0) _exit(1);
-        if (send(conn, "Hello, Client", 13, 0) != 13) _exit(1);
-        close(conn);
-        _exit(0);
+        _exit(answer(conn));
     }
     close(conn);
     int status;
@@ -323,29 +337,71 @@ int main(int argc, char *argv[]) {
 }
 "#;
 
-#[tokio::test]
-async fn a_forked_child_talks_on_the_connection_its_parent_closed() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let out = build_folder("trace-fork-server");
-    let binary = compile_source("fork_server", FORK_SERVER, &out, &[]);
-    let lab_port = free_lab_port();
-    let relay = RelayProcess::start(&[]).await;
-    let mut tracing = Tracing::open(relay.port(), &binary, &[&lab_port.to_string()]).await;
-    let mut follower = Follower::connect(&relay.ws_url(), &tracing.code).await;
-    let done = |event: &protocol::Event, op: protocol::OpName| match &event.body {
+/// The handing server, traced into a lab, with a follower that has seen it
+/// listen and a client connected to it.
+struct Handing {
+    _relay: RelayProcess,
+    tracing: Tracing,
+    follower: Follower,
+    client: tokio::net::TcpStream,
+    out: std::path::PathBuf,
+}
+
+impl Handing {
+    async fn start(how: &str) -> Handing {
+        let out = build_folder(&format!("trace-{how}"));
+        let binary = compile_source("server", HANDING_SERVER, &out, &[]);
+        let lab_port = free_lab_port();
+        let relay = RelayProcess::start(&[]).await;
+        let tracing = Tracing::open(relay.port(), &binary, &[&lab_port.to_string(), how]).await;
+        let mut follower = Follower::connect(&relay.ws_url(), &tracing.code).await;
+        while done(&follower.next().await, protocol::OpName::Listen).is_none() {}
+        let client = tokio::net::TcpStream::connect(("127.0.0.1", lab_port))
+            .await
+            .expect("the server listens");
+        Handing {
+            _relay: relay,
+            tracing,
+            follower,
+            client,
+            out,
+        }
+    }
+}
+
+impl Drop for Handing {
+    fn drop(&mut self) {
+        let _ = self.tracing.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.out);
+    }
+}
+
+/// The call in `event`, when it is `op` done.
+fn done(event: &protocol::Event, op: protocol::OpName) -> Option<Call> {
+    match &event.body {
         EventBody::Call(call) if call.op == Some(op) && call.phase == Some(Phase::Done) => {
             Some(call.clone())
         }
         _ => None,
-    };
-    loop {
-        if done(&follower.next().await, protocol::OpName::Listen).is_some() {
-            break;
-        }
     }
-    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", lab_port))
+}
+
+/// Says hi, and checks the server's answer.
+async fn greet(client: &mut tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    client.write_all(b"hi").await.expect("the client sends");
+    let mut answer = [0u8; 13];
+    client
+        .read_exact(&mut answer)
         .await
-        .expect("the server listens");
+        .expect("the server answers");
+    assert_eq!(&answer, b"Hello, Client");
+}
+
+#[tokio::test]
+async fn a_forked_child_talks_on_the_connection_its_parent_closed() {
+    let mut server = Handing::start("fork").await;
+    let follower = &mut server.follower;
     let accepted = loop {
         if let Some(call) = done(&follower.next().await, protocol::OpName::Accept) {
             break call;
@@ -365,13 +421,8 @@ async fn a_forked_child_talks_on_the_connection_its_parent_closed() {
             }
         }
     };
-    client.write_all(b"hi").await.expect("the client sends");
-    let mut answer = [0u8; 13];
-    client
-        .read_exact(&mut answer)
-        .await
-        .expect("the connection outlived the parent's close");
-    assert_eq!(&answer, b"Hello, Client");
+    // The connection outlived the parent's close.
+    greet(&mut server.client).await;
     let exited = follower.exits(2).await;
     assert!(
         exited.iter().all(|ending| ending.status == Some(0)),
@@ -405,10 +456,7 @@ async fn a_forked_child_talks_on_the_connection_its_parent_closed() {
         "{on_conn:#?}"
     );
     let child = on_conn[1].lane.clone().expect("the child's name");
-    assert!(
-        child.starts_with("fork_server[") && child != parent,
-        "{child}"
-    );
+    assert!(child.starts_with("server[") && child != parent, "{child}");
     // On the wire, the parent's close sent nothing: the server's first
     // segment after it is the child's answer, and its FIN comes after that.
     let from_server: Vec<&protocol::Segment> = follower
@@ -430,8 +478,6 @@ async fn a_forked_child_talks_on_the_connection_its_parent_closed() {
         matches!((answer_at, first_fin), (Some(answer), Some(fin)) if answer < fin),
         "{from_server:#?}"
     );
-    let _ = tracing.child.start_kill();
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 /// A process has one tracer. Under `strace -f`, relay trace's child is
@@ -454,5 +500,43 @@ async fn a_relay_trace_that_is_itself_traced_says_why_it_cannot_trace() {
     assert!(
         said.contains("relay trace is itself being traced") && said.contains("only one tracer"),
         "{said}"
+    );
+}
+
+#[tokio::test]
+async fn a_socket_moved_to_another_fd_with_dup2_is_still_shown() {
+    let mut server = Handing::start("dup2").await;
+    let follower = &mut server.follower;
+    greet(&mut server.client).await;
+    assert_eq!(follower.exits(1).await[0].status, Some(0));
+    let calls: Vec<&Call> = follower
+        .events
+        .iter()
+        .filter_map(|event| match &event.body {
+            EventBody::Call(call) if call.phase == Some(Phase::Done) => Some(call),
+            _ => None,
+        })
+        .collect();
+    let conn = calls
+        .iter()
+        .find(|call| call.op == Some(protocol::OpName::Accept))
+        .and_then(|call| call.new_sock)
+        .expect("accept made a socket");
+    // Every call on the connection, as C, whichever fd it was made on.
+    let on_conn: Vec<&str> = calls
+        .iter()
+        .filter(|call| call.sock == Some(conn))
+        .map(|call| call.c.as_str())
+        .collect();
+    assert_eq!(
+        on_conn,
+        [
+            "dup2(4, 9) = 9",
+            "close(4) = 0",
+            "read(9, \"hi\", 64) = 2",
+            "send(9, \"Hello, Client\", 13, 0) = 13",
+            "close(9) = 0",
+        ],
+        "{calls:#?}"
     );
 }

@@ -31,6 +31,9 @@ pub enum Sys {
     Shutdown,
     Close,
     SetSockOpt,
+    Dup,
+    Dup2,
+    Dup3,
 }
 
 impl Sys {
@@ -58,6 +61,11 @@ impl Sys {
             libc::SYS_shutdown => Sys::Shutdown,
             libc::SYS_close => Sys::Close,
             libc::SYS_setsockopt => Sys::SetSockOpt,
+            libc::SYS_dup => Sys::Dup,
+            // aarch64 has only dup3, which glibc's dup2 calls there.
+            #[cfg(target_arch = "x86_64")]
+            libc::SYS_dup2 => Sys::Dup2,
+            libc::SYS_dup3 => Sys::Dup3,
             _ => return None,
         })
     }
@@ -74,6 +82,17 @@ impl Sys {
             Sys::Shutdown => OpName::Shutdown,
             Sys::Close => OpName::Close,
             Sys::SetSockOpt => OpName::Setsockopt,
+            Sys::Dup | Sys::Dup2 | Sys::Dup3 => OpName::Dup,
+        }
+    }
+
+    /// The fd a call closes before it returns: close's own, or the one
+    /// dup2 and dup3 put the copy in, when another file had it.
+    pub fn closes(self, args: &[u64; 6]) -> Option<i32> {
+        match self {
+            Sys::Close => Some(args[0] as i32),
+            Sys::Dup2 | Sys::Dup3 if args[1] != args[0] => Some(args[1] as i32),
+            _ => None,
         }
     }
 
@@ -86,7 +105,14 @@ impl Sys {
     pub fn may_sleep(self) -> bool {
         !matches!(
             self,
-            Sys::Socket | Sys::Bind | Sys::Listen | Sys::Shutdown | Sys::SetSockOpt
+            Sys::Socket
+                | Sys::Bind
+                | Sys::Listen
+                | Sys::Shutdown
+                | Sys::SetSockOpt
+                | Sys::Dup
+                | Sys::Dup2
+                | Sys::Dup3
         )
     }
 }
@@ -268,6 +294,17 @@ pub fn written(
             }
         ),
         Sys::Close => format!("close({fd})"),
+        Sys::Dup => format!("dup({fd})"),
+        Sys::Dup2 => format!("dup2({fd}, {})", args[1] as i32),
+        Sys::Dup3 => format!(
+            "dup3({fd}, {}, {})",
+            args[1] as i32,
+            if args[2] as i32 & libc::O_CLOEXEC != 0 {
+                "O_CLOEXEC"
+            } else {
+                "0"
+            }
+        ),
         Sys::SetSockOpt => {
             let value = (args[4] == 4)
                 .then(|| read_u32(memory, args[3]))
@@ -517,10 +554,28 @@ mod tests {
                 Some(0),
                 "shutdown(4, SHUT_WR) = 0",
             ),
+            (Sys::Dup, [4, 0, 0, 0, 0, 0], Some(5), "dup(4) = 5"),
+            (Sys::Dup2, [4, 9, 0, 0, 0, 0], Some(9), "dup2(4, 9) = 9"),
+            (
+                Sys::Dup3,
+                [4, 9, libc::O_CLOEXEC as u64, 0, 0, 0],
+                Some(9),
+                "dup3(4, 9, O_CLOEXEC) = 9",
+            ),
         ];
         for (sys, args, result, expected) in cases {
             assert_eq!(c(sys, args, result), expected);
         }
+    }
+
+    /// dup2 and dup3 close the fd they put the copy in, unless it is the
+    /// fd they copy.
+    #[test]
+    fn the_calls_that_close_an_fd_name_it() {
+        assert_eq!(Sys::Close.closes(&[4, 0, 0, 0, 0, 0]), Some(4));
+        assert_eq!(Sys::Dup2.closes(&[4, 9, 0, 0, 0, 0]), Some(9));
+        assert_eq!(Sys::Dup2.closes(&[4, 4, 0, 0, 0, 0]), None);
+        assert_eq!(Sys::Dup.closes(&[4, 0, 0, 0, 0, 0]), None);
     }
 
     #[test]

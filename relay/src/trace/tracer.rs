@@ -468,7 +468,13 @@ impl Tracer {
         let known = self.processes.get(&process)?;
         let shown = match sys {
             Sys::Socket => syscalls::is_tcp_socket(&args),
-            _ => known.sockets.contains(&(args[0] as i32)),
+            // A dup2 of another file onto a socket's fd closes the socket.
+            _ => {
+                known.sockets.contains(&(args[0] as i32))
+                    || sys
+                        .closes(&args)
+                        .is_some_and(|fd| known.sockets.contains(&fd))
+            }
         };
         if !shown {
             return None;
@@ -482,12 +488,11 @@ impl Tracer {
             entered,
             process,
         };
-        if sys == Sys::Close && !self.lost {
-            // The lab lets go of its copy before the program's close runs.
-            let closing = Report::Closing {
-                process,
-                fd: args[0] as i32,
-            };
+        let closes = sys.closes(&args).filter(|fd| known.sockets.contains(fd));
+        if let (Some(fd), false) = (closes, self.lost) {
+            // The lab lets go of its copy before the program's close runs
+            // (or the dup2 that closes the fd it reuses).
+            let closing = Report::Closing { process, fd };
             self.report(closing, None);
             if !self.lost && !matches!(self.link.reply(), Ok(super::report::Reply::LetGo)) {
                 self.lost = true;
@@ -571,6 +576,18 @@ impl Tracer {
             Sys::Close => {
                 if let Some(process) = self.processes.get_mut(&call.process) {
                     process.sockets.remove(&(call.args[0] as i32));
+                }
+            }
+            // The copy is the same socket under another fd.
+            Sys::Dup | Sys::Dup2 | Sys::Dup3 => {
+                if let (Some(fd), Some(process)) = (made, self.processes.get_mut(&call.process)) {
+                    if process.sockets.contains(&(call.args[0] as i32)) {
+                        process.sockets.insert(fd);
+                    } else {
+                        // Another file took the socket's fd.
+                        process.sockets.remove(&fd);
+                    }
+                    traced.new_fd = Some(fd);
                 }
             }
             _ => {}

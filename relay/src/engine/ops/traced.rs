@@ -137,6 +137,18 @@ impl Lab {
                 self.sockets.ghosts.push(ghost);
             }
         }
+        if let (OpName::Dup, Phase::Done, Some(new_fd)) = (call.op, phase, call.new_fd) {
+            event.new_fd = Some(new_fd);
+            // dup2 and dup3 close whatever socket the fd held first.
+            let copy = (call.process, new_fd);
+            let replaced = self.program_fds.fds.remove(&copy);
+            if let Some(ghost) = replaced.and_then(|old| self.program_fds.closing.remove(&old)) {
+                self.sockets.ghosts.push(ghost);
+            }
+            if let Some(sock) = sock {
+                self.program_fds.fds.insert(copy, sock);
+            }
+        }
         self.emit(call.at, event);
     }
 
