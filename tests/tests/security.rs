@@ -2,10 +2,20 @@
 //! careless client can try, against the real binary.
 
 use socket_flow_tests::http_get_with;
+use socket_flow_tests::lab_client::LabClient;
 use socket_flow_tests::relay_process::RelayProcess;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// The status a WebSocket upgrade got, with these headers.
+/// A relay that captures, and two labs of it.
+async fn two_capturing_labs() -> (RelayProcess, LabClient, LabClient) {
+    let relay = RelayProcess::start(&[]).await;
+    let lab_a = LabClient::connect(&relay.ws_url()).await;
+    let lab_b = LabClient::connect(&relay.ws_url()).await;
+    assert!(lab_a.hello.capture, "{:?}", lab_a.hello.capture_reason);
+    (relay, lab_a, lab_b)
+}
+
 async fn upgrade_status(relay: &RelayProcess, headers: &[(&'static str, String)]) -> u16 {
     let mut request = relay.ws_url().into_client_request().expect("request");
     for (name, value) in headers {
@@ -202,12 +212,8 @@ async fn a_client_that_stops_reading_cannot_grow_the_relay() {
 async fn one_lab_never_sees_another_on_the_same_port_number() {
     use protocol::{ErrorCode, EventBody, Op, Role};
     use socket_flow_tests::flows::{connected_client, listening_server};
-    use socket_flow_tests::lab_client::LabClient;
 
-    let relay = RelayProcess::start(&[]).await;
-    let mut lab_a = LabClient::connect(&relay.ws_url()).await;
-    let mut lab_b = LabClient::connect(&relay.ws_url()).await;
-    assert!(lab_a.hello.capture, "{:?}", lab_a.hello.capture_reason);
+    let (_relay, mut lab_a, mut lab_b) = two_capturing_labs().await;
     let (server, _, server_addr) = listening_server(&mut lab_a).await;
     let port = server_addr.port();
     // Lab B may not take A's port, on any address.
@@ -295,7 +301,6 @@ async fn one_lab_never_sees_another_on_the_same_port_number() {
 async fn an_unbound_listen_binds_the_lab_address_first() {
     use protocol::{EventBody, Note, Op, OpName, Role};
     use socket_flow_tests::kernel::ss_socket_of;
-    use socket_flow_tests::lab_client::LabClient;
 
     let relay = RelayProcess::start(&[]).await;
     let mut lab = LabClient::connect(&relay.ws_url()).await;
@@ -337,7 +342,6 @@ async fn an_unbound_listen_binds_the_lab_address_first() {
 #[tokio::test]
 async fn connects_beyond_this_host_are_refused_without_a_system_call() {
     use protocol::{ErrorCode, EventBody, Op, Role};
-    use socket_flow_tests::lab_client::LabClient;
 
     let relay = RelayProcess::start(&[]).await;
     let mut lab = LabClient::connect(&relay.ws_url()).await;
@@ -387,12 +391,8 @@ async fn connects_beyond_this_host_are_refused_without_a_system_call() {
 async fn a_port_handed_on_takes_none_of_the_new_labs_traffic_with_it() {
     use protocol::{EventBody, Op, Role};
     use socket_flow_tests::flows::{connected_client, listening_server};
-    use socket_flow_tests::lab_client::LabClient;
 
-    let relay = RelayProcess::start(&[]).await;
-    let mut lab_a = LabClient::connect(&relay.ws_url()).await;
-    let mut lab_b = LabClient::connect(&relay.ws_url()).await;
-    assert!(lab_a.hello.capture, "{:?}", lab_a.hello.capture_reason);
+    let (_relay, mut lab_a, mut lab_b) = two_capturing_labs().await;
     // Lab A listens, and closes its listener: the port is free again,
     // while the capture still routes A's last moments there.
     let (server_a, _, addr_a) = listening_server(&mut lab_a).await;
