@@ -100,8 +100,8 @@ fn card_html(card: &Card, lang: Lang, selected: Option<u64>, program: Option<&st
     }
     if let Some(data) = call.data.as_ref().or(call.hex.as_ref()) {
         let _ = write!(extras, " <q class=\"data\">{}</q>", esc(data));
-        let shown = call.data.as_ref().map_or(data.len() / 2, String::len);
-        if let Some(cut) = super::cut_note(shown, call.ret.unwrap_or(0), lang) {
+        let total = call.ret.unwrap_or(0);
+        if let Some(cut) = super::cut_note(call.data.as_ref(), call.hex.as_ref(), total, lang) {
             let _ = write!(extras, " <span class=\"cut\">({})</span>", esc(&cut));
         }
     }

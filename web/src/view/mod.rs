@@ -38,9 +38,16 @@ pub fn esc(text: &str) -> String {
     out
 }
 
-/// Says how much of `total` bytes the page holds, when it holds less: a
-/// traced program's call shows at most 16 KiB, a segment a preview.
-fn cut_note(shown: usize, total: i64, lang: crate::i18n::Lang) -> Option<String> {
+/// Says how much of `total` bytes the page holds (as `text`, or as `hex`
+/// when they are not UTF-8), when it holds less: a traced program's call
+/// shows at most 16 KiB, a segment a preview.
+fn cut_note(
+    text: Option<&String>,
+    hex: Option<&String>,
+    total: i64,
+    lang: crate::i18n::Lang,
+) -> Option<String> {
+    let shown = text.map_or(hex.map_or(0, |hex| hex.len() / 2), String::len);
     (total > shown as i64).then(|| match lang {
         crate::i18n::Lang::En => format!("only the first {shown} of {total} bytes are shown"),
         crate::i18n::Lang::Zh => format!("只显示了前 {shown} 字节，共 {total} 字节"),
@@ -94,11 +101,12 @@ mod tests {
         );
         // A whole read says nothing of the kind.
         assert_eq!(html.matches("bytes are shown").count(), 1, "{html}");
+        let (text, hex) = (String::from("hello"), String::from("00ff"));
         assert_eq!(
-            cut_note(40, 1448, Lang::Zh).as_deref(),
-            Some("只显示了前 40 字节，共 1448 字节")
+            cut_note(None, Some(&hex), 1448, Lang::Zh).as_deref(),
+            Some("只显示了前 2 字节，共 1448 字节")
         );
-        assert_eq!(cut_note(5, 5, Lang::En), None);
+        assert_eq!(cut_note(Some(&text), None, 5, Lang::En), None);
     }
 
     #[test]

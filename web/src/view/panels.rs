@@ -80,14 +80,11 @@ pub fn packet(model: &Model, ui: &Ui) -> String {
     if let Some(text) = &segment.payload {
         rows.push((lang.pick("Payload (text)", "载荷（文本）"), text.clone()));
     }
-    let shown = segment.payload.as_ref().map_or(
-        segment.payload_hex.as_ref().map_or(0, |hex| hex.len() / 2),
-        String::len,
-    );
     if let Some(hex) = hex {
         rows.push((lang.pick("Payload (hex)", "载荷（十六进制）"), hex));
     }
-    if let Some(cut) = super::cut_note(shown, i64::from(segment.len), lang) {
+    let (text, hex) = (segment.payload.as_ref(), segment.payload_hex.as_ref());
+    if let Some(cut) = super::cut_note(text, hex, i64::from(segment.len), lang) {
         rows.push((lang.pick("Payload shown", "显示的载荷"), cut));
     }
     rows.push((lang.pick("Caused by", "起因"), cause));
