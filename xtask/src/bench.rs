@@ -25,8 +25,8 @@ use futures_util::{SinkExt, StreamExt};
 use protocol::{Command, Event, EventBody, Op, Phase, Role};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::{cargo, project_root, run_command};
@@ -543,6 +543,9 @@ pub(crate) async fn connect(url: &str) -> anyhow::Result<Client> {
     Ok(socket)
 }
 
+/// How long the bench waits for an event before it gives up on the relay.
+const EVENT_WAIT: Duration = Duration::from_secs(10);
+
 pub(crate) struct Session {
     socket: Client,
     next_id: u64,
@@ -580,16 +583,33 @@ impl Session {
     }
 
     pub async fn next(&mut self) -> anyhow::Result<Event> {
+        tokio::time::timeout(EVENT_WAIT, self.event())
+            .await
+            .context("no event within 10 s")?
+    }
+
+    /// The next event, however long it takes: for a caller that bounds a
+    /// whole exchange with one timer. A timer started per event wakes this
+    /// process's timer thread, which then competes with the relay for the
+    /// CPU inside the very round trip being timed.
+    async fn event(&mut self) -> anyhow::Result<Event> {
+        let text = self.text().await?;
+        protocol::decode_event(&text).map_err(anyhow::Error::msg)
+    }
+
+    /// The next text frame, as the relay sent it.
+    async fn text(&mut self) -> anyhow::Result<Utf8Bytes> {
         loop {
-            let frame = tokio::time::timeout(Duration::from_secs(10), self.socket.next())
+            let frame = self
+                .socket
+                .next()
                 .await
-                .context("no event within 10 s")?
                 .context("the relay closed the session")??;
             if let Message::Text(text) = frame {
                 if let Some(kept) = &mut self.kept {
                     kept.push(text.to_string());
                 }
-                return protocol::decode_event(&text).map_err(anyhow::Error::msg);
+                return Ok(text);
             }
         }
     }
@@ -690,15 +710,23 @@ async fn send_to_read_against_bridge(
     for turn in 0..WARM_UP + round_trips {
         // Each goes first every other turn: the one after the bridge meets
         // a machine woken differently from the one after a relay.
-        let (relay, against) = match &mut other {
-            Some(other) if turn % 2 == 1 => {
-                let against = other.round_trip().await?;
-                (pair.round_trip().await?, Some(against))
-            }
-            Some(other) => (pair.round_trip().await?, Some(other.round_trip().await?)),
-            None => (pair.round_trip().await?, None),
+        let one_turn = async {
+            let (relay, against) = match &mut other {
+                Some(other) if turn % 2 == 1 => {
+                    let against = other.round_trip().await?;
+                    (pair.round_trip().await?, Some(against))
+                }
+                Some(other) => (pair.round_trip().await?, Some(other.round_trip().await?)),
+                None => (pair.round_trip().await?, None),
+            };
+            anyhow::Ok((relay, against, bridge.round_trip().await?))
         };
-        let echo = bridge.round_trip().await?;
+        // The turn's timer, like the relay's, starts while a relay's read
+        // waits, before any clock: the bridge's echo is timed with no timer
+        // set inside it, as the relay's send is.
+        let (relay, against, echo) = tokio::time::timeout(EVENT_WAIT * 3, one_turn)
+            .await
+            .context("a round trip took over 30 s")??;
         if turn >= WARM_UP {
             times.relay.push(relay);
             times.bridge.push(echo);
@@ -740,7 +768,17 @@ impl ReadingPair {
     }
 
     /// From the send command to the peer's read done event, in µs.
+    ///
+    /// One timer bounds the whole exchange; it starts while the read waits,
+    /// before the clock does, so no timer is set inside the timed part (the
+    /// echo bridge's round trip sets none either).
     pub(crate) async fn round_trip(&mut self) -> anyhow::Result<f64> {
+        tokio::time::timeout(EVENT_WAIT, self.untimed_round_trip())
+            .await
+            .context("no read done event within 10 s")?
+    }
+
+    async fn untimed_round_trip(&mut self) -> anyhow::Result<f64> {
         let session = &mut self.session;
         // The read waits first, as a server's would: the clock starts once
         // the relay has said it is waiting, so the figure is the send's
@@ -752,7 +790,7 @@ impl ReadingPair {
             })
             .await?;
         loop {
-            if let EventBody::Call(call) = session.next().await?.body {
+            if let EventBody::Call(call) = session.event().await?.body {
                 if call.op == Some(protocol::OpName::Read) && call.phase == Some(Phase::Blocked) {
                     break;
                 }
@@ -767,14 +805,29 @@ impl ReadingPair {
             })
             .await?;
         loop {
-            if let EventBody::Call(call) = session.next().await?.body {
-                if call.op == Some(protocol::OpName::Read) && call.phase == Some(Phase::Done) {
-                    break;
-                }
+            // The clock stops when the frame arrives, and the frame is read
+            // only as far as telling which event it is: the bridge's client
+            // reads nothing of its echo either, so neither figure carries
+            // the measuring client's own decoding.
+            let text = session.text().await?;
+            let arrived = started.elapsed();
+            let peek: CallPeek = serde_json::from_str(&text)?;
+            if peek.kind == "call"
+                && peek.op == Some(protocol::OpName::Read)
+                && peek.phase == Some(Phase::Done)
+            {
+                return Ok(arrived.as_secs_f64() * 1e6);
             }
         }
-        Ok(started.elapsed().as_secs_f64() * 1e6)
     }
+}
+
+/// Of an event, what tells a read's done event from the others.
+#[derive(serde::Deserialize)]
+struct CallPeek {
+    kind: String,
+    op: Option<protocol::OpName>,
+    phase: Option<Phase>,
 }
 
 async fn lifecycles_per_second(ws_url: &str, count: u32) -> anyhow::Result<f64> {
