@@ -290,6 +290,7 @@ async fn a_threads_calls_are_its_processs() {
 /// message with "Hello, Client".
 const HANDING_SERVER: &str = r#"
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -316,8 +317,11 @@ int main(int argc, char *argv[]) {
     if (listen(sockfd, 5) < 0) return 1;
     int conn = accept(sockfd, NULL, NULL);
     if (conn < 0) return 1;
-    if (strcmp(argv[2], "dup2") == 0) {
-        if (dup2(conn, 9) != 9) return 1;
+    int moved = -1;
+    if (strcmp(argv[2], "dup2") == 0) moved = dup2(conn, 9);
+    if (strcmp(argv[2], "fcntl") == 0) moved = fcntl(conn, F_DUPFD_CLOEXEC, 9);
+    if (moved >= 0) {
+        if (moved != 9) return 1;
         close(conn);
         int failed = answer(9);
         close(sockfd);
@@ -505,7 +509,37 @@ async fn a_relay_trace_that_is_itself_traced_says_why_it_cannot_trace() {
 
 #[tokio::test]
 async fn a_socket_moved_to_another_fd_with_dup2_is_still_shown() {
-    let mut server = Handing::start("dup2").await;
+    assert_eq!(
+        calls_on_moved_connection("dup2").await,
+        [
+            "dup2(4, 9) = 9",
+            "close(4) = 0",
+            "read(9, \"hi\", 64) = 2",
+            "send(9, \"Hello, Client\", 13, 0) = 13",
+            "close(9) = 0",
+        ]
+    );
+}
+
+/// fcntl(F_DUPFD_CLOEXEC) is a dup by another name, and followed as one.
+#[tokio::test]
+async fn a_socket_moved_to_another_fd_with_fcntl_is_still_shown() {
+    assert_eq!(
+        calls_on_moved_connection("fcntl").await,
+        [
+            "fcntl(4, F_DUPFD_CLOEXEC, 9) = 9",
+            "close(4) = 0",
+            "read(9, \"hi\", 64) = 2",
+            "send(9, \"Hello, Client\", 13, 0) = 13",
+            "close(9) = 0",
+        ]
+    );
+}
+
+/// Every call on the accepted connection, as C, whichever fd it was made
+/// on, of the handing server that moves it to fd 9 `how`.
+async fn calls_on_moved_connection(how: &str) -> Vec<String> {
+    let mut server = Handing::start(how).await;
     let follower = &mut server.follower;
     greet(&mut server.client).await;
     assert_eq!(follower.exits(1).await[0].status, Some(0));
@@ -522,21 +556,9 @@ async fn a_socket_moved_to_another_fd_with_dup2_is_still_shown() {
         .find(|call| call.op == Some(protocol::OpName::Accept))
         .and_then(|call| call.new_sock)
         .expect("accept made a socket");
-    // Every call on the connection, as C, whichever fd it was made on.
-    let on_conn: Vec<&str> = calls
+    calls
         .iter()
         .filter(|call| call.sock == Some(conn))
-        .map(|call| call.c.as_str())
-        .collect();
-    assert_eq!(
-        on_conn,
-        [
-            "dup2(4, 9) = 9",
-            "close(4) = 0",
-            "read(9, \"hi\", 64) = 2",
-            "send(9, \"Hello, Client\", 13, 0) = 13",
-            "close(9) = 0",
-        ],
-        "{calls:#?}"
-    );
+        .map(|call| call.c.clone())
+        .collect()
 }

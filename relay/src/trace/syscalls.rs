@@ -34,16 +34,21 @@ pub enum Sys {
     Dup,
     Dup2,
     Dup3,
+    /// fcntl(fd, F_DUPFD or F_DUPFD_CLOEXEC, lowest): a dup by another name.
+    /// fcntl's other commands are not followed.
+    FcntlDup,
 }
 
 impl Sys {
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    pub fn from_number(_number: u64) -> Option<Sys> {
+    pub fn from_call(_number: u64, _args: &[u64; 6]) -> Option<Sys> {
         None
     }
 
+    /// The call a system call's number and arguments make, if it is one
+    /// the lesson shows.
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    pub fn from_number(number: u64) -> Option<Sys> {
+    pub fn from_call(number: u64, args: &[u64; 6]) -> Option<Sys> {
         let number = i64::try_from(number).ok()?;
         Some(match number {
             libc::SYS_socket => Sys::Socket,
@@ -66,6 +71,9 @@ impl Sys {
             #[cfg(target_arch = "x86_64")]
             libc::SYS_dup2 => Sys::Dup2,
             libc::SYS_dup3 => Sys::Dup3,
+            libc::SYS_fcntl if matches!(args[1] as i32, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) => {
+                Sys::FcntlDup
+            }
             _ => return None,
         })
     }
@@ -82,7 +90,7 @@ impl Sys {
             Sys::Shutdown => OpName::Shutdown,
             Sys::Close => OpName::Close,
             Sys::SetSockOpt => OpName::Setsockopt,
-            Sys::Dup | Sys::Dup2 | Sys::Dup3 => OpName::Dup,
+            Sys::Dup | Sys::Dup2 | Sys::Dup3 | Sys::FcntlDup => OpName::Dup,
         }
     }
 
@@ -113,6 +121,7 @@ impl Sys {
                 | Sys::Dup
                 | Sys::Dup2
                 | Sys::Dup3
+                | Sys::FcntlDup
         )
     }
 }
@@ -304,6 +313,15 @@ pub fn written(
             } else {
                 "0"
             }
+        ),
+        Sys::FcntlDup => format!(
+            "fcntl({fd}, {}, {})",
+            if args[1] as i32 == libc::F_DUPFD_CLOEXEC {
+                "F_DUPFD_CLOEXEC"
+            } else {
+                "F_DUPFD"
+            },
+            args[2] as i32
         ),
         Sys::SetSockOpt => {
             let value = (args[4] == 4)
@@ -562,6 +580,12 @@ mod tests {
                 Some(9),
                 "dup3(4, 9, O_CLOEXEC) = 9",
             ),
+            (
+                Sys::FcntlDup,
+                [4, libc::F_DUPFD_CLOEXEC as u64, 10, 0, 0, 0],
+                Some(10),
+                "fcntl(4, F_DUPFD_CLOEXEC, 10) = 10",
+            ),
         ];
         for (sys, args, result, expected) in cases {
             assert_eq!(c(sys, args, result), expected);
@@ -576,6 +600,27 @@ mod tests {
         assert_eq!(Sys::Dup2.closes(&[4, 9, 0, 0, 0, 0]), Some(9));
         assert_eq!(Sys::Dup2.closes(&[4, 4, 0, 0, 0, 0]), None);
         assert_eq!(Sys::Dup.closes(&[4, 0, 0, 0, 0, 0]), None);
+        assert_eq!(Sys::FcntlDup.closes(&[4, 0, 10, 0, 0, 0]), None);
+    }
+
+    /// Of fcntl's commands, only the two that copy an fd are followed:
+    /// F_SETFL and the others change no fd.
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    #[test]
+    fn fcntl_is_followed_only_where_it_copies_an_fd() {
+        let fcntl = libc::SYS_fcntl as u64;
+        for (command, expected) in [
+            (libc::F_DUPFD, Some(Sys::FcntlDup)),
+            (libc::F_DUPFD_CLOEXEC, Some(Sys::FcntlDup)),
+            (libc::F_SETFL, None),
+            (libc::F_GETFL, None),
+            (libc::F_SETFD, None),
+        ] {
+            assert_eq!(
+                Sys::from_call(fcntl, &[4, command as u64, 10, 0, 0, 0]),
+                expected
+            );
+        }
     }
 
     #[test]

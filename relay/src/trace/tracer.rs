@@ -463,7 +463,7 @@ impl Tracer {
     /// A call's entry: is it one the lesson shows, and what did it hand
     /// the kernel?
     fn entered(&mut self, pid: Pid, number: u64, args: [u64; 6]) -> Option<InCall> {
-        let sys = Sys::from_number(number)?;
+        let sys = Sys::from_call(number, &args)?;
         let process = *self.threads.get(&pid)?;
         let known = self.processes.get(&process)?;
         let shown = match sys {
@@ -579,7 +579,7 @@ impl Tracer {
                 }
             }
             // The copy is the same socket under another fd.
-            Sys::Dup | Sys::Dup2 | Sys::Dup3 => {
+            Sys::Dup | Sys::Dup2 | Sys::Dup3 | Sys::FcntlDup => {
                 if let (Some(fd), Some(process)) = (made, self.processes.get_mut(&call.process)) {
                     if process.sockets.contains(&(call.args[0] as i32)) {
                         process.sockets.insert(fd);
