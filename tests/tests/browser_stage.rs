@@ -33,6 +33,19 @@ fn inside(place: &[f64]) -> bool {
     *top >= 0.0 && *left >= 0.0 && bottom <= height && right <= width && bottom > top
 }
 
+/// Whether the header and the toolbar each take one row: their visible
+/// children all start within 20 px of one another.
+async fn bars_rows(browser: &Browser) -> serde_json::Value {
+    browser
+        .client
+        .execute(
+            "return ['.top', '.toolbar'].map((bar) => {                const tops = [...document.querySelector(bar).children]                  .filter((child) => child.getClientRects().length > 0)                  .map((child) => child.getBoundingClientRect().top);                return Math.max(...tops) - Math.min(...tops) < 20; })",
+            vec![],
+        )
+        .await
+        .expect("the script runs")
+}
+
 /// Runs the handshake by hand on a 1280×720 projector, and checks what is
 /// in view.
 async fn handshake_on_a_projector(language: &str, server: &str, client: &str) {
@@ -40,6 +53,13 @@ async fn handshake_on_a_projector(language: &str, server: &str, client: &str) {
     let browser = Browser::start(language).await;
     browser.open_page(&relay.url).await;
     browser.set_viewport(1280, 720).await;
+    // A laptop's 1280-wide screen fits the header and the toolbar in one
+    // row each before the projector's larger stage is asked for.
+    assert_eq!(
+        bars_rows(&browser).await,
+        serde_json::json!([true, true]),
+        "header and toolbar in one row each, without projector mode"
+    );
     click(&browser, "//input[@id='skip']").await;
     click(&browser, "//button[@data-action='projector']").await;
     browser.wait_for("body.projector").await;
@@ -68,16 +88,8 @@ async fn handshake_on_a_projector(language: &str, server: &str, client: &str) {
 
     // The header and the toolbar take one row each, so the stage starts
     // high on the screen.
-    let rows = browser
-        .client
-        .execute(
-            "return ['.top', '.toolbar'].map((bar) => {                const tops = [...document.querySelector(bar).children]                  .filter((child) => child.getClientRects().length > 0)                  .map((child) => child.getBoundingClientRect().top);                return Math.max(...tops) - Math.min(...tops) < 20; })",
-            vec![],
-        )
-        .await
-        .expect("the script runs");
     assert_eq!(
-        rows,
+        bars_rows(&browser).await,
         serde_json::json!([true, true]),
         "header and toolbar in one row each"
     );
