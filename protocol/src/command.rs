@@ -88,6 +88,10 @@ pub enum OpName {
     /// dup(2), dup2(2) or dup3(2) in a traced program: another fd for the
     /// same socket. A page cannot ask for it, so it is not in [`OpName::ALL`].
     Dup,
+    /// fcntl(2) F_SETFL in a traced program: the socket's file status flags,
+    /// O_NONBLOCK among them, which decide whether its calls wait. A page
+    /// cannot ask for it, so it is not in [`OpName::ALL`].
+    Fcntl,
 }
 
 impl OpName {
@@ -119,6 +123,7 @@ impl OpName {
             OpName::Setsockopt => "setsockopt",
             OpName::Reset => "reset",
             OpName::Dup => "dup",
+            OpName::Fcntl => "fcntl",
         }
     }
 }

@@ -323,6 +323,13 @@ int main(int argc, char *argv[]) {
     if (moved >= 0) {
         if (moved != 9) return 1;
         close(conn);
+        if (strcmp(argv[2], "fcntl") == 0) {
+            /* A moment without blocking, and back, as a program that polls
+               would: both F_SETFL calls are shown, F_GETFL is not. */
+            int flags = fcntl(9, F_GETFL);
+            if (fcntl(9, F_SETFL, flags | O_NONBLOCK) != 0) return 1;
+            if (fcntl(9, F_SETFL, flags) != 0) return 1;
+        }
         int failed = answer(9);
         close(sockfd);
         return failed;
@@ -521,7 +528,8 @@ async fn a_socket_moved_to_another_fd_with_dup2_is_still_shown() {
     );
 }
 
-/// fcntl(F_DUPFD_CLOEXEC) is a dup by another name, and followed as one.
+/// fcntl(F_DUPFD_CLOEXEC) is a dup by another name, and followed as one;
+/// fcntl(F_SETFL) is shown with the flags it sets.
 #[tokio::test]
 async fn a_socket_moved_to_another_fd_with_fcntl_is_still_shown() {
     assert_eq!(
@@ -529,6 +537,8 @@ async fn a_socket_moved_to_another_fd_with_fcntl_is_still_shown() {
         [
             "fcntl(4, F_DUPFD_CLOEXEC, 9) = 9",
             "close(4) = 0",
+            "fcntl(9, F_SETFL, O_RDWR|O_NONBLOCK) = 0",
+            "fcntl(9, F_SETFL, O_RDWR) = 0",
             "read(9, \"hi\", 64) = 2",
             "send(9, \"Hello, Client\", 13, 0) = 13",
             "close(9) = 0",

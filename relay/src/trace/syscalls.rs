@@ -35,8 +35,11 @@ pub enum Sys {
     Dup2,
     Dup3,
     /// fcntl(fd, F_DUPFD or F_DUPFD_CLOEXEC, lowest): a dup by another name.
-    /// fcntl's other commands are not followed.
     FcntlDup,
+    /// fcntl(fd, F_SETFL, flags): O_NONBLOCK on or off, which decides whether
+    /// the program's calls on the socket sleep or answer EAGAIN. fcntl's
+    /// other commands (F_GETFL, F_SETFD, ...) change nothing shown.
+    FcntlSetFl,
 }
 
 impl Sys {
@@ -74,6 +77,7 @@ impl Sys {
             libc::SYS_fcntl if matches!(args[1] as i32, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) => {
                 Sys::FcntlDup
             }
+            libc::SYS_fcntl if args[1] as i32 == libc::F_SETFL => Sys::FcntlSetFl,
             _ => return None,
         })
     }
@@ -91,6 +95,7 @@ impl Sys {
             Sys::Close => OpName::Close,
             Sys::SetSockOpt => OpName::Setsockopt,
             Sys::Dup | Sys::Dup2 | Sys::Dup3 | Sys::FcntlDup => OpName::Dup,
+            Sys::FcntlSetFl => OpName::Fcntl,
         }
     }
 
@@ -122,6 +127,7 @@ impl Sys {
                 | Sys::Dup2
                 | Sys::Dup3
                 | Sys::FcntlDup
+                | Sys::FcntlSetFl
         )
     }
 }
@@ -323,6 +329,7 @@ pub fn written(
             },
             args[2] as i32
         ),
+        Sys::FcntlSetFl => format!("fcntl({fd}, F_SETFL, {})", status_flags(args[2] as i32)),
         Sys::SetSockOpt => {
             let value = (args[4] == 4)
                 .then(|| read_u32(memory, args[3]))
@@ -433,6 +440,37 @@ fn socket_flags(value: i32) -> Option<String> {
     .map(|(_, name)| name)
     .collect();
     (!names.is_empty()).then(|| names.join(" | "))
+}
+
+/// F_SETFL's flags as C writes them: `O_RDWR|O_NONBLOCK`. The access mode
+/// is named only when it is not O_RDONLY (0), as a program that passes on
+/// F_GETFL's answer (O_RDWR for a socket) shows it.
+fn status_flags(flags: i32) -> String {
+    let mut names = Vec::new();
+    match flags & libc::O_ACCMODE {
+        libc::O_WRONLY => names.push("O_WRONLY".to_string()),
+        libc::O_RDWR => names.push("O_RDWR".to_string()),
+        _ => {}
+    }
+    let mut rest = flags & !libc::O_ACCMODE;
+    for (flag, name) in [
+        (libc::O_APPEND, "O_APPEND"),
+        (libc::O_NONBLOCK, "O_NONBLOCK"),
+        (libc::O_ASYNC, "O_ASYNC"),
+    ] {
+        if rest & flag != 0 {
+            names.push(name.to_string());
+            rest &= !flag;
+        }
+    }
+    if rest != 0 {
+        names.push(format!("{rest:#o}"));
+    }
+    if names.is_empty() {
+        "0".to_string()
+    } else {
+        names.join("|")
+    }
 }
 
 fn msg_flags(value: u64) -> String {
@@ -586,6 +624,25 @@ mod tests {
                 Some(10),
                 "fcntl(4, F_DUPFD_CLOEXEC, 10) = 10",
             ),
+            (
+                Sys::FcntlSetFl,
+                [
+                    4,
+                    libc::F_SETFL as u64,
+                    (libc::O_RDWR | libc::O_NONBLOCK) as u64,
+                    0,
+                    0,
+                    0,
+                ],
+                Some(0),
+                "fcntl(4, F_SETFL, O_RDWR|O_NONBLOCK) = 0",
+            ),
+            (
+                Sys::FcntlSetFl,
+                [4, libc::F_SETFL as u64, 0, 0, 0, 0],
+                Some(0),
+                "fcntl(4, F_SETFL, 0) = 0",
+            ),
         ];
         for (sys, args, result, expected) in cases {
             assert_eq!(c(sys, args, result), expected);
@@ -603,16 +660,16 @@ mod tests {
         assert_eq!(Sys::FcntlDup.closes(&[4, 0, 10, 0, 0, 0]), None);
     }
 
-    /// Of fcntl's commands, only the two that copy an fd are followed:
-    /// F_SETFL and the others change no fd.
+    /// Of fcntl's commands, the two that copy an fd and F_SETFL are
+    /// followed; the others change nothing the lesson shows.
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     #[test]
-    fn fcntl_is_followed_only_where_it_copies_an_fd() {
+    fn fcntl_is_followed_where_it_copies_an_fd_or_sets_its_flags() {
         let fcntl = libc::SYS_fcntl as u64;
         for (command, expected) in [
             (libc::F_DUPFD, Some(Sys::FcntlDup)),
             (libc::F_DUPFD_CLOEXEC, Some(Sys::FcntlDup)),
-            (libc::F_SETFL, None),
+            (libc::F_SETFL, Some(Sys::FcntlSetFl)),
             (libc::F_GETFL, None),
             (libc::F_SETFD, None),
         ] {
