@@ -7,15 +7,12 @@ use socket_flow_tests::c_programs::{Tracing, build_folder, compile, free_lab_por
 use socket_flow_tests::relay_process::RelayProcess;
 
 /// Each lifeline head's label and x, and each handshake arrow's kind and
-/// the x it leaves from and points to. The handshake is read from its SYN
-/// on: an earlier test's connection on the same lab port may have sent its
-/// last segment there a moment before, as in the stage test.
+/// the x it leaves from and points to.
 const GEOMETRY: &str = "\
     const heads = [...document.querySelectorAll('#diagram text.lifehead')] \
       .map((head) => [head.textContent, Number(head.getAttribute('x'))]); \
-    const all = [...document.querySelectorAll('#diagram g.arrow.syn, #diagram g.arrow.ack')]; \
-    const syn = all.findIndex((arrow) => arrow.classList.contains('syn')); \
-    const arrows = all.slice(syn, syn + 3).map((arrow) => { const line = arrow.querySelector('line'); \
+    const arrows = [...document.querySelectorAll('#diagram g.arrow.syn, #diagram g.arrow.ack')] \
+      .slice(0, 3).map((arrow) => { const line = arrow.querySelector('line'); \
         return [arrow.getAttribute('aria-label'), Number(line.getAttribute('x1')), Number(line.getAttribute('x2'))]; }); \
     return [heads, arrows]";
 
