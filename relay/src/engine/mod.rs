@@ -75,9 +75,9 @@ pub struct TracedInput {
     pub report: crate::trace::report::Report,
     /// The lab's copy of the socket a `socket()` or `accept()` made.
     pub socket: Option<std::os::fd::OwnedFd>,
-    /// For [`crate::trace::report::Report::Closing`]: told once the lab has
-    /// let go of its copy.
-    pub let_go: Option<tokio::sync::oneshot::Sender<()>>,
+    /// For a report the program is held on (a `Closing`, or a `Returned`
+    /// with a socket): told once the lab has handled it.
+    pub handled: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// What a lab needs to know of the relay.

@@ -123,7 +123,7 @@ impl Link {
         Link::connect_at(&socket_path(port))
     }
 
-    fn connect_at(path: &Path) -> io::Result<Link> {
+    pub(super) fn connect_at(path: &Path) -> io::Result<Link> {
         let fd = seqpacket()?;
         let address = UnixAddr::new(path)?;
         socket::connect(fd.as_raw_fd(), &address)?;
@@ -198,7 +198,7 @@ impl Listener {
         Listener::bind_at(socket_path(port))
     }
 
-    fn bind_at(path: PathBuf) -> io::Result<Listener> {
+    pub(super) fn bind_at(path: PathBuf) -> io::Result<Listener> {
         if let Some(folder) = path.parent() {
             private_folder(folder)?;
         }
@@ -343,8 +343,8 @@ mod tests {
             passed.local_addr().ok(),
             "the same socket"
         );
-        connection.reply(&Reply::LetGo).await.expect("answered");
-        assert!(matches!(link.reply(), Ok(Reply::LetGo)));
+        connection.reply(&Reply::Handled).await.expect("answered");
+        assert!(matches!(link.reply(), Ok(Reply::Handled)));
         drop(link);
         assert!(connection.next().await.expect("read").is_none(), "the end");
         drop(listener);

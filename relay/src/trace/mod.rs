@@ -87,7 +87,7 @@ pub fn run(
     let code = match link.reply()? {
         Reply::Opened { code } => code,
         Reply::Refused { reason } => anyhow::bail!("{reason}"),
-        Reply::LetGo => anyhow::bail!("the relay answered out of turn"),
+        Reply::Handled => anyhow::bail!("the relay answered out of turn"),
     };
     let url = format!("http://127.0.0.1:{}/?follow={code}", request.port);
     // The first line of stdout is the URL, as the relay's own is.

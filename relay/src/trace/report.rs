@@ -31,9 +31,11 @@ pub enum Reply {
     Opened { code: String },
     /// Why there is no lab for it.
     Refused { reason: String },
-    /// The lab has let go of its own copy of a socket the program is about
-    /// to close (see [`Report::Closing`]).
-    LetGo,
+    /// The lab has handled a report the program waits on: it has let go of
+    /// its own copy of a socket the program is about to close (see
+    /// [`Report::Closing`]), or taken in the socket a call made (see
+    /// [`Report::Returned`]).
+    Handled,
 }
 
 /// One thing a traced program did.
@@ -41,13 +43,17 @@ pub enum Reply {
 pub enum Report {
     /// A socket call returned. A `socket()` or `accept()` that made a
     /// socket carries a copy of it (`pidfd_getfd`) beside the message, so
-    /// that the lab can ask the kernel for its state.
+    /// that the lab can ask the kernel for its state; the tracer then holds
+    /// the program until the relay answers [`Reply::Handled`]. The lab so
+    /// knows the socket before the program can use it, and names it on the
+    /// wire from its first segment: a connect's SYN leaves the client's lane,
+    /// not "outside".
     Returned(TracedCall),
     /// A call has been in the kernel for [`SLEEPS_AFTER_US`]: the thread
     /// sleeps there.
     Sleeps(TracedCall),
     /// The program is about to close a socket fd. The tracer holds it at
-    /// the entry of close() until the relay answers [`Reply::LetGo`]: the
+    /// the entry of close() until the relay answers [`Reply::Handled`]: the
     /// lab's copy must not keep the connection open past the program's own
     /// close, or the FIN would leave later than the program asked.
     Closing { process: u32, fd: i32 },

@@ -94,8 +94,8 @@ async fn take(mut connection: Connection, labs: &Labs, joinable: &Joinable) -> s
     }
 }
 
-/// Hands the lab each report; holds a closing program until the lab has
-/// let go of its copy of the socket.
+/// Hands the lab each report; answers the ones the program is held on
+/// once the lab has handled them.
 async fn feed(
     connection: &mut Connection,
     inputs: mpsc::Sender<LabInput>,
@@ -109,24 +109,28 @@ async fn feed(
         let Some((Message::Report(report), socket)) = next else {
             return Ok(());
         };
-        let (let_go, answered) = match report {
-            Report::Closing { .. } => {
-                let (let_go, answered) = oneshot::channel();
-                (Some(let_go), Some(answered))
-            }
-            _ => (None, None),
+        // The tracer holds the program on a close, until the lab has let go
+        // of its copy, and on a call that made a socket, until the lab has
+        // it (see `Report`).
+        let held = matches!(report, Report::Closing { .. })
+            || (matches!(report, Report::Returned(_)) && socket.is_some());
+        let (handled, answered) = if held {
+            let (handled, answered) = oneshot::channel();
+            (Some(handled), Some(answered))
+        } else {
+            (None, None)
         };
         let input = TracedInput {
             report,
             socket,
-            let_go,
+            handled,
         };
         if inputs.send(LabInput::Traced(input)).await.is_err() {
             return Ok(());
         }
         if let Some(answered) = answered {
             let _ = answered.await;
-            connection.reply(&Reply::LetGo).await?;
+            connection.reply(&Reply::Handled).await?;
         }
     }
 }
@@ -135,5 +139,75 @@ async fn feed(
 async fn publish(events: &mut mpsc::Receiver<protocol::Event>, audience: &Audience) {
     while let Some(event) = events.recv().await {
         crate::session::published(&event, audience);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use protocol::{OpName, Role};
+
+    use super::*;
+    use crate::trace::link::Link;
+    use crate::trace::report::TracedCall;
+
+    fn returned(op: OpName, fd: i32) -> Message {
+        Message::Report(Report::Returned(TracedCall {
+            process: 7,
+            lane: "client[7]".into(),
+            role: Role::Client,
+            op,
+            fd,
+            c: String::new(),
+            ret: i64::from(fd),
+            errno: None,
+            entered: 0,
+            at: 0,
+            addr: None,
+            data: None,
+            new_fd: None,
+        }))
+    }
+
+    /// The tracer holds a program that made a socket until the lab has it,
+    /// so that the socket's first segment finds it: the relay answers such
+    /// a report only once the lab has handled it, and no other.
+    // Two workers: the link's reply is a blocking read, which the relay's
+    // side must answer meanwhile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_that_made_a_socket_is_answered_once_the_lab_has_it() {
+        let folder = std::env::temp_dir().join(format!("socket-flow-stage-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&folder);
+        let path = folder.join("relay.sock");
+        let listener = Listener::bind_at(path.clone()).expect("listens");
+        let link = Link::connect_at(&path).expect("connects");
+        let mut connection = listener.accept().await.expect("accepted");
+        let (inputs, mut lab) = mpsc::channel(4);
+        let (_stop, shutdown) = watch::channel(false);
+        let feeding = tokio::spawn(async move { feed(&mut connection, inputs, shutdown).await });
+
+        // A send made no socket: nothing to wait for.
+        link.send(&returned(OpName::Send, 3), None).expect("sent");
+        let Some(LabInput::Traced(sent)) = lab.recv().await else {
+            panic!("the lab gets the report");
+        };
+        assert!(sent.handled.is_none(), "nobody waits on a send");
+
+        let made = std::net::TcpListener::bind("127.0.0.1:0").expect("a socket to pass");
+        link.send(&returned(OpName::Socket, 3), Some(made.as_fd()))
+            .expect("sent");
+        let Some(LabInput::Traced(socket)) = lab.recv().await else {
+            panic!("the lab gets the report");
+        };
+        assert!(socket.socket.is_some(), "with the socket");
+        let handled = socket.handled.expect("the relay waits for the lab");
+        handled.send(()).expect("the relay still waits");
+        assert!(matches!(link.reply(), Ok(Reply::Handled)));
+
+        drop(link);
+        feeding.await.expect("fed").expect("ended cleanly");
+        drop(listener);
+        let _ = std::fs::remove_dir_all(folder);
     }
 }

@@ -494,7 +494,7 @@ impl Tracer {
             // (or the dup2 that closes the fd it reuses).
             let closing = Report::Closing { process, fd };
             self.report(closing, None);
-            if !self.lost && !matches!(self.link.reply(), Ok(super::report::Reply::LetGo)) {
+            if !self.lost && !matches!(self.link.reply(), Ok(super::report::Reply::Handled)) {
                 self.lost = true;
             }
         }
@@ -592,6 +592,15 @@ impl Tracer {
             }
             _ => {}
         }
+        let made_socket = copy.is_some();
         self.report(Report::Returned(traced), copy.as_ref());
+        // Held until the lab has the socket: its first segment, a connect's
+        // SYN, must find it there (see `Report::Returned`).
+        if made_socket
+            && !self.lost
+            && !matches!(self.link.reply(), Ok(super::report::Reply::Handled))
+        {
+            self.lost = true;
+        }
     }
 }

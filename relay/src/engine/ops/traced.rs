@@ -29,7 +29,7 @@ impl Lab {
         let TracedInput {
             report,
             socket,
-            let_go,
+            handled,
         } = input;
         self.traced = true;
         match report {
@@ -40,12 +40,7 @@ impl Lab {
                 event.note = Some(Note::ThreadSleeps);
                 self.emit(call.at, event);
             }
-            Report::Closing { process, fd } => {
-                self.let_go(process, fd);
-                if let Some(let_go) = let_go {
-                    let _ = let_go.send(());
-                }
-            }
+            Report::Closing { process, fd } => self.let_go(process, fd),
             Report::Forked { parent, child, .. } => {
                 let inherited: Vec<(RawFd, SockId)> = self
                     .program_fds
@@ -71,6 +66,10 @@ impl Lab {
                 self.sockets.ghosts.extend(closing.into_values());
                 self.emit_body(at, EventBody::Exited(ending));
             }
+        }
+        // The program waits on this answer in its syscall stop.
+        if let Some(handled) = handled {
+            let _ = handled.send(());
         }
     }
 
