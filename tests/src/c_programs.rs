@@ -90,8 +90,21 @@ pub fn free_lab_port() -> u16 {
     let start = 7001 + ((std::process::id() + asked * 97) % 999) as u16;
     (start..=7999)
         .chain(7001..start)
-        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .find(|port| bindable_as_the_course_server_binds(*port))
         .expect("a free lab port")
+}
+
+/// Whether 127.0.0.1:`port` can be bound as the course's C servers bind it:
+/// without SO_REUSEADDR, which std's `TcpListener::bind` sets. A connection
+/// of an earlier test still in TIME_WAIT on the port fails their bind() with
+/// EADDRINUSE, and so it fails this one.
+fn bindable_as_the_course_server_binds(port: u16) -> bool {
+    let Ok(socket) = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+    else {
+        return false;
+    };
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    socket.bind(&address.into()).is_ok()
 }
 
 /// What strace saw the server and client make, talking to each other once
