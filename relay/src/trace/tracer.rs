@@ -327,6 +327,15 @@ impl Tracer {
         self.threads.insert(pid, process);
     }
 
+    /// Holds the program, in the stop it is in, until the relay answers that
+    /// the lab has handled the report just sent; a relay that answers
+    /// anything else, or is gone, is lost, and the program runs on untraced.
+    fn wait_until_handled(&mut self) {
+        if !self.lost && !matches!(self.link.reply(), Ok(super::report::Reply::Handled)) {
+            self.lost = true;
+        }
+    }
+
     fn report(&mut self, report: Report, passing: Option<&OwnedFd>) {
         if self.lost {
             return;
@@ -494,9 +503,7 @@ impl Tracer {
             // (or the dup2 that closes the fd it reuses).
             let closing = Report::Closing { process, fd };
             self.report(closing, None);
-            if !self.lost && !matches!(self.link.reply(), Ok(super::report::Reply::Handled)) {
-                self.lost = true;
-            }
+            self.wait_until_handled();
         }
         if sys.may_sleep() {
             let sleeping = self.traced_call(pid, &call, None);
@@ -596,11 +603,8 @@ impl Tracer {
         self.report(Report::Returned(traced), copy.as_ref());
         // Held until the lab has the socket: its first segment, a connect's
         // SYN, must find it there (see `Report::Returned`).
-        if made_socket
-            && !self.lost
-            && !matches!(self.link.reply(), Ok(super::report::Reply::Handled))
-        {
-            self.lost = true;
+        if made_socket {
+            self.wait_until_handled();
         }
     }
 }
