@@ -429,16 +429,25 @@ fn socket_type(value: i32) -> String {
     }
 }
 
+/// The names of the `known` flags set in `value`, in their order, and the
+/// bits none of them names.
+fn named_flags(value: i32, known: &[(i32, &'static str)]) -> (Vec<&'static str>, i32) {
+    let names = known
+        .iter()
+        .filter(|(flag, _)| value & flag != 0)
+        .map(|(_, name)| *name)
+        .collect();
+    let rest = known.iter().fold(value, |rest, (flag, _)| rest & !flag);
+    (names, rest)
+}
+
 /// SOCK_NONBLOCK and SOCK_CLOEXEC, as socket() and accept4() take them.
 fn socket_flags(value: i32) -> Option<String> {
-    let names: Vec<&str> = [
+    let known = [
         (libc::SOCK_NONBLOCK, "SOCK_NONBLOCK"),
         (libc::SOCK_CLOEXEC, "SOCK_CLOEXEC"),
-    ]
-    .into_iter()
-    .filter(|(flag, _)| value & flag != 0)
-    .map(|(_, name)| name)
-    .collect();
+    ];
+    let (names, _) = named_flags(value, &known);
     (!names.is_empty()).then(|| names.join(" | "))
 }
 
@@ -446,23 +455,18 @@ fn socket_flags(value: i32) -> Option<String> {
 /// is named only when it is not O_RDONLY (0), as a program that passes on
 /// F_GETFL's answer (O_RDWR for a socket) shows it.
 fn status_flags(flags: i32) -> String {
-    let mut names = Vec::new();
-    match flags & libc::O_ACCMODE {
-        libc::O_WRONLY => names.push("O_WRONLY".to_string()),
-        libc::O_RDWR => names.push("O_RDWR".to_string()),
-        _ => {}
-    }
-    let mut rest = flags & !libc::O_ACCMODE;
-    for (flag, name) in [
+    let known = [
         (libc::O_APPEND, "O_APPEND"),
         (libc::O_NONBLOCK, "O_NONBLOCK"),
         (libc::O_ASYNC, "O_ASYNC"),
-    ] {
-        if rest & flag != 0 {
-            names.push(name.to_string());
-            rest &= !flag;
-        }
-    }
+    ];
+    let (named, rest) = named_flags(flags & !libc::O_ACCMODE, &known);
+    let mode = match flags & libc::O_ACCMODE {
+        libc::O_WRONLY => Some("O_WRONLY"),
+        libc::O_RDWR => Some("O_RDWR"),
+        _ => None,
+    };
+    let mut names: Vec<String> = mode.into_iter().chain(named).map(String::from).collect();
     if rest != 0 {
         names.push(format!("{rest:#o}"));
     }
@@ -482,12 +486,8 @@ fn msg_flags(value: u64) -> String {
         (libc::MSG_NOSIGNAL, "MSG_NOSIGNAL"),
         (libc::MSG_MORE, "MSG_MORE"),
     ];
-    let mut names: Vec<String> = known
-        .iter()
-        .filter(|(flag, _)| value & flag != 0)
-        .map(|(_, name)| name.to_string())
-        .collect();
-    let rest = known.iter().fold(value, |rest, (flag, _)| rest & !flag);
+    let (named, rest) = named_flags(value, &known);
+    let mut names: Vec<String> = named.into_iter().map(String::from).collect();
     if rest != 0 || names.is_empty() {
         names.push(format!("{rest:#x}").replace("0x0", "0"));
     }
