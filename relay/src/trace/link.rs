@@ -288,13 +288,14 @@ impl Connection {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::os::fd::AsFd;
 
     use super::*;
     use crate::trace::report::Report;
 
-    fn folder(name: &str) -> PathBuf {
+    /// A fresh folder for one test's control socket.
+    pub(in crate::trace) fn folder(name: &str) -> PathBuf {
         let folder =
             std::env::temp_dir().join(format!("socket-flow-link-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&folder);

@@ -177,8 +177,7 @@ mod tests {
     // side must answer meanwhile.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_call_that_made_a_socket_is_answered_once_the_lab_has_it() {
-        let folder = std::env::temp_dir().join(format!("socket-flow-stage-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&folder);
+        let folder = crate::trace::link::tests::folder("stage");
         let path = folder.join("relay.sock");
         let listener = Listener::bind_at(path.clone()).expect("listens");
         let link = Link::connect_at(&path).expect("connects");
