@@ -424,13 +424,15 @@ fn socket_type(value: i32) -> String {
         other => other.to_string(),
     };
     match socket_flags(value & !0xf) {
-        Some(flags) => format!("{kind} | {flags}"),
+        Some(flags) => format!("{kind}|{flags}"),
         None => kind,
     }
 }
 
 /// The names of the `known` flags set in `value`, in their order, and the
-/// bits none of them names.
+/// bits none of them names. Callers join them with a bare `|`, as the lab's
+/// own calls and strace write flags, so that a traced program's calls read
+/// like the lab's.
 fn named_flags(value: i32, known: &[(i32, &'static str)]) -> (Vec<&'static str>, i32) {
     let names = known
         .iter()
@@ -448,7 +450,7 @@ fn socket_flags(value: i32) -> Option<String> {
         (libc::SOCK_CLOEXEC, "SOCK_CLOEXEC"),
     ];
     let (names, _) = named_flags(value, &known);
-    (!names.is_empty()).then(|| names.join(" | "))
+    (!names.is_empty()).then(|| names.join("|"))
 }
 
 /// F_SETFL's flags as C writes them: `O_RDWR|O_NONBLOCK`. The access mode
@@ -491,7 +493,7 @@ fn msg_flags(value: u64) -> String {
     if rest != 0 || names.is_empty() {
         names.push(format!("{rest:#x}").replace("0x0", "0"));
     }
-    names.join(" | ")
+    names.join("|")
 }
 
 fn sockopt_level(level: i32) -> String {
@@ -569,6 +571,19 @@ mod tests {
                 "socket(AF_INET, SOCK_STREAM, 0) = 3",
             ),
             (
+                Sys::Socket,
+                [
+                    libc::AF_INET as u64,
+                    (libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) as u64,
+                    0,
+                    0,
+                    0,
+                    0,
+                ],
+                Some(3),
+                "socket(AF_INET, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC, 0) = 3",
+            ),
+            (
                 Sys::Bind,
                 [3, 0x1000, 16, 0, 0, 0],
                 Some(0),
@@ -591,6 +606,19 @@ mod tests {
                 [4, 0x3000, 13, 0, 0, 0],
                 Some(13),
                 "send(4, \"Hello, Server\", 13, 0) = 13",
+            ),
+            (
+                Sys::SendTo,
+                [
+                    4,
+                    0x3000,
+                    13,
+                    (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as u64,
+                    0,
+                    0,
+                ],
+                Some(13),
+                "send(4, \"Hello, Server\", 13, MSG_DONTWAIT|MSG_NOSIGNAL) = 13",
             ),
             (
                 Sys::Read,
