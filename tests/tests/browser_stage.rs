@@ -33,14 +33,15 @@ fn inside(place: &[f64]) -> bool {
     *top >= 0.0 && *left >= 0.0 && bottom <= height && right <= width && bottom > top
 }
 
-/// Whether the header and the toolbar each take one row: their visible
-/// children all start within 20 px of one another.
-async fn bars_rows(browser: &Browser) -> serde_json::Value {
+/// Whether each of `bars` (the header, the toolbar, the timeline's
+/// controls) takes one row: its visible children all start within 20 px of
+/// one another.
+async fn bars_rows(browser: &Browser, bars: &[&str]) -> serde_json::Value {
     browser
         .client
         .execute(
-            "return ['.top', '.toolbar'].map((bar) => {                const tops = [...document.querySelector(bar).children]                  .filter((child) => child.getClientRects().length > 0)                  .map((child) => child.getBoundingClientRect().top);                return Math.max(...tops) - Math.min(...tops) < 20; })",
-            vec![],
+            "return arguments[0].map((bar) => {                const tops = [...document.querySelector(bar).children]                  .filter((child) => child.getClientRects().length > 0)                  .map((child) => child.getBoundingClientRect().top);                return Math.max(...tops) - Math.min(...tops) < 20; })",
+            vec![serde_json::json!(bars)],
         )
         .await
         .expect("the script runs")
@@ -56,7 +57,7 @@ async fn handshake_on_a_projector(language: &str, server: &str, client: &str) {
     // A laptop's 1280-wide screen fits the header and the toolbar in one
     // row each before the projector's larger stage is asked for.
     assert_eq!(
-        bars_rows(&browser).await,
+        bars_rows(&browser, &[".top", ".toolbar"]).await,
         serde_json::json!([true, true]),
         "header and toolbar in one row each, without projector mode"
     );
@@ -86,12 +87,12 @@ async fn handshake_on_a_projector(language: &str, server: &str, client: &str) {
         "the page has not scrolled"
     );
 
-    // The header and the toolbar take one row each, so the stage starts
-    // high on the screen.
+    // The header, the toolbar and the timeline's controls take one row
+    // each, so the stage and the diagram start high on the screen.
     assert_eq!(
-        bars_rows(&browser).await,
-        serde_json::json!([true, true]),
-        "header and toolbar in one row each"
+        bars_rows(&browser, &[".top", ".toolbar", ".history"]).await,
+        serde_json::json!([true, true, true]),
+        "header, toolbar and the timeline's controls in one row each"
     );
 
     let accept = place(&browser, "[data-lane='0'] button[data-step='accept']")

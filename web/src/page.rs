@@ -714,7 +714,7 @@ fn send_action(page: &mut Page, action: &Action, effects: &mut Vec<Effect>) -> O
     } else if page.ui.at_seq.is_some() {
         // The stage shows the past; a click there must not act on the present.
         Some((
-            "The stage shows the lab as it was. Press Live to act on it again.",
+            "The stage shows the lab as it was. Press “Back to live” to act on it again.",
             "舞台上显示的是过去的状态。按“回到实时”后才能继续操作。",
         ))
     } else if page.model.following.is_some() {
@@ -810,7 +810,7 @@ mod tests {
             page.model
                 .last_error
                 .as_deref()
-                .is_some_and(|error| error.contains("Live"))
+                .is_some_and(|error| error.contains("Back to live"))
         );
     }
 

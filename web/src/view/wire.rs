@@ -39,7 +39,9 @@ pub fn history(model: &Model, ui: &Ui) -> String {
         back = esc(lang.pick("One event back (,)", "后退一个事件（,）")),
         forward = esc(lang.pick("One event forward (.)", "前进一个事件（.）")),
         event = esc(lang.pick("Event", "事件")),
-        go_live = esc(lang.pick("Live", "回到实时")),
+        // Beside the status that says "Live", the button says where it goes,
+        // as the Chinese one does: a second "Live" read as a label.
+        go_live = esc(lang.pick("Back to live", "回到实时")),
         live_disabled = if ui.at_seq.is_none() { " disabled" } else { "" },
         said = esc(&said),
     )
