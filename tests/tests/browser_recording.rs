@@ -106,7 +106,7 @@ async fn a_saved_lesson_opens_again_as_the_same_rows_with_no_relay_behind_it() {
         words.contains("A recording of a real run") && words.contains("Nothing in it is live"),
         "{words}"
     );
-    // Live shows the whole recording at once.
+    // Show it all (the history's live button) shows the whole recording at once.
     click(&browser, "//button[@data-action='live']").await;
     let mut opened = Vec::new();
     for _ in 0..100 {
@@ -117,6 +117,29 @@ async fn a_saved_lesson_opens_again_as_the_same_rows_with_no_relay_behind_it() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(opened, live, "the same rows, in the same order");
+    // Its end is the whole recording, never "Live": nothing in it is.
+    let status: String = browser
+        .script(
+            "return document.querySelector('#history .at').textContent",
+            vec![],
+        )
+        .await;
+    assert_eq!(status, "The whole recording");
+    browser.screenshot("recording-whole").await;
+    // The banner's buttons can be read: their text is not their background.
+    let blank: Vec<String> = browser
+        .script(
+            "return [...document.querySelectorAll('#recording button')] \
+               .filter((button) => { const style = getComputedStyle(button); \
+                 return style.color === style.backgroundColor; }) \
+               .map((button) => button.textContent)",
+            vec![],
+        )
+        .await;
+    assert!(
+        blank.is_empty(),
+        "buttons with text the colour of their background: {blank:?}"
+    );
 
     // Nothing in it is live: a step makes no command, and the page says why.
     click(

@@ -403,7 +403,13 @@ fn click(page: &mut Page, action: UiAction, effects: &mut Vec<Effect>) {
         }
         UiAction::HistoryBack => page.ui.at_seq = step_history(&page.model, page.ui.at_seq, -1),
         UiAction::HistoryForward => page.ui.at_seq = step_history(&page.model, page.ui.at_seq, 1),
-        UiAction::Live => page.ui.at_seq = None,
+        UiAction::Live => {
+            page.ui.at_seq = None;
+            // A recording shown whole has nothing left to play.
+            if let Some(replay) = &mut page.ui.replay {
+                replay.playing = false;
+            }
+        }
         UiAction::Drawer => {
             toggle(
                 &mut page.ui.drawer_open,
@@ -1036,6 +1042,23 @@ mod tests {
         assert_eq!(effects, vec![Effect::Reconnect { delay_ms: 0 }]);
         assert!(page.ui.replay.is_none());
         assert!(page.model.log.is_empty(), "a fresh lab");
+    }
+
+    #[test]
+    fn showing_a_playing_recording_whole_stops_it() {
+        let (_, text) = saved();
+        let mut page = Page::new(&Saved::default(), Some("en"), None);
+        update(&mut page, Msg::OpenRecording { text });
+        assert!(page.ui.replay.as_ref().is_some_and(|replay| replay.playing));
+        update(&mut page, Msg::Click(UiAction::Live));
+        assert_eq!(page.ui.at_seq, None, "the whole recording");
+        assert!(
+            page.ui
+                .replay
+                .as_ref()
+                .is_some_and(|replay| !replay.playing),
+            "nothing is left to play"
+        );
     }
 
     #[test]

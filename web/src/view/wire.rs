@@ -28,7 +28,18 @@ pub fn history(model: &Model, ui: &Ui) -> String {
                 lang.pick("As it was at event", "当时的状态：事件")
             ),
         ),
+        // A recording has nothing live in it: its end is the whole of it.
+        None if ui.replay.is_some() => (
+            "live",
+            lang.pick("The whole recording", "整段录制").to_string(),
+        ),
         None => ("live", lang.pick("Live", "实时").to_string()),
+    };
+    // Beside the status, the button says where it goes, as the Chinese one
+    // does: a second "Live" read as a label.
+    let go_live = match ui.replay {
+        Some(_) => lang.pick("Show it all", "显示全部"),
+        None => lang.pick("Back to live", "回到实时"),
     };
     format!(
         r#"<button{back_action} aria-keyshortcuts="," title="{back}">◀</button><input type="range" id="scrub"{scrub} min="{oldest}" max="{newest}" value="{at}" aria-label="{event}"><button{forward_action} aria-keyshortcuts="." title="{forward}">▶</button><button{live}{live_disabled}>{go_live}</button> <span class="at" data-state="{state}" role="status">{said}</span>"#,
@@ -39,9 +50,7 @@ pub fn history(model: &Model, ui: &Ui) -> String {
         back = esc(lang.pick("One event back (,)", "后退一个事件（,）")),
         forward = esc(lang.pick("One event forward (.)", "前进一个事件（.）")),
         event = esc(lang.pick("Event", "事件")),
-        // Beside the status that says "Live", the button says where it goes,
-        // as the Chinese one does: a second "Live" read as a label.
-        go_live = esc(lang.pick("Back to live", "回到实时")),
+        go_live = esc(go_live),
         live_disabled = if ui.at_seq.is_none() { " disabled" } else { "" },
         said = esc(&said),
     )
