@@ -228,6 +228,29 @@ impl Browser {
         .expect("two numbers")
     }
 
+    /// The visible elements whose own text is the colour of what it sits on
+    /// (the nearest background that is not transparent), as `tag: text`:
+    /// text nobody can read, such as a button that inherits a banner's white.
+    pub async fn unreadable_text(&self) -> Vec<String> {
+        self.script(
+            "const under = (element) => { \
+               for (let at = element; at; at = at.parentElement) { \
+                 const colour = getComputedStyle(at).backgroundColor; \
+                 if (colour !== 'rgba(0, 0, 0, 0)' && colour !== 'transparent') return colour; \
+               } \
+               return 'rgb(255, 255, 255)'; }; \
+             return [...document.querySelectorAll('body *')] \
+               .filter((element) => !(element instanceof SVGElement) \
+                 && element.getClientRects().length > 0 \
+                 && getComputedStyle(element).visibility !== 'hidden' \
+                 && [...element.childNodes].some((node) => node.nodeType === 3 && node.textContent.trim()) \
+                 && getComputedStyle(element).color === under(element)) \
+               .map((element) => element.tagName + ': ' + element.textContent.trim().slice(0, 60))",
+            vec![],
+        )
+        .await
+    }
+
     /// Saves a screenshot under tests/artifacts/ and returns its path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.client.screenshot().await.expect("a screenshot");

@@ -549,3 +549,39 @@ async fn no_step_title_wraps_on_a_1366_projector_in_english() {
 async fn no_step_title_wraps_on_a_1366_projector_in_chinese() {
     no_step_title_wraps_on_a_1366_projector("zh-CN").await;
 }
+
+/// Every word on the stage can be read in each theme: no text is the colour
+/// of what it sits on, as a banner's buttons once were.
+#[tokio::test]
+async fn every_word_can_be_read_in_the_light_and_dark_themes_and_on_a_projector() {
+    let (_relay, browser) = after_handshake().await;
+    let mut themes = Vec::new();
+    for (theme, toggle) in [
+        ("light", None),
+        ("dark", Some("theme")),
+        ("dark projector", Some("projector")),
+        ("light projector", Some("theme")),
+    ] {
+        if let Some(action) = toggle {
+            click(&browser, &format!("//button[@data-action='{action}']")).await;
+        }
+        let body: String = browser
+            .script("return document.body.className", vec![])
+            .await;
+        themes.push(format!("{theme}: {body}"));
+        let unreadable = browser.unreadable_text().await;
+        assert!(
+            unreadable.is_empty(),
+            "{theme}: text the colour of its background: {unreadable:?}"
+        );
+    }
+    // Each toggle took: the checks above met four different pages.
+    assert!(
+        themes[1].contains("dark") && themes[2].contains("projector"),
+        "{themes:?}"
+    );
+    assert!(
+        !themes[3].contains("dark") && themes[3].contains("projector"),
+        "{themes:?}"
+    );
+}
