@@ -447,7 +447,12 @@ pub fn segment_label(segment: &Segment) -> String {
     if let Some(count) = segment.coalesced {
         label.push_str(&format!(" ×{count}"));
     }
-    label.push_str(&format!(" seq={} ack={}", segment.rel_seq, segment.rel_ack));
+    label.push_str(&format!(" seq={}", segment.rel_seq));
+    // Without the ACK flag the acknowledgement field means nothing (a SYN's
+    // is 0): Wireshark leaves it out, and so does the arrow.
+    if segment.flags.iter().any(|flag| flag == "ACK") {
+        label.push_str(&format!(" ack={}", segment.rel_ack));
+    }
     if segment.len > 0 {
         label.push_str(&format!(" len={}", segment.len));
     }

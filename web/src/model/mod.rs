@@ -624,6 +624,25 @@ mod tests {
     }
 
     #[test]
+    fn a_segment_without_the_ack_flag_shows_no_ack_number() {
+        let syn = r#"{"seq":12,"t_us":2509,"kind":"segment","src":"127.0.0.1:49194","dst":"127.0.0.1:7006","flags":["SYN"],"tcp_seq":2036192122,"tcp_ack":0,"rel_seq":0,"rel_ack":0,"len":0,"win":65495,"src_sock":2,"dst_sock":1,"cause":"call","id":6}"#;
+        let Ok(protocol::Event {
+            body: EventBody::Segment(segment),
+            ..
+        }) = protocol::decode_event(syn)
+        else {
+            panic!("a segment");
+        };
+        assert_eq!(segment_label(&segment), "SYN seq=0");
+        let syn_ack = protocol::Segment {
+            flags: vec!["SYN".into(), "ACK".into()],
+            rel_ack: 1,
+            ..segment
+        };
+        assert_eq!(segment_label(&syn_ack), "SYN+ACK seq=0 ack=1");
+    }
+
+    #[test]
     fn odd_events_do_not_panic() {
         let mut model = Model::new(Lang::En);
         let odd = [

@@ -64,12 +64,20 @@ pub fn packet(model: &Model, ui: &Ui) -> String {
         ),
         (
             lang.pick("Acknowledgement", "确认号"),
-            format!(
-                "{} ({} {})",
-                segment.tcp_ack,
-                lang.pick("relative", "相对"),
-                segment.rel_ack
-            ),
+            if segment.flags.iter().any(|flag| flag == "ACK") {
+                format!(
+                    "{} ({} {})",
+                    segment.tcp_ack,
+                    lang.pick("relative", "相对"),
+                    segment.rel_ack
+                )
+            } else {
+                format!(
+                    "{} ({})",
+                    segment.tcp_ack,
+                    lang.pick("not in use: no ACK flag", "无效：没有 ACK 标志")
+                )
+            },
         ),
         (lang.pick("Window", "窗口"), segment.win.to_string()),
         (
