@@ -268,6 +268,12 @@ async fn with_no_relay_the_page_says_so_and_plays_the_recorded_lesson_to_its_end
     // No relay answers: the page says so, and offers the recorded lesson.
     let banner = browser.wait_for("#banner:not([hidden]) button").await;
     browser.wait_for("#status[data-state='lost']").await;
+    // Its button can be read on the banner's colour.
+    let unreadable = browser.unreadable_text().await;
+    assert!(
+        unreadable.is_empty(),
+        "text the colour of its background: {unreadable:?}"
+    );
     banner.click().await.expect("the button is clicked");
     let words = recording_banner(&browser).await;
     assert!(words.contains("Nothing in it is live"), "{words}");
