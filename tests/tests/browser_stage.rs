@@ -585,3 +585,35 @@ async fn every_word_can_be_read_in_the_light_and_dark_themes_and_on_a_projector(
         "{themes:?}"
     );
 }
+
+/// Opening the drawer on a 1280-wide laptop narrows the stage's columns with
+/// no window resize: the diagram is drawn again at its new width, and no
+/// part of the page (a lane, the drawer, the log) needs a sideways scroll.
+#[tokio::test]
+async fn the_drawer_narrows_the_stage_and_the_diagram_is_redrawn_to_fit() {
+    let (_relay, browser) = after_handshake().await;
+    browser.set_viewport(1280, 800).await;
+    click(&browser, "//button[@data-action='drawer']").await;
+    browser.wait_for("body .code:not([hidden])").await;
+    let fits = "const diagram = document.getElementById('diagram'); \
+                const svg = diagram.querySelector('svg'); \
+                return [svg.getBoundingClientRect().width <= diagram.clientWidth + 1, \
+                  [...document.querySelectorAll('body *')] \
+                    .filter((box) => box.clientWidth > 1 \
+                      && getComputedStyle(box).overflowX !== 'visible' \
+                      && box.scrollWidth > box.clientWidth + 1) \
+                    .map((box) => box.id || box.className)]";
+    let mut seen = serde_json::Value::Null;
+    for _ in 0..50 {
+        seen = browser.script(fits, vec![]).await;
+        if seen == serde_json::json!([true, []]) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        seen,
+        serde_json::json!([true, []]),
+        "[the diagram fits its box, the parts that scroll sideways]"
+    );
+}

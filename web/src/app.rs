@@ -43,6 +43,9 @@ struct App {
     /// What the controls were last drawn for: following, in a classroom,
     /// presenting, and the language of their tooltips.
     seated: Option<(bool, bool, bool, crate::i18n::Lang)>,
+    /// Watches the diagram's box, which the drawer, a new lane or the
+    /// projector's font resize with no window resize to say so.
+    sized: Option<web_sys::ResizeObserver>,
 }
 
 type Shared = Rc<RefCell<App>>;
@@ -95,6 +98,7 @@ pub fn start() -> Result<(), JsValue> {
         diagram: DrawnDiagram::default(),
         scroll_to_newest: false,
         snapshot: None,
+        sized: None,
     }));
     mount(&mut app.borrow_mut())?;
     listen_to_page(&app)?;
@@ -287,7 +291,17 @@ fn mount(app: &mut App) -> Result<(), JsValue> {
     if let Some(mistakes) = by_id("mistakes") {
         mistakes.set_inner_html(&view::mistakes(lang));
     }
+    observe_diagram(app);
     Ok(())
+}
+
+/// Watches the diagram's box (a new one after each mount), so that the
+/// diagram is drawn again at whatever width the layout gives it.
+fn observe_diagram(app: &App) {
+    if let (Some(sized), Some(diagram)) = (&app.sized, by_id("diagram")) {
+        sized.disconnect();
+        sized.observe(&diagram);
+    }
 }
 
 /// The projector button's attribute, as the view writes it.
@@ -571,6 +585,16 @@ fn listen_to_page(app: &Shared) -> Result<(), JsValue> {
         .ok_or("no window")?
         .add_event_listener_with_callback("resize", on_resize.as_ref().unchecked_ref())?;
     on_resize.forget();
+    // So does a new width of the diagram's own box: opening the drawer or
+    // adding a lane narrows it, and no window resize says so.
+    let sized = Rc::clone(app);
+    let on_sized = Closure::<dyn FnMut()>::new(move || {
+        dispatch(&sized, Msg::Resized);
+    });
+    let observer = web_sys::ResizeObserver::new(on_sized.as_ref().unchecked_ref())?;
+    on_sized.forget();
+    app.borrow_mut().sized = Some(observer);
+    observe_diagram(&app.borrow());
 
     // A recording dropped anywhere on the page opens.
     let dragged = Closure::<dyn FnMut(Event)>::new(|event: Event| event.prevent_default());

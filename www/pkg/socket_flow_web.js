@@ -103,6 +103,9 @@ function __wbg_get_imports() {
             const ret = getObject(arg0).data;
             return addHeapObject(ret);
         },
+        __wbg_disconnect_cfb0d06aca1c1b50: function(arg0) {
+            getObject(arg0).disconnect();
+        },
         __wbg_documentElement_5e44e37dd0181a81: function(arg0) {
             const ret = getObject(arg0).documentElement;
             return isLikeNone(ret) ? 0 : addHeapObject(ret);
@@ -335,6 +338,10 @@ function __wbg_get_imports() {
             const ret = new Date();
             return addHeapObject(ret);
         },
+        __wbg_new_bdf613c6b0b3d702: function() { return handleError(function (arg0) {
+            const ret = new ResizeObserver(getObject(arg0));
+            return addHeapObject(ret);
+        }, arguments); },
         __wbg_new_cd4348290afae586: function() {
             const ret = new Object();
             return addHeapObject(ret);
@@ -354,6 +361,9 @@ function __wbg_get_imports() {
         __wbg_nextElementSibling_758a2a7370bec999: function(arg0) {
             const ret = getObject(arg0).nextElementSibling;
             return isLikeNone(ret) ? 0 : addHeapObject(ret);
+        },
+        __wbg_observe_0bd2cd721b4e32da: function(arg0, arg1) {
+            getObject(arg0).observe(getObject(arg1));
         },
         __wbg_of_027eb15371aac932: function(arg0) {
             const ret = Array.of(getObject(arg0));
@@ -576,27 +586,27 @@ function __wbg_get_imports() {
         },
         __wbindgen_generic_0000000000000003: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("CloseEvent")], shim_idx: 16, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true_);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_45868b1a6416d3a3___features__gen_DragEvent__DragEvent______true_);
             return addHeapObject(ret);
         },
         __wbindgen_generic_0000000000000004: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("DragEvent")], shim_idx: 16, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true__4);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_45868b1a6416d3a3___features__gen_DragEvent__DragEvent______true__4);
             return addHeapObject(ret);
         },
         __wbindgen_generic_0000000000000005: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("Event")], shim_idx: 16, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true__5);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_45868b1a6416d3a3___features__gen_DragEvent__DragEvent______true__5);
             return addHeapObject(ret);
         },
         __wbindgen_generic_0000000000000006: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("KeyboardEvent")], shim_idx: 16, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true__6);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_45868b1a6416d3a3___features__gen_DragEvent__DragEvent______true__6);
             return addHeapObject(ret);
         },
         __wbindgen_generic_0000000000000007: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("MessageEvent")], shim_idx: 16, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true__7);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_45868b1a6416d3a3___features__gen_DragEvent__DragEvent______true__7);
             return addHeapObject(ret);
         },
         __wbindgen_generic_0000000000000008: function(arg0, arg1) {
@@ -631,24 +641,24 @@ function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___wasm_bind
     wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___wasm_bindgen_d56c81c998592d0___JsValue______true_(arg0, arg1, addHeapObject(arg2));
 }
 
-function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true_(arg0, arg1, arg2) {
-    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true_(arg0, arg1, addHeapObject(arg2));
+function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_45868b1a6416d3a3___features__gen_DragEvent__DragEvent______true_(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_45868b1a6416d3a3___features__gen_DragEvent__DragEvent______true_(arg0, arg1, addHeapObject(arg2));
 }
 
-function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true__4(arg0, arg1, arg2) {
-    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true__4(arg0, arg1, addHeapObject(arg2));
+function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_45868b1a6416d3a3___features__gen_DragEvent__DragEvent______true__4(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_45868b1a6416d3a3___features__gen_DragEvent__DragEvent______true__4(arg0, arg1, addHeapObject(arg2));
 }
 
-function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true__5(arg0, arg1, arg2) {
-    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true__5(arg0, arg1, addHeapObject(arg2));
+function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_45868b1a6416d3a3___features__gen_DragEvent__DragEvent______true__5(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_45868b1a6416d3a3___features__gen_DragEvent__DragEvent______true__5(arg0, arg1, addHeapObject(arg2));
 }
 
-function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true__6(arg0, arg1, arg2) {
-    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true__6(arg0, arg1, addHeapObject(arg2));
+function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_45868b1a6416d3a3___features__gen_DragEvent__DragEvent______true__6(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_45868b1a6416d3a3___features__gen_DragEvent__DragEvent______true__6(arg0, arg1, addHeapObject(arg2));
 }
 
-function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true__7(arg0, arg1, arg2) {
-    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_6be730c73e07b054___features__gen_DragEvent__DragEvent______true__7(arg0, arg1, addHeapObject(arg2));
+function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_45868b1a6416d3a3___features__gen_DragEvent__DragEvent______true__7(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___web_sys_45868b1a6416d3a3___features__gen_DragEvent__DragEvent______true__7(arg0, arg1, addHeapObject(arg2));
 }
 
 function wasm_bindgen_d56c81c998592d0___convert__closures_____invoke___f64______true_(arg0, arg1, arg2) {
