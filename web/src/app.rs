@@ -43,8 +43,8 @@ struct App {
     /// What the controls were last drawn for: following, in a classroom,
     /// presenting, and the language of their tooltips.
     seated: Option<(bool, bool, bool, crate::i18n::Lang)>,
-    /// Watches the diagram's box, which the drawer, a new lane or the
-    /// projector's font resize with no window resize to say so.
+    /// Watches the diagram's box, which the drawer resizes (opening or
+    /// closing) with no window resize to say so.
     sized: Option<web_sys::ResizeObserver>,
 }
 
@@ -585,8 +585,8 @@ fn listen_to_page(app: &Shared) -> Result<(), JsValue> {
         .ok_or("no window")?
         .add_event_listener_with_callback("resize", on_resize.as_ref().unchecked_ref())?;
     on_resize.forget();
-    // So does a new width of the diagram's own box: opening the drawer or
-    // adding a lane narrows it, and no window resize says so.
+    // So does a new width of the diagram's own box: opening the drawer
+    // narrows it, closing it widens it, and no window resize says so.
     let sized = Rc::clone(app);
     let on_sized = Closure::<dyn FnMut()>::new(move || {
         // Only a new width: the box also grows taller with each new row
