@@ -234,6 +234,12 @@ impl Model {
                 }
                 Some(OpName::Socket) => {
                     if let (Some(sock), Some(lane_entry)) = (call.sock, self.lanes.get_mut(lane)) {
+                        // A new socket starts the lane's steps again: the
+                        // cards of the one before (a restarted server's
+                        // listen, say) are not this socket's, and the
+                        // timeline keeps them.
+                        lane_entry.cards.clear();
+                        lane_entry.extra.clear();
                         lane_entry.sock = Some(sock);
                         lane_entry.program = call.lane.clone();
                         let mut view =

@@ -462,6 +462,26 @@ mod tests {
     }
 
     #[test]
+    fn a_lanes_new_socket_starts_its_steps_again() {
+        let mut model = Model::new(Lang::En);
+        for event in events() {
+            model.apply(&event);
+        }
+        assert!(model.lanes[SERVER_LANE].cards.contains_key(&Step::Listen));
+        let again = format!(
+            r#"{{"seq":{},"t_us":99000,"kind":"call","id":99,"op":"socket","sock":9,"fd":20,"phase":"done","ret":20,"c":"socket(AF_INET, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC, 0) = 20","role":"server"}}"#,
+            model.last_seq + 1
+        );
+        model.apply(&protocol::decode_event(&again).expect("a call"));
+        let server = &model.lanes[SERVER_LANE];
+        let steps: Vec<Step> = server.cards.keys().copied().collect();
+        assert_eq!(steps, [Step::Socket], "only the new socket's card");
+        assert_eq!(server.cards[&Step::Socket].call.sock, Some(9));
+        assert!(server.extra.is_empty());
+        assert_eq!(server.sock, Some(9));
+    }
+
+    #[test]
     fn back_off_doubles_then_caps_and_resets_on_open() {
         let mut model = Model::new(Lang::En);
         let delays: Vec<u32> = (0..7).map(|_| model.connection_lost()).collect();
