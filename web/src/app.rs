@@ -589,12 +589,8 @@ fn listen_to_page(app: &Shared) -> Result<(), JsValue> {
     // narrows it, closing it widens it, and no window resize says so.
     let sized = Rc::clone(app);
     let on_sized = Closure::<dyn FnMut()>::new(move || {
-        // Only a new width: the box also grows taller with each new row
-        // until it reaches its height, which needs no second render.
         let width = by_id("diagram").map_or(0, |diagram| diagram.client_width());
-        if width > 0 && f64::from(width) != sized.borrow().page.ui.diagram_width {
-            dispatch(&sized, Msg::Resized);
-        }
+        dispatch(&sized, Msg::DiagramResized { width });
     });
     let observer = web_sys::ResizeObserver::new(on_sized.as_ref().unchecked_ref())?;
     on_sized.forget();

@@ -163,6 +163,11 @@ pub enum Msg {
     Frame(String),
     /// The window changed size.
     Resized,
+    /// The diagram's box is this wide now (CSS pixels): the drawer opened or
+    /// closed, or a new row made it taller.
+    DiagramResized {
+        width: i32,
+    },
     /// An arrow was focused or hovered: its event is shown at once, without
     /// drawing the rest of the page again.
     Hover {
@@ -283,6 +288,11 @@ pub fn update(page: &mut Page, msg: Msg) -> Vec<Effect> {
                 action: UiAction::Address { .. } | UiAction::Speed,
                 ..
             }
+    ) || matches!(
+        // Only a new width draws the diagram again: the box also grows
+        // taller with each new row until it reaches its height.
+        msg,
+        Msg::DiagramResized { width } if width <= 0 || f64::from(width) == page.ui.diagram_width
     );
     match msg {
         Msg::Click(action) => click(page, action, &mut effects),
@@ -339,7 +349,7 @@ pub fn update(page: &mut Page, msg: Msg) -> Vec<Effect> {
                 return effects;
             }
         },
-        Msg::Resized => {}
+        Msg::Resized | Msg::DiagramResized { .. } => {}
         Msg::SaveRecording { now } => save_recording(page, &now, &mut effects),
         Msg::OpenRecording { text } => open_recording(page, &text, &mut effects),
         Msg::DemoUnavailable(reason) => {
@@ -1042,6 +1052,17 @@ mod tests {
         assert_eq!(effects, vec![Effect::Reconnect { delay_ms: 0 }]);
         assert!(page.ui.replay.is_none());
         assert!(page.model.log.is_empty(), "a fresh lab");
+    }
+
+    #[test]
+    fn only_a_new_width_of_the_diagrams_box_draws_the_page_again() {
+        let mut page = connected();
+        page.ui.diagram_width = 479.0;
+        page.dirty = false;
+        update(&mut page, Msg::DiagramResized { width: 479 });
+        assert!(!page.dirty, "taller, not wider");
+        update(&mut page, Msg::DiagramResized { width: 327 });
+        assert!(page.dirty, "the drawer opened");
     }
 
     #[test]
