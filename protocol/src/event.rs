@@ -368,6 +368,13 @@ pub struct Segment {
     pub coalesced: Option<u32>,
 }
 
+impl Segment {
+    /// Whether the segment carries this TCP flag (`"ACK"`, `"FIN"`, …).
+    pub fn has(&self, flag: &str) -> bool {
+        self.flags.iter().any(|set| set == flag)
+    }
+}
+
 /// Why a command was refused before any system call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -456,7 +456,7 @@ pub fn segment_label(segment: &Segment) -> String {
     label.push_str(&format!(" seq={}", segment.rel_seq));
     // Without the ACK flag the acknowledgement field means nothing (a SYN's
     // is 0): Wireshark leaves it out, and so does the arrow.
-    if segment.flags.iter().any(|flag| flag == "ACK") {
+    if segment.has("ACK") {
         label.push_str(&format!(" ack={}", segment.rel_ack));
     }
     if segment.len > 0 {

@@ -293,7 +293,7 @@ impl Model {
         let segment_seq = recent()
             .filter(|entry| {
                 matches!(&entry.event.body, EventBody::Segment(segment)
-                    if segment.flags.iter().any(|flag| flag == "RST" || flag == "FIN"))
+                    if segment.has("RST") || segment.has("FIN"))
             })
             .map(|entry| entry.seq)
             .next_back();

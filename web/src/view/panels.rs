@@ -64,7 +64,7 @@ pub fn packet(model: &Model, ui: &Ui) -> String {
         ),
         (
             lang.pick("Acknowledgement", "确认号"),
-            if segment.flags.iter().any(|flag| flag == "ACK") {
+            if segment.has("ACK") {
                 format!(
                     "{} ({} {})",
                     segment.tcp_ack,
